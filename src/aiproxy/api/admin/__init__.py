@@ -1,0 +1,1 @@
+"""Admin routes: every router here requires role `admin` and is audited."""

@@ -1,0 +1,130 @@
+"""Admin: the audit trail of admin writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import delete, func, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from ...errors import BadRequest, NotFound
+from ...store.models import OperationLog, utcnow
+from ..audit import AuditedRoute
+from ..deps import Paging, SessionDep, admin_user
+from ..envelope import FastJSONResponse, ok, page
+from ..views import operation_log_view
+
+router = APIRouter(
+    prefix="/api/admin/operation-logs",
+    tags=["admin: operation logs"],
+    route_class=AuditedRoute,
+    dependencies=[Depends(admin_user)],
+)
+
+
+def parse_day(value: str | None, field: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        raise BadRequest(f"{field}: expected a date as YYYY-MM-DD") from None
+
+
+def _conditions(
+    user_id: int | None,
+    action: str | None,
+    resource: str | None,
+    start_date: str | None,
+    end_date: str | None,
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if user_id is not None:
+        conditions.append(OperationLog.user_id == user_id)
+    if action:
+        conditions.append(OperationLog.action == action)
+    if resource:
+        conditions.append(OperationLog.resource == resource)
+    start = parse_day(start_date, "start_date")
+    end = parse_day(end_date, "end_date")
+    if start:
+        conditions.append(OperationLog.created_at >= datetime.combine(start, time.min, tzinfo=UTC))
+    if end:
+        conditions.append(
+            OperationLog.created_at < datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+        )
+    return conditions
+
+
+@router.get("")
+async def list_logs(
+    session: SessionDep,
+    paging: Paging,
+    user_id: int | None = None,
+    action: Annotated[str | None, Query(max_length=32)] = None,
+    resource: Annotated[str | None, Query(max_length=64)] = None,
+    start_date: str | None = None,
+    end_date: str | None = None,
+) -> FastJSONResponse:
+    conditions = _conditions(user_id, action, resource, start_date, end_date)
+    total = await session.scalar(select(func.count()).select_from(OperationLog).where(*conditions))
+    rows = await session.scalars(
+        select(OperationLog)
+        .where(*conditions)
+        .order_by(OperationLog.id.desc())
+        .offset(paging.offset)
+        .limit(paging.page_size)
+    )
+    return page(
+        [operation_log_view(r) for r in rows],
+        total=int(total or 0),
+        page=paging.page,
+        page_size=paging.page_size,
+    )
+
+
+@router.get("/stats")
+async def stats(
+    session: SessionDep, start_date: str | None = None, end_date: str | None = None
+) -> FastJSONResponse:
+    conditions = _conditions(None, None, None, start_date, end_date)
+    total = await session.scalar(select(func.count()).select_from(OperationLog).where(*conditions))
+
+    async def grouped(column: ColumnElement[str]) -> dict[str, int]:
+        rows = await session.execute(
+            select(column, func.count()).where(*conditions).group_by(column).order_by(func.count().desc())
+        )
+        return {str(name): int(count) for name, count in rows.tuples()}
+
+    midnight = datetime.combine(utcnow().date(), time.min, tzinfo=UTC)
+    today = await session.scalar(
+        select(func.count()).select_from(OperationLog).where(OperationLog.created_at >= midnight)
+    )
+    return ok(
+        {
+            "total": int(total or 0),
+            "today": int(today or 0),
+            "by_action": await grouped(OperationLog.action),
+            "by_resource": await grouped(OperationLog.resource),
+            "by_user": await grouped(OperationLog.username),
+        }
+    )
+
+
+@router.delete("/cleanup")
+async def cleanup(session: SessionDep, days: Annotated[int, Query(ge=1, le=3650)] = 90) -> FastJSONResponse:
+    """Delete entries older than `days` days."""
+    cutoff = utcnow() - timedelta(days=days)
+    result = await session.execute(delete(OperationLog).where(OperationLog.created_at < cutoff))
+    await session.commit()
+    return ok({"deleted": result.rowcount, "days": days})  # type: ignore[attr-defined]
+
+
+@router.get("/{log_id}")
+async def get_log(log_id: int, session: SessionDep) -> FastJSONResponse:
+    entry = await session.get(OperationLog, log_id)
+    if entry is None:
+        raise NotFound("operation log not found")
+    return ok(operation_log_view(entry, with_body=True))

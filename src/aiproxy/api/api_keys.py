@@ -1,0 +1,76 @@
+"""A user's own API keys: the keys their tools send to the proxy endpoints."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from ..store import users as user_store
+from ..store.models import ApiKey
+from .deps import CurrentUser, ServicesDep, SessionDep
+from .envelope import FastJSONResponse, created, ok
+from .schemas import ApiKeyCreate, ApiKeyUpdate
+from .views import api_key_view
+
+router = APIRouter(prefix="/api/api-keys", tags=["api-keys"])
+
+
+@router.get("")
+async def list_keys(user: CurrentUser, session: SessionDep) -> FastJSONResponse:
+    keys = await session.scalars(select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.id))
+    return ok([api_key_view(k) for k in keys])
+
+
+@router.post("")
+async def create_key(
+    body: ApiKeyCreate, user: CurrentUser, services: ServicesDep, session: SessionDep
+) -> FastJSONResponse:
+    key, raw = await user_store.create_api_key(
+        session,
+        services.secrets,
+        user_id=user.id,
+        name=body.name,
+        fields=body.model_dump(exclude={"name"}, exclude_unset=True),
+    )
+    await session.commit()
+    return created({**api_key_view(key), "key": raw})
+
+
+@router.get("/{key_id}")
+async def get_key(key_id: int, user: CurrentUser, session: SessionDep) -> FastJSONResponse:
+    return ok(api_key_view(await user_store.get_user_key(session, user_id=user.id, key_id=key_id)))
+
+
+@router.get("/{key_id}/reveal")
+async def reveal_key(
+    key_id: int, user: CurrentUser, services: ServicesDep, session: SessionDep
+) -> FastJSONResponse:
+    """The full key again, to its owner only (admins cannot reveal other users' keys)."""
+    key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
+    return ok({"id": key.id, "key": services.secrets.decrypt(key.key_encrypted)})
+
+
+@router.put("/{key_id}")
+async def update_key(
+    key_id: int, body: ApiKeyUpdate, user: CurrentUser, session: SessionDep
+) -> FastJSONResponse:
+    key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
+    user_store.apply_key_fields(key, body.model_dump(exclude_unset=True))
+    await session.commit()
+    return ok(api_key_view(key))
+
+
+@router.delete("/{key_id}")
+async def delete_key(key_id: int, user: CurrentUser, session: SessionDep) -> FastJSONResponse:
+    key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
+    await session.delete(key)
+    await session.commit()
+    return ok(None)
+
+
+@router.put("/{key_id}/toggle")
+async def toggle_key(key_id: int, user: CurrentUser, session: SessionDep) -> FastJSONResponse:
+    key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
+    key.status = "disabled" if key.status == "active" else "active"
+    await session.commit()
+    return ok({"id": key.id, "status": key.status})

@@ -1,0 +1,194 @@
+"""Request bodies. Unknown fields are ignored; wrong types give a 400 naming the field."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_LIST_ITEM_RE = re.compile(r"^[A-Za-z0-9._:/@,\- ]*$")
+
+Username = Annotated[str, Field(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_.@-]+$")]
+Password = Annotated[str, Field(min_length=6, max_length=128)]
+Role = Literal["admin", "user"]
+UserStatus = Literal["active", "disabled"]
+PriceRate = Annotated[float, Field(ge=0, le=1000)]
+Concurrency = Annotated[int, Field(ge=0, le=100000)]
+
+
+def _check_email(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if value and not _EMAIL_RE.match(value):
+        raise ValueError("not a valid email address")
+    return value
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+
+class LoginBody(Body):
+    username: str = Field(min_length=1, max_length=50)
+    password: str = Field(min_length=1, max_length=128)
+    captcha_id: str = ""
+    captcha: str = ""
+
+
+class RegisterBody(Body):
+    username: Username
+    password: Password
+    email: str | None = None
+    captcha_id: str = ""
+    captcha: str = ""
+
+    _email = field_validator("email")(_check_email)
+
+
+class ProfileUpdate(Body):
+    email: str | None = None
+
+    _email = field_validator("email")(_check_email)
+
+
+class PasswordChange(Body):
+    old_password: str = Field(min_length=1, max_length=128)
+    new_password: Password
+
+
+def _normalise_csv(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not _LIST_ITEM_RE.match(value):
+        raise ValueError("must be a comma-separated list")
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    return ",".join(dict.fromkeys(items))
+
+
+class ApiKeyFields(Body):
+    allowed_platforms: str | None = None
+    allowed_models: str | None = None
+    allowed_clients: str | None = None
+    rate_limit: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    daily_limit: Annotated[int, Field(ge=0, le=1_000_000_000)] | None = None
+    monthly_quota: Annotated[float, Field(ge=0)] | None = None
+    expires_at: datetime | None = None
+
+    _csv = field_validator("allowed_platforms", "allowed_models", "allowed_clients")(_normalise_csv)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _future_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # a bare timestamp is read as UTC
+            value = value.replace(tzinfo=UTC)
+        if value <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        return value
+
+
+class ApiKeyCreate(ApiKeyFields):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class ApiKeyUpdate(ApiKeyFields):
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    status: Literal["active", "disabled"] | None = None
+
+
+class AdminApiKeyCreate(ApiKeyCreate):
+    price_rate: PriceRate | None = None
+    account_group_id: int | None = None
+
+
+class AdminApiKeyUpdate(ApiKeyUpdate):
+    price_rate: PriceRate | None = None
+    account_group_id: int | None = None
+
+
+class ApiKeyLookup(Body):
+    key: str = Field(min_length=1, max_length=200)
+
+
+class UserCreate(Body):
+    username: Username
+    password: Password
+    email: str | None = None
+    role: Role = "user"
+    status: UserStatus = "active"
+    price_rate: PriceRate = 1.0
+    max_concurrency: Concurrency | None = None
+    balance: Annotated[float, Field(ge=0)] = 0.0
+    account_group_id: int | None = None
+
+    _email = field_validator("email")(_check_email)
+
+
+class UserUpdate(Body):
+    email: str | None = None
+    role: Role | None = None
+    status: UserStatus | None = None
+    price_rate: PriceRate | None = None
+    max_concurrency: Concurrency | None = None
+    balance: Annotated[float, Field(ge=0)] | None = None
+    password: Password | None = None
+    account_group_id: int | None = None
+
+    _email = field_validator("email")(_check_email)
+
+
+class BatchPriceRate(Body):
+    user_ids: list[int] = Field(min_length=1, max_length=10000)
+    price_rate: PriceRate
+
+
+class AllPriceRate(Body):
+    price_rate: PriceRate
+
+
+Price = Annotated[float, Field(ge=0, le=100000)]
+
+
+class ModelCreate(Body):
+    model_id: str = Field(min_length=1, max_length=128)
+    model_name: str = Field(min_length=1, max_length=128)
+    platform: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$")
+    input_price: Price
+    output_price: Price
+    cache_creation_price: Price = 0.0
+    cache_read_price: Price = 0.0
+    cache_creation_1h_price: Price = 0.0
+    mode: Literal["chat", "responses", "embedding", "image"] = "chat"
+    max_input_tokens: Annotated[int, Field(ge=0)] = 0
+    max_output_tokens: Annotated[int, Field(ge=0)] = 0
+    aliases: str = ""
+    enabled: bool = True
+    sort_order: int = 0
+
+
+class ModelUpdate(Body):
+    model_id: str | None = Field(default=None, min_length=1, max_length=128)
+    model_name: str | None = Field(default=None, min_length=1, max_length=128)
+    platform: str | None = Field(default=None, min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$")
+    input_price: Price | None = None
+    output_price: Price | None = None
+    cache_creation_price: Price | None = None
+    cache_read_price: Price | None = None
+    cache_creation_1h_price: Price | None = None
+    mode: Literal["chat", "responses", "embedding", "image"] | None = None
+    max_input_tokens: Annotated[int, Field(ge=0)] | None = None
+    max_output_tokens: Annotated[int, Field(ge=0)] | None = None
+    aliases: str | None = None
+    enabled: bool | None = None
+    sort_order: int | None = None
+
+
+class ConfigUpdate(Body):
+    category: str | None = None
+    key: str = Field(min_length=1, max_length=64)
+    value: bool | int | float | str

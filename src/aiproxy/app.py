@@ -1,0 +1,121 @@
+"""Builds the ASGI application: routers, error handlers and the lifespan that owns resources."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from . import __version__
+from .api import api_keys, auth, catalog, profile
+from .api.admin import api_keys as admin_api_keys
+from .api.admin import configs as admin_configs
+from .api.admin import models as admin_models
+from .api.admin import operation_logs as admin_operation_logs
+from .api.admin import users as admin_users
+from .api.envelope import FastJSONResponse
+from .api.errors import install_error_handlers
+from .billing.model_catalog import seed_models
+from .config import Settings, load_settings
+from .runtime_configs import RuntimeConfigs
+from .security.secretbox import SecretBox
+from .services import Services
+from .store import users as user_store
+from .store.db import Database
+from .store.migrate import upgrade_to_head
+from .store.models import AIModel
+from .store.state import open_state
+
+log = logging.getLogger("aiproxy")
+
+
+async def _bootstrap(services: Services) -> None:
+    """First start: create the admin and fill the model table."""
+    async with services.db.transaction() as session:
+        created = await user_store.ensure_first_admin(session, password=services.settings.admin_password)
+        if not await session.scalar(select(func.count()).select_from(AIModel)):
+            await seed_models(session, reset=False)
+    if created is not None:
+        user, password = created
+        if services.settings.admin_password:
+            log.warning(
+                "created the first admin '%s' with the password from AIPROXY_ADMIN_PASSWORD", user.username
+            )
+        else:
+            # Printed once, on the console only: it is never written to a log file.
+            print(
+                f"\n  aiproxy: created the first admin\n    username: {user.username}\n"
+                f"    password: {password}\n  (shown only now; change it in the console)\n",
+                flush=True,
+            )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    settings.ensure_data_dir()
+    await asyncio.to_thread(upgrade_to_head, settings.resolved_database_url, settings.data_dir)
+    db = Database(settings.resolved_database_url)
+    state = open_state(settings.redis_url, prefix=settings.redis_prefix)
+    configs = RuntimeConfigs(db)
+    services = Services(
+        settings=settings,
+        db=db,
+        state=state,
+        configs=configs,
+        secrets=SecretBox(settings.resolved_secret_key),
+        jwt_secret=settings.resolved_jwt_secret,
+    )
+    app.state.services = services
+    try:
+        await configs.load()
+        await _bootstrap(services)
+        configs.start()
+        log.info(
+            "aiproxy %s ready (database: %s, state: %s)",
+            __version__,
+            "sqlite" if db.is_sqlite else "postgresql",
+            state.kind,
+        )
+        yield
+    finally:
+        await configs.stop()
+        await state.close()
+        await db.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(
+        title="aiproxy",
+        version=__version__,
+        description="Multi-tenant AI API relay: console and admin JSON API.",
+        lifespan=lifespan,
+        default_response_class=FastJSONResponse,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings or load_settings()
+    install_error_handlers(app)
+
+    @app.get("/health", tags=["health"])
+    async def health() -> FastJSONResponse:
+        return FastJSONResponse({"status": "ok"})
+
+    for router in (
+        auth.router,
+        profile.router,
+        api_keys.router,
+        catalog.router,
+        admin_users.router,
+        admin_api_keys.router,
+        admin_models.router,
+        admin_configs.router,
+        admin_operation_logs.router,
+    ):
+        app.include_router(router)
+    return app

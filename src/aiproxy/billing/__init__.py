@@ -1,0 +1,1 @@
+"""Prices, rates, quotas and usage accounting."""

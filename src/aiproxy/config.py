@@ -1,0 +1,80 @@
+"""Process settings, read from the environment (and an optional `.env`) in one place.
+
+Every other module receives a `Settings` instance; nothing else reads `os.environ`.
+Secrets the operator did not provide are generated once into the data dir (mode 0600)
+so restarts keep issued tokens and encrypted credentials valid.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+JWT_SECRET_FILE = "jwt_secret"
+SECRET_KEY_FILE = "secret_key"
+
+
+class Settings(BaseSettings):
+    """Settings with the fixed `AIPROXY_*` names documented in docs/operator-guide.md."""
+
+    model_config = SettingsConfigDict(env_prefix="AIPROXY_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    # Namespace for every Redis key, so several relays (or test runs) can share one Redis.
+    redis_prefix: str = "aiproxy:"
+    admin_password: str | None = None
+    jwt_secret: str | None = None
+    secret_key: str | None = None
+    log_level: str = "info"
+    workers: int = Field(default=1, ge=1)
+    # Trust X-Forwarded-For / X-Real-IP only when a reverse proxy in front sets them.
+    trust_proxy_headers: bool = False
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'aiproxy.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @cached_property
+    def resolved_jwt_secret(self) -> str:
+        return self.jwt_secret or self._persisted_secret(JWT_SECRET_FILE)
+
+    @cached_property
+    def resolved_secret_key(self) -> str:
+        return self.secret_key or self._persisted_secret(SECRET_KEY_FILE)
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    def _persisted_secret(self, name: str) -> str:
+        """Read a generated secret from the data dir, creating it (0600) on first use."""
+        path = self.ensure_data_dir() / name
+        if path.exists():
+            value = path.read_text().strip()
+            if value:
+                return value
+        value = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value)
+        os.chmod(path, 0o600)
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

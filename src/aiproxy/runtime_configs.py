@@ -1,0 +1,252 @@
+"""Runtime configuration: typed settings an admin changes while the relay runs.
+
+Every key is declared once in `CONFIG_SPECS` with its category, type and default; the
+`system_configs` table stores only values that differ from the default. Each instance
+keeps a cache; a change bumps a version row in the same table, and every instance
+reloads when it sees a newer version (a cheap background poll), so all instances, and a
+running relay edited from the shell with `aiproxy config set`, converge within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .errors import BadRequest
+from .store.db import Database
+from .store.models import SystemConfig
+
+log = logging.getLogger(__name__)
+
+ConfigValue = bool | int | float | str
+VERSION_KEY = "_config_version"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSpec:
+    category: str
+    key: str
+    type: type
+    default: ConfigValue
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+def _spec(category: str, key: str, default: ConfigValue, description: str, **kw: Any) -> ConfigSpec:
+    return ConfigSpec(category, key, type(default), default, description, **kw)
+
+
+CONFIG_SPECS: tuple[ConfigSpec, ...] = (
+    _spec("system", "site_name", "AI Proxy", "Name shown in the console"),
+    _spec("system", "allow_register", True, "Whether visitors may register accounts"),
+    _spec("system", "default_max_concurrency", 10, "max_concurrency given to new users", minimum=0),
+    _spec("security", "captcha_enabled", True, "Require an image captcha on login and register"),
+    _spec("security", "captcha_ttl", 300, "Seconds a captcha stays valid", minimum=30, maximum=3600),
+    _spec(
+        "security", "captcha_rate_limit", 30, "Captcha images per IP per minute (0 = unlimited)", minimum=0
+    ),
+    _spec("security", "login_rate_limit_enabled", True, "Limit failed logins per IP"),
+    _spec("security", "login_rate_limit_max", 10, "Login attempts per IP per window", minimum=1),
+    _spec("security", "login_rate_limit_window", 300, "Login rate-limit window in seconds", minimum=1),
+    _spec("proxy", "timeout", 120, "Upstream request timeout in seconds", minimum=1, maximum=3600),
+    _spec("proxy", "retry_count", 5, "Account switches allowed per request", minimum=0, maximum=20),
+    _spec("proxy", "session_ttl", 30, "Sticky-session lifetime in minutes", minimum=1),
+    _spec("proxy", "allow_unknown_models", True, "Route models missing from the model table by prefix"),
+    _spec(
+        "proxy",
+        "rate_limit_cooldown",
+        3600,
+        "Seconds an account rests after a 429 without reset header",
+        minimum=1,
+    ),
+    _spec("proxy", "overload_cooldown", 60, "Seconds an account rests after 529/503", minimum=1),
+    _spec(
+        "billing",
+        "global_price_rate",
+        1.0,
+        "Price rate for everyone; ≠1 overrides user and key rates",
+        minimum=0,
+    ),
+    _spec("log", "capture_request_body", False, "Store request bodies in request logs"),
+    _spec("log", "capture_body_max_bytes", 16384, "Largest body stored per request log", minimum=0),
+    _spec("log", "request_log_retention_days", 30, "Days request logs are kept", minimum=1),
+    _spec("log", "operation_log_retention_days", 90, "Days operation logs are kept", minimum=1),
+)
+
+SPECS_BY_KEY: dict[str, ConfigSpec] = {spec.key: spec for spec in CONFIG_SPECS}
+CATEGORIES: tuple[str, ...] = tuple(dict.fromkeys(spec.category for spec in CONFIG_SPECS))
+
+
+def coerce(spec: ConfigSpec, raw: Any) -> ConfigValue:
+    """Turn a JSON value or a shell string into the spec's type, or raise BadRequest."""
+    value: ConfigValue
+    try:
+        if spec.type is bool:
+            if isinstance(raw, bool):
+                value = raw
+            elif isinstance(raw, str) and raw.strip().lower() in {"true", "1", "yes", "on"}:
+                value = True
+            elif isinstance(raw, str) and raw.strip().lower() in {"false", "0", "no", "off"}:
+                value = False
+            elif isinstance(raw, int) and raw in (0, 1):
+                value = bool(raw)
+            else:
+                raise ValueError
+        elif spec.type is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            value = int(raw)
+        elif spec.type is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            value = float(raw)
+        else:
+            if not isinstance(raw, str | int | float) or isinstance(raw, bool):
+                raise ValueError
+            value = str(raw)
+    except (TypeError, ValueError):
+        raise BadRequest(f"config '{spec.key}' expects a {spec.type.__name__} value") from None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if spec.minimum is not None and value < spec.minimum:
+            raise BadRequest(f"config '{spec.key}' must be >= {spec.minimum:g}")
+        if spec.maximum is not None and value > spec.maximum:
+            raise BadRequest(f"config '{spec.key}' must be <= {spec.maximum:g}")
+    if spec.choices and value not in spec.choices:
+        raise BadRequest(f"config '{spec.key}' must be one of {', '.join(spec.choices)}")
+    return value
+
+
+def find_spec(key: str) -> ConfigSpec:
+    spec = SPECS_BY_KEY.get(key)
+    if spec is None:
+        raise BadRequest(f"unknown config key '{key}'")
+    return spec
+
+
+class RuntimeConfigs:
+    """The cached view of `system_configs` for one instance."""
+
+    def __init__(self, db: Database, *, poll_interval: float = 2.0) -> None:
+        self._db = db
+        self._poll_interval = poll_interval
+        self._values: dict[str, ConfigValue] = {s.key: s.default for s in CONFIG_SPECS}
+        self._version = 0
+        self._loaded_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self.instance_id = uuid.uuid4().hex[:12]
+
+    def get(self, key: str) -> Any:
+        return self._values[key]
+
+    def grouped(self) -> dict[str, dict[str, ConfigValue]]:
+        out: dict[str, dict[str, ConfigValue]] = {c: {} for c in CATEGORIES}
+        for spec in CONFIG_SPECS:
+            out[spec.category][spec.key] = self._values[spec.key]
+        return out
+
+    def category(self, name: str) -> dict[str, ConfigValue]:
+        if name not in CATEGORIES:
+            raise BadRequest(f"unknown config category '{name}'")
+        return self.grouped()[name]
+
+    async def load(self) -> None:
+        """Re-read every stored value from the database into the cache."""
+        values: dict[str, ConfigValue] = {s.key: s.default for s in CONFIG_SPECS}
+        version = 0
+        async with self._db.session() as session:
+            rows = (await session.execute(select(SystemConfig.key, SystemConfig.value))).all()
+        for key, stored in rows:
+            if key == VERSION_KEY:
+                version = int(stored)
+                continue
+            spec = SPECS_BY_KEY.get(key)
+            if spec is None:
+                continue  # a key dropped by a newer release: ignore, keep the row
+            try:
+                values[key] = coerce(spec, json.loads(stored))
+            except (BadRequest, ValueError):
+                log.warning("ignoring invalid stored config %s", key)
+        self._values = values
+        self._version = version
+        self._loaded_at = time.time()
+
+    async def set(self, key: str, raw: Any, *, category: str | None = None) -> ConfigValue:
+        spec = find_spec(key)
+        if category and category != spec.category:
+            raise BadRequest(f"config '{key}' belongs to category '{spec.category}'")
+        value = coerce(spec, raw)
+        async with self._db.transaction() as session:
+            if value == spec.default:
+                await session.execute(delete(SystemConfig).where(SystemConfig.key == key))
+            else:
+                row = await session.scalar(select(SystemConfig).where(SystemConfig.key == key))
+                if row is None:
+                    session.add(SystemConfig(category=spec.category, key=key, value=json.dumps(value)))
+                else:
+                    row.value = json.dumps(value)
+                    row.category = spec.category
+            await _bump_version(session)
+        await self.load()
+        return value
+
+    async def trigger_sync(self) -> int:
+        """Announce a reload to every instance and reload this one now."""
+        async with self._db.transaction() as session:
+            await _bump_version(session)
+        await self.load()
+        return self._version
+
+    async def stored_version(self) -> int:
+        async with self._db.session() as session:
+            stored = await session.scalar(select(SystemConfig.value).where(SystemConfig.key == VERSION_KEY))
+        return int(stored) if stored else 0
+
+    async def sync_status(self) -> dict[str, Any]:
+        shared = await self.stored_version()
+        return {
+            "instance_id": self.instance_id,
+            "local_version": self._version,
+            "shared_version": shared,
+            "in_sync": shared == self._version,
+            "last_loaded_at": self._loaded_at,
+            "poll_interval_seconds": self._poll_interval,
+        }
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._poll(), name="runtime-config-sync")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            try:
+                if await self.stored_version() != self._version:
+                    await self.load()
+            except Exception:  # keep polling through a transient database outage
+                log.exception("runtime config sync failed")
+
+
+async def _bump_version(session: AsyncSession) -> None:
+    row = await session.scalar(select(SystemConfig).where(SystemConfig.key == VERSION_KEY).with_for_update())
+    if row is None:
+        session.add(SystemConfig(category="_meta", key=VERSION_KEY, value="1"))
+    else:
+        row.value = str(int(row.value) + 1)

@@ -1,0 +1,21 @@
+"""The long-lived objects one relay instance shares between requests (on `app.state.services`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Settings
+from .runtime_configs import RuntimeConfigs
+from .security.secretbox import SecretBox
+from .store.db import Database
+from .store.state import SharedState
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    db: Database
+    state: SharedState
+    configs: RuntimeConfigs
+    secrets: SecretBox
+    jwt_secret: str

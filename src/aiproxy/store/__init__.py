@@ -1,0 +1,1 @@
+"""Persistence: database engine, ORM models, migrations and shared runtime state."""

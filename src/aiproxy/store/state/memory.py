@@ -1,0 +1,294 @@
+"""In-process backend for single-instance deployments and tests.
+
+Every method runs to completion without awaiting, so on one event loop each operation is atomic
+for free: no locks are needed. The data model mirrors the Redis backend (one keyspace; strings,
+rate logs and slot sets) so behaviour, including key ttls, is the same whichever backend runs.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TypeVar
+
+from .base import RateDecision, SharedState, parse_int, require_positive
+
+__all__ = ["MemoryState"]
+
+#: A rate log is a deque of hit timestamps (oldest first); a slot set maps holder -> lease expiry.
+_Value = str | deque[float] | dict[str, float]
+_T = TypeVar("_T", str, deque, dict)
+
+
+def _format_float(value: float) -> str:
+    """Render like Redis INCRBYFLOAT does ("3", "0.5"), so ``get`` returns the same text on both."""
+    if value.is_integer() and abs(value) < 1e17:
+        return str(int(value))
+    return repr(value)
+
+
+class MemoryState(SharedState):
+    """Dict-based :class:`SharedState`. Not shared between processes: use Redis for that."""
+
+    kind = "memory"
+
+    def __init__(
+        self,
+        *,
+        prefix: str = "aiproxy:",
+        clock: Callable[[], float] = time.time,
+        sweep_interval: float = 5.0,
+    ) -> None:
+        # The prefix is accepted for interface parity only: nothing else shares this dict.
+        self.prefix = prefix
+        self._clock = clock
+        self._data: dict[str, _Value] = {}
+        self._expires: dict[str, float] = {}  # only keys that have a ttl
+        self._sweep_interval = sweep_interval
+        self._next_sweep = clock() + sweep_interval
+
+    # ---------------------------------------------------------------- internals
+    def _drop(self, key: str) -> None:
+        self._data.pop(key, None)
+        self._expires.pop(key, None)
+
+    def _live(self, key: str, now: float | None = None) -> _Value | None:
+        """The value if present and unexpired; expired keys are removed lazily right here."""
+        expires = self._expires.get(key)
+        if expires is not None and expires <= (self._clock() if now is None else now):
+            self._drop(key)
+            return None
+        return self._data.get(key)
+
+    def _typed(self, key: str, kind: type[_T], now: float | None = None) -> _T | None:
+        value = self._live(key, now)
+        if value is None or isinstance(value, kind):
+            return value
+        raise TypeError(f"WRONGTYPE: key {key!r} holds a {type(value).__name__}, not a {kind.__name__}")
+
+    def _wrote(self) -> None:
+        """Called after writes. Lazy expiry alone never frees keys nobody reads again, so every
+        ``sweep_interval`` seconds do one O(n) pass; amortised over all writes that stays cheap."""
+        now = self._clock()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self._sweep_interval
+        for key in [k for k, exp in self._expires.items() if exp <= now]:
+            self._drop(key)
+
+    def _store(self, key: str, value: _Value, expires_at: float | None) -> None:
+        self._data[key] = value
+        if expires_at is None:
+            self._expires.pop(key, None)
+        else:
+            self._expires[key] = expires_at
+        self._wrote()
+
+    def _prune_slots(self, key: str, now: float) -> dict[str, float] | None:
+        slots = self._typed(key, dict, now)
+        if slots is None:
+            return None
+        for holder in [h for h, exp in slots.items() if exp <= now]:
+            del slots[holder]
+        if not slots:  # Redis deletes empty sorted sets; do the same
+            self._drop(key)
+            return None
+        return slots
+
+    def _prune_log(self, key: str, window: float, now: float) -> deque[float] | None:
+        log = self._typed(key, deque, now)
+        if log is None:
+            return None
+        cutoff = now - window
+        while log and log[0] <= cutoff:
+            log.popleft()
+        if not log:
+            self._drop(key)
+            return None
+        return log
+
+    # ---------------------------------------------------------------- counters
+    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        if ttl is not None:
+            require_positive("ttl", ttl)
+        now = self._clock()
+        raw = self._typed(key, str, now)
+        if raw is None:
+            self._store(key, str(amount), None if ttl is None else now + ttl)
+            return amount
+        value = int(raw) + amount  # a non-integer value fails like Redis INCRBY does
+        self._data[key] = str(value)  # keeps the existing ttl: fixed window
+        self._wrote()
+        return value
+
+    async def incr_float(self, key: str, amount: float, ttl: float | None = None) -> float:
+        if ttl is not None:
+            require_positive("ttl", ttl)
+        now = self._clock()
+        raw = self._typed(key, str, now)
+        value = float(amount) if raw is None else float(raw) + amount
+        if not math.isfinite(value):
+            raise ValueError("increment would produce NaN or Infinity")
+        if raw is None:
+            self._store(key, _format_float(value), None if ttl is None else now + ttl)
+        else:
+            self._data[key] = _format_float(value)
+            self._wrote()
+        return value
+
+    async def get_int(self, key: str) -> int:
+        return parse_int(self._typed(key, str))
+
+    async def get_float(self, key: str) -> float:
+        raw = self._typed(key, str)
+        return 0.0 if raw is None else float(raw)
+
+    # ---------------------------------------------------------------- sliding window
+    async def hit(self, key: str, limit: int, window: float) -> RateDecision:
+        require_positive("window", window)
+        now = self._clock()
+        log = self._prune_log(key, window, now)
+        count = 0 if log is None else len(log)
+        if limit <= 0:
+            return RateDecision(True, count, limit, 0.0)
+        if log is not None and count >= limit:
+            return RateDecision(False, count, limit, max(log[0] + window - now, 0.0))
+        if log is None:
+            log = deque()
+            self._data[key] = log
+        # Clamp so the log stays sorted even if the wall clock steps backwards.
+        stamp = max(now, log[-1]) if log else now
+        log.append(stamp)
+        self._store(key, log, stamp + window)  # the key dies when its newest hit leaves the window
+        return RateDecision(True, count + 1, limit, 0.0)
+
+    async def peek(self, key: str, window: float) -> int:
+        require_positive("window", window)
+        log = self._typed(key, deque)
+        if log is None:
+            return 0
+        # Count without pruning: a peek with a shorter window must not destroy hits a longer
+        # window (another limit on the same key) still needs.
+        cutoff = self._clock() - window
+        return sum(1 for stamp in log if stamp > cutoff)
+
+    # ---------------------------------------------------------------- slots
+    async def acquire_slot(self, key: str, holder: str, limit: int, lease: float) -> bool:
+        require_positive("lease", lease)
+        now = self._clock()
+        slots = self._prune_slots(key, now)
+        if slots is None:
+            slots = {}
+        elif holder not in slots and 0 < limit <= len(slots):
+            return False
+        slots[holder] = now + lease
+        self._store(key, slots, max(slots.values()))
+        return True
+
+    async def release_slot(self, key: str, holder: str) -> None:
+        slots = self._prune_slots(key, self._clock())
+        if slots is None or slots.pop(holder, None) is None:
+            return
+        if slots:
+            self._expires[key] = max(slots.values())
+        else:
+            self._drop(key)
+
+    async def renew_slot(self, key: str, holder: str, lease: float) -> bool:
+        require_positive("lease", lease)
+        now = self._clock()
+        slots = self._prune_slots(key, now)
+        if slots is None or holder not in slots:
+            return False
+        slots[holder] = now + lease
+        self._store(key, slots, max(slots.values()))
+        return True
+
+    async def slot_count(self, key: str) -> int:
+        slots = self._prune_slots(key, self._clock())
+        return 0 if slots is None else len(slots)
+
+    async def slot_holders(self, key: str) -> list[str]:
+        slots = self._prune_slots(key, self._clock())
+        return [] if slots is None else sorted(slots, key=lambda h: (slots[h], h))
+
+    async def reset_slots(self, key: str) -> int:
+        slots = self._prune_slots(key, self._clock())
+        self._drop(key)
+        return 0 if slots is None else len(slots)
+
+    # ---------------------------------------------------------------- key/value
+    async def get(self, key: str) -> str | None:
+        return self._typed(key, str)
+
+    async def set(
+        self, key: str, value: str, ttl: float | None = None, *, only_if_absent: bool = False
+    ) -> bool:
+        if ttl is not None:
+            require_positive("ttl", ttl)
+        now = self._clock()
+        if only_if_absent and self._live(key, now) is not None:
+            return False
+        self._store(key, value, None if ttl is None else now + ttl)
+        return True
+
+    async def pop(self, key: str) -> str | None:
+        value = self._typed(key, str)
+        if value is not None:
+            self._drop(key)
+        return value
+
+    async def delete(self, *keys: str) -> int:
+        now = self._clock()
+        removed = 0
+        for key in set(keys):  # DEL a a counts "a" once
+            if self._live(key, now) is not None:
+                self._drop(key)
+                removed += 1
+        return removed
+
+    async def expire(self, key: str, ttl: float) -> bool:
+        require_positive("ttl", ttl)
+        now = self._clock()
+        if self._live(key, now) is None:
+            return False
+        self._expires[key] = now + ttl
+        return True
+
+    async def ttl(self, key: str) -> float | None:
+        now = self._clock()
+        if self._live(key, now) is None:
+            return None
+        expires = self._expires.get(key)
+        return None if expires is None else expires - now
+
+    async def scan(self, prefix: str) -> list[str]:
+        now = self._clock()
+        return sorted(k for k in list(self._data) if k.startswith(prefix) and self._live(k, now) is not None)
+
+    # ---------------------------------------------------------------- locks
+    async def acquire_lock(self, key: str, ttl: float) -> str | None:
+        require_positive("ttl", ttl)
+        now = self._clock()
+        if self._live(key, now) is not None:
+            return None
+        token = secrets.token_hex(16)
+        self._store(key, token, now + ttl)
+        return token
+
+    async def release_lock(self, key: str, token: str) -> bool:
+        if self._live(key) != token:
+            return False
+        self._drop(key)
+        return True
+
+    # ---------------------------------------------------------------- lifecycle
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        self._data.clear()
+        self._expires.clear()

@@ -1,0 +1,294 @@
+"""Redis backend: the same contract as :class:`MemoryState`, shared by every app instance.
+
+Every read-modify-write runs as one Lua script, so concurrent instances cannot interleave between
+"check" and "write". Time for rate logs and leases comes from ``redis.call('TIME')`` inside the
+script, never from the app host, so instances with skewed clocks still agree. Sorted-set scores are
+integer microseconds since the epoch (~1.7e15, exactly representable as a double), which keeps
+sub-second windows and leases precise.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+import uuid
+from typing import Any, Self
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
+
+from .base import RateDecision, SharedState, parse_int, require_positive
+
+__all__ = ["RedisState"]
+
+# Shared prologue: server time in microseconds. Numbers passed to redis.call are converted by Redis
+# with full precision, but Lua's own tostring/`..` keeps only 14 digits, hence string.format below.
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+"""
+
+# Slot sets expire as a whole when their last lease does, so abandoned keys clean themselves up.
+_SLOT_KEY_TTL = """
+local function refresh_key_ttl(key)
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if last[2] then
+    redis.call('PEXPIRE', key, math.max(1, math.ceil((tonumber(last[2]) - now) / 1000)))
+  end
+end
+"""
+
+# ARGV: amount, ttl_ms or '', command (INCRBY | INCRBYFLOAT). ttl only on creation = fixed window.
+_INCR = """
+local created = redis.call('EXISTS', KEYS[1]) == 0
+local value = redis.call(ARGV[3], KEYS[1], ARGV[1])
+if created and ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return value
+"""
+
+# ARGV: limit, window_us, unique member. Returns {allowed, count, retry_after_us}.
+_HIT = (
+    _NOW
+    + """
+local key, limit, window = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+local count = redis.call('ZCARD', key)
+if limit <= 0 then return {1, count, 0} end
+if count >= limit then
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return {0, count, math.max(0, tonumber(oldest[2]) + window - now)}
+end
+redis.call('ZADD', key, now, ARGV[3])
+redis.call('PEXPIRE', key, math.max(1, math.ceil(window / 1000)))
+return {1, count + 1, 0}
+"""
+)
+
+# ARGV: window_us. Read-only count: a peek must not prune hits a longer window still needs.
+_PEEK = (
+    _NOW
+    + """
+return redis.call('ZCOUNT', KEYS[1], string.format('(%.0f', now - tonumber(ARGV[1])), '+inf')
+"""
+)
+
+# ARGV: holder, limit, lease_us. A present holder renews even at the limit.
+_ACQUIRE = (
+    _NOW
+    + _SLOT_KEY_TTL
+    + """
+local key, holder, limit = KEYS[1], ARGV[1], tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+if limit > 0 and not redis.call('ZSCORE', key, holder) and redis.call('ZCARD', key) >= limit then
+  return 0
+end
+redis.call('ZADD', key, now + tonumber(ARGV[3]), holder)
+refresh_key_ttl(key)
+return 1
+"""
+)
+
+# ARGV: holder, lease_us. Only a live lease can be renewed.
+_RENEW = (
+    _NOW
+    + _SLOT_KEY_TTL
+    + """
+local key, holder = KEYS[1], ARGV[1]
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+if not redis.call('ZSCORE', key, holder) then return 0 end
+redis.call('ZADD', key, now + tonumber(ARGV[2]), holder)
+refresh_key_ttl(key)
+return 1
+"""
+)
+
+# ARGV: 'count' | 'holders'. Live leases only (score strictly in the future), read-only.
+_LIVE_SLOTS = (
+    _NOW
+    + """
+local min = string.format('(%.0f', now)
+if ARGV[1] == 'count' then return redis.call('ZCOUNT', KEYS[1], min, '+inf') end
+return redis.call('ZRANGEBYSCORE', KEYS[1], min, '+inf')
+"""
+)
+
+_RESET = (
+    _NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local count = redis.call('ZCARD', KEYS[1])
+redis.call('DEL', KEYS[1])
+return count
+"""
+)
+
+# Compare-and-delete so a lock that expired and was re-taken is not released by the old owner.
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+
+def _ms(seconds: float) -> int:
+    """Seconds -> whole milliseconds for PX/PEXPIRE, rounded up so a tiny ttl never becomes 0."""
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _us(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1_000_000))
+
+
+class RedisState(SharedState):
+    """:class:`SharedState` on Redis >= 6.2 (GETDEL). Use :meth:`from_url` to build one."""
+
+    kind = "redis"
+
+    def __init__(self, client: Redis, *, prefix: str = "aiproxy:") -> None:
+        if not client.get_encoder().decode_responses:
+            raise ValueError("RedisState needs a client created with decode_responses=True")
+        self.prefix = prefix
+        self._redis = client
+        # register_script hashes once; calls use EVALSHA and reload transparently after a flush.
+        self._incr = client.register_script(_INCR)
+        self._hit = client.register_script(_HIT)
+        self._peek = client.register_script(_PEEK)
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._live_slots = client.register_script(_LIVE_SLOTS)
+        self._reset = client.register_script(_RESET)
+        self._release_lock = client.register_script(_RELEASE_LOCK)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "aiproxy:",
+        max_connections: int = 128,
+        pool_timeout: float = 10.0,
+        **redis_kwargs: Any,
+    ) -> Self:
+        """Connect to ``url`` (redis://, rediss://, unix://); connections are opened lazily.
+
+        A blocking pool makes bursts above ``max_connections`` wait up to ``pool_timeout`` for a free
+        connection instead of failing with "Too many connections" like the default pool does."""
+        pool = BlockingConnectionPool.from_url(
+            url,
+            decode_responses=True,
+            max_connections=max_connections,
+            timeout=pool_timeout,
+            **redis_kwargs,
+        )
+        return cls(Redis.from_pool(pool), prefix=prefix)
+
+    @property
+    def client(self) -> Redis:
+        """The underlying client, for callers needing a Redis feature outside this interface."""
+        return self._redis
+
+    def _k(self, key: str) -> str:
+        return self.prefix + key
+
+    # ---------------------------------------------------------------- counters
+    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        ttl_ms = "" if ttl is None else _ms(require_positive("ttl", ttl))
+        return int(await self._incr(keys=[self._k(key)], args=[int(amount), ttl_ms, "INCRBY"]))
+
+    async def incr_float(self, key: str, amount: float, ttl: float | None = None) -> float:
+        ttl_ms = "" if ttl is None else _ms(require_positive("ttl", ttl))
+        return float(await self._incr(keys=[self._k(key)], args=[repr(float(amount)), ttl_ms, "INCRBYFLOAT"]))
+
+    async def get_int(self, key: str) -> int:
+        return parse_int(await self._redis.get(self._k(key)))
+
+    async def get_float(self, key: str) -> float:
+        raw = await self._redis.get(self._k(key))
+        return 0.0 if raw is None else float(raw)
+
+    # ---------------------------------------------------------------- sliding window
+    async def hit(self, key: str, limit: int, window: float) -> RateDecision:
+        window_us = _us(require_positive("window", window))
+        # The member must be unique per hit: two hits in the same microsecond are still two hits.
+        allowed, count, retry_us = await self._hit(
+            keys=[self._k(key)], args=[int(limit), window_us, uuid.uuid4().hex]
+        )
+        return RateDecision(bool(allowed), int(count), limit, int(retry_us) / 1_000_000)
+
+    async def peek(self, key: str, window: float) -> int:
+        window_us = _us(require_positive("window", window))
+        return int(await self._peek(keys=[self._k(key)], args=[window_us]))
+
+    # ---------------------------------------------------------------- slots
+    async def acquire_slot(self, key: str, holder: str, limit: int, lease: float) -> bool:
+        lease_us = _us(require_positive("lease", lease))
+        return bool(await self._acquire(keys=[self._k(key)], args=[holder, int(limit), lease_us]))
+
+    async def release_slot(self, key: str, holder: str) -> None:
+        await self._redis.zrem(self._k(key), holder)
+
+    async def renew_slot(self, key: str, holder: str, lease: float) -> bool:
+        lease_us = _us(require_positive("lease", lease))
+        return bool(await self._renew(keys=[self._k(key)], args=[holder, lease_us]))
+
+    async def slot_count(self, key: str) -> int:
+        return int(await self._live_slots(keys=[self._k(key)], args=["count"]))
+
+    async def slot_holders(self, key: str) -> list[str]:
+        return list(await self._live_slots(keys=[self._k(key)], args=["holders"]))
+
+    async def reset_slots(self, key: str) -> int:
+        return int(await self._reset(keys=[self._k(key)]))
+
+    # ---------------------------------------------------------------- key/value
+    async def get(self, key: str) -> str | None:
+        return await self._redis.get(self._k(key))
+
+    async def set(
+        self, key: str, value: str, ttl: float | None = None, *, only_if_absent: bool = False
+    ) -> bool:
+        px = None if ttl is None else _ms(require_positive("ttl", ttl))
+        return bool(await self._redis.set(self._k(key), value, px=px, nx=only_if_absent))
+
+    async def pop(self, key: str) -> str | None:
+        return await self._redis.getdel(self._k(key))
+
+    async def delete(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        return int(await self._redis.delete(*(self._k(k) for k in keys)))
+
+    async def expire(self, key: str, ttl: float) -> bool:
+        return bool(await self._redis.pexpire(self._k(key), _ms(require_positive("ttl", ttl))))
+
+    async def ttl(self, key: str) -> float | None:
+        remaining = int(await self._redis.pttl(self._k(key)))
+        return None if remaining < 0 else remaining / 1000  # -2: no key, -1: no ttl
+
+    async def scan(self, prefix: str) -> list[str]:
+        # Escape glob characters so the prefix is matched literally (a key may contain "*" or "[").
+        pattern = _GLOB_SPECIAL.sub(r"\\\1", self.prefix + prefix) + "*"
+        strip = len(self.prefix)
+        found = {key[strip:] async for key in self._redis.scan_iter(match=pattern, count=1000)}
+        return sorted(found)  # SCAN may return a key more than once; the set dedupes
+
+    # ---------------------------------------------------------------- locks
+    async def acquire_lock(self, key: str, ttl: float) -> str | None:
+        token = secrets.token_hex(16)
+        ok = await self._redis.set(self._k(key), token, px=_ms(require_positive("ttl", ttl)), nx=True)
+        return token if ok else None
+
+    async def release_lock(self, key: str, token: str) -> bool:
+        return bool(await self._release_lock(keys=[self._k(key)], args=[token]))
+
+    # ---------------------------------------------------------------- lifecycle
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        await self._redis.aclose()

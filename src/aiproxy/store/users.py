@@ -1,0 +1,127 @@
+"""Keyword-only persistence functions for users and their API keys (shared by API and CLI)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..errors import BadRequest, NotFound
+from ..security.api_keys import display_prefix, generate_api_key, hash_api_key
+from ..security.passwords import hash_password
+from ..security.secretbox import SecretBox
+from .models import ApiKey, User
+
+MAX_KEYS_PER_USER = 10
+
+
+async def get_user(session: AsyncSession, user_id: int) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound("user not found")
+    return user
+
+
+async def find_user_by_name(session: AsyncSession, username: str) -> User | None:
+    return await session.scalar(select(User).where(User.username == username))
+
+
+async def create_user(
+    session: AsyncSession,
+    *,
+    username: str,
+    password: str,
+    email: str = "",
+    role: str = "user",
+    status: str = "active",
+    price_rate: float = 1.0,
+    max_concurrency: int = 10,
+    balance: float = 0.0,
+    account_group_id: int | None = None,
+) -> User:
+    if await find_user_by_name(session, username) is not None:
+        raise BadRequest("username already exists")
+    user = User(
+        username=username,
+        email=email or "",
+        password_hash=hash_password(password),
+        role=role,
+        status=status,
+        price_rate=price_rate,
+        max_concurrency=max_concurrency,
+        balance=balance,
+        account_group_id=account_group_id,
+    )
+    session.add(user)
+    await session.flush()
+    return user
+
+
+def set_password(user: User, password: str) -> None:
+    """Store a new password and invalidate every token issued before."""
+    user.password_hash = hash_password(password)
+    user.token_version += 1
+
+
+async def ensure_first_admin(session: AsyncSession, *, password: str | None) -> tuple[User, str] | None:
+    """Create `admin` when no admin exists. Returns (user, password) when one was created."""
+    existing = await session.scalar(select(User.id).where(User.role == "admin").limit(1))
+    if existing is not None:
+        return None
+    chosen = password or secrets.token_urlsafe(12)
+    user = await find_user_by_name(session, "admin")
+    if user is None:
+        user = await create_user(session, username="admin", password=chosen, role="admin")
+    else:  # a plain user called admin: promote it rather than fail to start
+        user.role = "admin"
+        user.status = "active"
+        set_password(user, chosen)
+    return user, chosen
+
+
+async def count_keys(session: AsyncSession, user_id: int) -> int:
+    total = await session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.user_id == user_id))
+    return int(total or 0)
+
+
+async def create_api_key(
+    session: AsyncSession, box: SecretBox, *, user_id: int, name: str, fields: dict[str, Any]
+) -> tuple[ApiKey, str]:
+    """Create a key for a user; returns the row and the full key (shown once)."""
+    if await count_keys(session, user_id) >= MAX_KEYS_PER_USER:
+        raise BadRequest(f"每个用户最多创建 {MAX_KEYS_PER_USER} 个 API Key")
+    raw = generate_api_key()
+    key = ApiKey(
+        user_id=user_id,
+        name=name,
+        key_hash=hash_api_key(raw),
+        key_encrypted=box.encrypt(raw),
+        key_prefix=display_prefix(raw),
+    )
+    apply_key_fields(key, fields)
+    session.add(key)
+    await session.flush()
+    return key, raw
+
+
+def apply_key_fields(key: ApiKey, fields: dict[str, Any]) -> None:
+    for name, value in fields.items():
+        if value is None and name not in {"expires_at", "account_group_id"}:
+            continue
+        if name == "allowed_platforms" and value == "":
+            value = "all"
+        setattr(key, name, value)
+
+
+async def get_user_key(session: AsyncSession, *, user_id: int, key_id: int) -> ApiKey:
+    key = await session.get(ApiKey, key_id)
+    if key is None or key.user_id != user_id:
+        raise NotFound("API Key 不存在")
+    return key
+
+
+def is_expired(key: ApiKey, now: datetime) -> bool:
+    return key.expires_at is not None and key.expires_at <= now
