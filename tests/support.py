@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 ADMIN_PASSWORD = "admin-test-pass"
-DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://root@127.0.0.1:5432/test"
+DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://127.0.0.1:5432/test"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
@@ -61,7 +61,10 @@ def create_pg_database() -> tuple[str, str]:
     if not _tcp_reachable(parsed.host or "127.0.0.1", parsed.port or 5432):
         unavailable(f"PostgreSQL not reachable at {url}; set AIPROXY_TEST_DATABASE_URL")
     name = f"aiproxy_test_{uuid.uuid4().hex[:10]}"
-    _psql_admin(url, f'CREATE DATABASE "{name}"')
+    try:
+        _psql_admin(url, f'CREATE DATABASE "{name}"')
+    except Exception as exc:  # wrong user, no CREATEDB right, …: say which
+        unavailable(f"cannot create a test database at {url}: {exc}")
     base = url.rsplit("/", 1)[0]
     return f"{base}/{name}", name
 

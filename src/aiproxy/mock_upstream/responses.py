@@ -1,0 +1,139 @@
+"""OpenAI Responses API wire format (``/v1/responses``, ChatGPT ``/backend-api/codex/responses``, Azure)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from aiohttp import web
+
+from .common import JSON_CT, SSE_CT, Call, dumps, new_id, now, send_body, send_stream, sse
+from .openai import headers, usage_numbers
+
+_FRAMES_BEFORE_DELTAS = 4  # created, in_progress, output_item.added, content_part.added
+
+
+@lru_cache(maxsize=1024)
+def _json_chunks(chunks: tuple[str, ...]) -> tuple[bytes, ...]:
+    return tuple(dumps(c) for c in chunks)
+
+
+def _usage(call: Call, inp: int, out: int) -> dict[str, Any]:
+    prompt, cached, written = usage_numbers(call, inp)
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
+        "output_tokens": out,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": prompt + out,
+    }
+
+
+def _response(
+    call: Call, rid: str, created: int, status: str, output: list[Any], usage: Any
+) -> dict[str, Any]:
+    body = call.body
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "background": False,
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "model": call.model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "previous_response_id": body.get("previous_response_id"),
+        "reasoning": {"effort": None, "summary": None},
+        "store": body.get("store", True),
+        "temperature": 1.0,
+        "text": {"format": {"type": "text"}, "verbosity": "medium"},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": 1.0,
+        "truncation": "disabled",
+        "usage": usage,
+        "user": None,
+        "metadata": {},
+    }
+
+
+def _part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+
+
+def _item(item_id: str, status: str, content: list[Any]) -> dict[str, Any]:
+    return {"id": item_id, "type": "message", "status": status, "content": content, "role": "assistant"}
+
+
+async def create(call: Call) -> web.StreamResponse:
+    chunks, truncated = call.plan_words(call.body.get("max_output_tokens"))
+    inp = call.input_tokens()
+    b = call.behaviour
+    usage = _usage(call, inp, len(chunks))
+    norm = {"input_tokens": inp, "output_tokens": len(chunks), "cache_read_input_tokens": b.cache_read,
+            "cache_creation_input_tokens": b.cache_creation}
+    # Hitting max_output_tokens makes a real response "incomplete" rather than "completed".
+    final_status = "incomplete" if truncated else "completed"
+    rid, item_id, created, text = new_id("resp_"), new_id("msg_"), now(), "".join(chunks)
+    done_item = _item(item_id, final_status, [_part(text)])
+    if not call.body.get("stream"):
+        call.report(usage, norm, text)
+        payload = _response(call, rid, created, final_status, [done_item], usage)
+        return await send_body(call, dumps(payload), headers(call, JSON_CT))
+
+    frames = _stream_frames(call, chunks, rid, item_id, created, final_status, usage, done_item)
+    cut_at = None
+    if b.mode == "cut":
+        sent = max(1, len(chunks) // 2)
+        cut_at = _FRAMES_BEFORE_DELTAS + sent
+        call.report(None, None, "".join(chunks[:sent]), completed=False)
+    else:
+        call.report(usage, norm, text)
+    return await send_stream(call, frames, headers(call, SSE_CT), cut_at=cut_at)
+
+
+def _stream_frames(
+    call: Call,
+    chunks: tuple[str, ...],
+    rid: str,
+    item_id: str,
+    created: int,
+    final_status: str,
+    usage: dict[str, Any],
+    done_item: dict[str, Any],
+) -> list[bytes]:
+    text = done_item["content"][0]["text"]
+    pending = _response(call, rid, created, "in_progress", [], None)
+    ids = {"item_id": item_id, "output_index": 0, "content_index": 0}
+    frames = [
+        sse("response.created", {"type": "response.created", "sequence_number": 0,
+                                 "response": pending}),
+        sse("response.in_progress", {"type": "response.in_progress", "sequence_number": 1,
+                                     "response": pending}),
+        sse("response.output_item.added", {"type": "response.output_item.added", "sequence_number": 2,
+                                           "output_index": 0, "item": _item(item_id, "in_progress", [])}),
+        sse("response.content_part.added", {"type": "response.content_part.added", "sequence_number": 3,
+                                            **ids, "part": _part("")}),
+    ]
+    # Deltas are the bulk of a stream: assemble them from bytes instead of dumping a dict each.
+    delta_head = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+                  b'"item_id":"' + item_id.encode()
+                  + b'","output_index":0,"content_index":0,"sequence_number":')
+    seq = 4
+    for chunk_json in _json_chunks(chunks):
+        frames.append(delta_head + str(seq).encode() + b',"delta":' + chunk_json + b',"logprobs":[]}\n\n')
+        seq += 1
+    final_event = f"response.{final_status}"
+    tail: list[tuple[str, dict[str, Any]]] = [
+        ("response.output_text.done", {**ids, "text": text, "logprobs": []}),
+        ("response.content_part.done", {**ids, "part": _part(text)}),
+        ("response.output_item.done", {"output_index": 0, "item": done_item}),
+        (final_event, {"response": _response(call, rid, created, final_status, [done_item], usage)}),
+    ]
+    for offset, (event, payload) in enumerate(tail):
+        frames.append(sse(event, {"type": event, "sequence_number": seq + offset, **payload}))
+    return frames
