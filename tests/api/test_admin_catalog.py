@@ -28,7 +28,9 @@ def test_global_key_list_and_lookup(admin: Api, make_user: Callable[..., Api]) -
     status, body = admin.post("/api/admin/api-keys/lookup", json={"key": "sk-" + "0" * 64})
     assert status == 404 and body["code"] == 404
 
-    updated = admin.ok("PUT", f"/api/admin/api-keys/{key['id']}", json={"price_rate": 0.25, "daily_limit": 500})
+    updated = admin.ok(
+        "PUT", f"/api/admin/api-keys/{key['id']}", json={"price_rate": 0.25, "daily_limit": 500}
+    )
     assert (updated["price_rate"], updated["daily_limit"]) == (0.25, 500)
     assert admin.ok("GET", f"/api/admin/api-keys/{key['id']}")["daily_limit"] == 500
     assert admin.ok("DELETE", f"/api/admin/api-keys/{key['id']}") is None
@@ -60,17 +62,40 @@ def test_seeded_models_and_user_model_list(admin: Api, make_user: Callable[..., 
 
 def test_model_crud_and_defaults(admin: Api) -> None:
     model_id = f"custom-{uuid.uuid4().hex[:6]}"
-    created = admin.ok("POST", "/api/admin/models", json={
-        "model_id": model_id, "model_name": "Custom", "platform": "openai",
-        "input_price": 1.5, "output_price": 6, "cache_read_price": 0.15})
-    assert created["is_default"] is False and created["enabled"] is True and created["cache_read_price"] == 0.15
-    status, body = admin.post("/api/admin/models", json={
-        "model_id": model_id, "model_name": "Again", "platform": "openai", "input_price": 1, "output_price": 1})
+    created = admin.ok(
+        "POST",
+        "/api/admin/models",
+        json={
+            "model_id": model_id,
+            "model_name": "Custom",
+            "platform": "openai",
+            "input_price": 1.5,
+            "output_price": 6,
+            "cache_read_price": 0.15,
+        },
+    )
+    assert (
+        created["is_default"] is False and created["enabled"] is True and created["cache_read_price"] == 0.15
+    )
+    status, body = admin.post(
+        "/api/admin/models",
+        json={
+            "model_id": model_id,
+            "model_name": "Again",
+            "platform": "openai",
+            "input_price": 1,
+            "output_price": 1,
+        },
+    )
     assert (status, body["message"]) == (400, "model_id already exists")
-    status, body = admin.post("/api/admin/models", json={"model_id": "x", "model_name": "x", "platform": "openai"})
+    status, body = admin.post(
+        "/api/admin/models", json={"model_id": "x", "model_name": "x", "platform": "openai"}
+    )
     assert status == 400 and body["message"] == "input_price: field required"
-    status, body = admin.post("/api/admin/models", json={
-        "model_id": "y", "model_name": "y", "platform": "openai", "input_price": -1, "output_price": 1})
+    status, body = admin.post(
+        "/api/admin/models",
+        json={"model_id": "y", "model_name": "y", "platform": "openai", "input_price": -1, "output_price": 1},
+    )
     assert status == 400 and body["message"].startswith("input_price:")
 
     updated = admin.ok("PUT", f"/api/admin/models/{created['id']}", json={"output_price": 7.5})
@@ -83,8 +108,11 @@ def test_model_crud_and_defaults(admin: Api) -> None:
     admin.ok("PUT", f"/api/admin/models/{nano['id']}", json={"input_price": 99})
     assert admin.ok("POST", "/api/admin/models/init-defaults") == {"created": 0, "updated": 0}
     assert admin.ok("GET", f"/api/admin/models/{nano['id']}")["input_price"] == 99
-    mini = next(m for m in admin.ok("GET", "/api/admin/models?keyword=gpt-4.1-mini")["items"]
-                if m["model_id"] == "gpt-4.1-mini")
+    mini = next(
+        m
+        for m in admin.ok("GET", "/api/admin/models?keyword=gpt-4.1-mini")["items"]
+        if m["model_id"] == "gpt-4.1-mini"
+    )
     admin.ok("DELETE", f"/api/admin/models/{mini['id']}")
     assert admin.ok("POST", "/api/admin/models/init-defaults")["created"] == 1
     reset = admin.ok("POST", "/api/admin/models/reset-defaults")

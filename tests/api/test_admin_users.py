@@ -15,17 +15,30 @@ def _name() -> str:
 def test_user_crud(admin: Api, anon: Api) -> None:
     name = _name()
     created = admin.ok(
-        "POST", "/api/admin/users",
-        json={"username": name, "password": "secret1", "email": "u@x.io", "price_rate": 0.5, "max_concurrency": 3},
+        "POST",
+        "/api/admin/users",
+        json={
+            "username": name,
+            "password": "secret1",
+            "email": "u@x.io",
+            "price_rate": 0.5,
+            "max_concurrency": 3,
+        },
     )
     assert (created["role"], created["status"], created["price_rate"], created["max_concurrency"]) == (
-        "user", "active", 0.5, 3)
+        "user",
+        "active",
+        0.5,
+        3,
+    )
     status, body = admin.post("/api/admin/users", json={"username": name, "password": "secret1"})
     assert (status, body["message"]) == (400, "username already exists")
 
     uid = created["id"]
     assert admin.ok("GET", f"/api/admin/users/{uid}")["username"] == name
-    updated = admin.ok("PUT", f"/api/admin/users/{uid}", json={"role": "admin", "price_rate": 2, "email": "n@x.io"})
+    updated = admin.ok(
+        "PUT", f"/api/admin/users/{uid}", json={"role": "admin", "price_rate": 2, "email": "n@x.io"}
+    )
     assert (updated["role"], updated["price_rate"], updated["email"]) == ("admin", 2.0, "n@x.io")
     status, body = admin.put(f"/api/admin/users/{uid}", json={"role": "root"})
     assert status == 400 and body["message"].startswith("role:")
@@ -53,8 +66,10 @@ def test_admin_cannot_remove_themself(admin: Api) -> None:
 
 def test_list_paging_and_filters(admin: Api) -> None:
     tag = uuid.uuid4().hex[:6]
-    ids = [admin.ok("POST", "/api/admin/users", json={"username": f"pg{tag}{i}", "password": "secret1"})["id"]
-           for i in range(3)]
+    ids = [
+        admin.ok("POST", "/api/admin/users", json={"username": f"pg{tag}{i}", "password": "secret1"})["id"]
+        for i in range(3)
+    ]
     data = admin.ok("GET", f"/api/admin/users?keyword=pg{tag}&page_size=2")
     assert data["total"] == 3 and data["page"] == 1 and [u["id"] for u in data["items"]] == ids[:2]
     data = admin.ok("GET", f"/api/admin/users?keyword=pg{tag}&page_size=2&page=2")
@@ -68,7 +83,9 @@ def test_list_paging_and_filters(admin: Api) -> None:
 def test_price_rates(admin: Api) -> None:
     a = admin.ok("POST", "/api/admin/users", json={"username": _name(), "password": "secret1"})
     b = admin.ok("POST", "/api/admin/users", json={"username": _name(), "password": "secret1"})
-    result = admin.ok("POST", "/api/admin/users/batch-price-rate", json={"user_ids": [a["id"]], "price_rate": 0.8})
+    result = admin.ok(
+        "POST", "/api/admin/users/batch-price-rate", json={"user_ids": [a["id"]], "price_rate": 0.8}
+    )
     assert result["updated"] == 1
     assert admin.ok("GET", f"/api/admin/users/{a['id']}")["price_rate"] == 0.8
     assert admin.ok("GET", f"/api/admin/users/{b['id']}")["price_rate"] == 1.0
@@ -105,7 +122,9 @@ def test_user_keys_usage_and_concurrency(admin: Api, make_user: Callable[..., Ap
     assert admin.get("/api/admin/users/999999/concurrency")[0] == 404
 
 
-def test_concurrency_shows_and_resets_live_slots(admin: Api, make_user: Callable[..., Api], relay: object) -> None:
+def test_concurrency_shows_and_resets_live_slots(
+    admin: Api, make_user: Callable[..., Api], relay: object
+) -> None:
     """With Redis the test can hold slots the way a gateway instance would, and watch the admin view."""
     import asyncio
 

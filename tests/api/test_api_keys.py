@@ -15,8 +15,12 @@ def test_key_lifecycle(make_user: Callable[..., Api]) -> None:
     created = user.ok(
         "POST",
         "/api/api-keys",
-        json={"name": "prod", "allowed_platforms": "claude-official, openai", "rate_limit": 100,
-              "expires_at": "2099-12-31T23:59:59Z"},
+        json={
+            "name": "prod",
+            "allowed_platforms": "claude-official, openai",
+            "rate_limit": 100,
+            "expires_at": "2099-12-31T23:59:59Z",
+        },
     )
     raw = created["key"]
     assert KEY_RE.match(raw)
@@ -33,14 +37,22 @@ def test_key_lifecycle(make_user: Callable[..., Api]) -> None:
     assert one["name"] == "prod" and one["status"] == "active"
     assert user.ok("GET", f"/api/api-keys/{created['id']}/reveal")["key"] == raw
 
-    updated = user.ok("PUT", f"/api/api-keys/{created['id']}",
-                      json={"name": "renamed", "rate_limit": 120, "expires_at": None})
+    updated = user.ok(
+        "PUT",
+        f"/api/api-keys/{created['id']}",
+        json={"name": "renamed", "rate_limit": 120, "expires_at": None},
+    )
     assert (updated["name"], updated["rate_limit"], updated["expires_at"]) == ("renamed", 120, None)
     assert updated["allowed_platforms"] == "claude-official,openai"
 
-    assert user.ok("PUT", f"/api/api-keys/{created['id']}/toggle") == {"id": created["id"], "status": "disabled"}
+    assert user.ok("PUT", f"/api/api-keys/{created['id']}/toggle") == {
+        "id": created["id"],
+        "status": "disabled",
+    }
     assert user.ok("PUT", f"/api/api-keys/{created['id']}/toggle")["status"] == "active"
-    assert user.ok("PUT", f"/api/api-keys/{created['id']}", json={"status": "disabled"})["status"] == "disabled"
+    assert (
+        user.ok("PUT", f"/api/api-keys/{created['id']}", json={"status": "disabled"})["status"] == "disabled"
+    )
 
     assert user.ok("DELETE", f"/api/api-keys/{created['id']}") is None
     assert user.get(f"/api/api-keys/{created['id']}")[0] == 404

@@ -70,17 +70,22 @@ def only_request(upstream: MockUpstream) -> dict[str, Any]:
 
 
 def sse_events(raw: bytes) -> list[str]:
-    return [line[len("event: "):] for line in raw.decode().splitlines() if line.startswith("event: ")]
+    return [line[len("event: ") :] for line in raw.decode().splitlines() if line.startswith("event: ")]
 
 
 # --- usage model -------------------------------------------------------------------------------------
 
 
 def test_input_tokens_follow_prompt_text_only() -> None:
-    body = {"model": "a-very-long-model-name-that-is-ignored", "max_tokens": 10,
-            "system": [{"type": "text", "text": "x" * 40}],
-            "messages": [{"role": "user", "content": "y" * 40},
-                         {"role": "assistant", "content": [{"type": "text", "text": "z" * 20}]}]}
+    body = {
+        "model": "a-very-long-model-name-that-is-ignored",
+        "max_tokens": 10,
+        "system": [{"type": "text", "text": "x" * 40}],
+        "messages": [
+            {"role": "user", "content": "y" * 40},
+            {"role": "assistant", "content": [{"type": "text", "text": "z" * 20}]},
+        ],
+    }
     assert count_input_tokens(body) == 100 // 4
     assert count_input_tokens({}) == 1
     assert reply_chunks("m", 3) == ("Hello ", "from ", "mock")
@@ -92,23 +97,29 @@ def test_input_tokens_follow_prompt_text_only() -> None:
 
 async def test_anthropic_non_stream(upstream: MockUpstream) -> None:
     msg = await claude(upstream).messages.create(
-        model=CLAUDE, max_tokens=1024, messages=[{"role": "user", "content": PROMPT}])
+        model=CLAUDE, max_tokens=1024, messages=[{"role": "user", "content": PROMPT}]
+    )
     rec = only_request(upstream)
     assert msg.content[0].text == expected_text(CLAUDE)
     assert msg.stop_reason == "end_turn"
     assert msg.usage.input_tokens == count_input_tokens(rec["json"]) == len(PROMPT) // 4
     assert msg.usage.output_tokens == WORDS
     assert rec["usage"]["input_tokens"] == msg.usage.input_tokens
-    assert rec["tokens"] == {"input_tokens": msg.usage.input_tokens, "output_tokens": WORDS,
-                             "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+    assert rec["tokens"] == {
+        "input_tokens": msg.usage.input_tokens,
+        "output_tokens": WORDS,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+    }
     assert rec["vendor"] == "anthropic" and rec["endpoint"] == "messages" and rec["api_key"] == "sk-ant-test"
     assert rec["headers"]["anthropic-version"]  # headers are recorded lower-case
 
 
 async def test_anthropic_stream_final_message(upstream: MockUpstream) -> None:
     client = claude(upstream)
-    async with client.messages.stream(model=CLAUDE, max_tokens=1024,
-                                      messages=[{"role": "user", "content": PROMPT}]) as stream:
+    async with client.messages.stream(
+        model=CLAUDE, max_tokens=1024, messages=[{"role": "user", "content": PROMPT}]
+    ) as stream:
         pieces = [text async for text in stream.text_stream]
         final = await stream.get_final_message()
     rec = only_request(upstream)
@@ -120,25 +131,34 @@ async def test_anthropic_stream_final_message(upstream: MockUpstream) -> None:
     assert rec["stream"] is True and rec["completed"] is True
 
 
-async def test_anthropic_raw_event_sequence_and_headers(upstream: MockUpstream,
-                                                        http: aiohttp.ClientSession) -> None:
+async def test_anthropic_raw_event_sequence_and_headers(
+    upstream: MockUpstream, http: aiohttp.ClientSession
+) -> None:
     body = {"model": CLAUDE, "max_tokens": 100, "stream": True, "messages": X}
-    async with http.post(upstream.url("/v1/messages?beta=true"), json=body,
-                         headers={"authorization": "Bearer oauth-token"}) as resp:
+    async with http.post(
+        upstream.url("/v1/messages?beta=true"), json=body, headers={"authorization": "Bearer oauth-token"}
+    ) as resp:
         raw = await resp.read()
         assert resp.headers["content-type"] == "text/event-stream; charset=utf-8"
         assert resp.headers["anthropic-ratelimit-unified-status"] == "allowed"
         assert resp.headers["request-id"].startswith("req_")
-    assert sse_events(raw) == ["message_start", "content_block_start", "ping",
-                               *["content_block_delta"] * WORDS,
-                               "content_block_stop", "message_delta", "message_stop"]
+    assert sse_events(raw) == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        *["content_block_delta"] * WORDS,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
     assert b"data: " in raw and raw.endswith(b"\n\n")
     assert only_request(upstream)["api_key"] == "oauth-token"
 
 
 async def test_anthropic_max_tokens_truncates(upstream: MockUpstream) -> None:
     msg = await claude(upstream).messages.create(
-        model=CLAUDE, max_tokens=3, messages=[{"role": "user", "content": PROMPT}])
+        model=CLAUDE, max_tokens=3, messages=[{"role": "user", "content": PROMPT}]
+    )
     assert msg.stop_reason == "max_tokens"
     assert msg.usage.output_tokens == 3 == only_request(upstream)["usage"]["output_tokens"]
 
@@ -163,7 +183,8 @@ async def test_anthropic_missing_key_is_401(upstream: MockUpstream, http: aiohtt
 async def test_anthropic_cache_tokens_switch(upstream: MockUpstream) -> None:
     upstream.set_behaviour(cache_read=1000, cache_creation=200)
     msg = await claude(upstream).messages.create(
-        model=CLAUDE, max_tokens=100, messages=[{"role": "user", "content": PROMPT}])
+        model=CLAUDE, max_tokens=100, messages=[{"role": "user", "content": PROMPT}]
+    )
     assert msg.usage.cache_read_input_tokens == 1000
     assert msg.usage.cache_creation_input_tokens == 200
     assert only_request(upstream)["tokens"]["cache_read_input_tokens"] == 1000
@@ -174,7 +195,8 @@ async def test_anthropic_cache_tokens_switch(upstream: MockUpstream) -> None:
 
 async def test_openai_chat_non_stream(upstream: MockUpstream) -> None:
     completion = await oai(upstream).chat.completions.create(
-        model=GPT, messages=[{"role": "user", "content": PROMPT}])
+        model=GPT, messages=[{"role": "user", "content": PROMPT}]
+    )
     rec = only_request(upstream)
     assert completion.choices[0].message.content == expected_text(GPT)
     assert completion.choices[0].finish_reason == "stop"
@@ -185,8 +207,11 @@ async def test_openai_chat_non_stream(upstream: MockUpstream) -> None:
 
 async def test_openai_chat_stream_with_usage(upstream: MockUpstream) -> None:
     stream = await oai(upstream).chat.completions.create(
-        model=GPT, messages=[{"role": "user", "content": PROMPT}], stream=True,
-        stream_options={"include_usage": True})
+        model=GPT,
+        messages=[{"role": "user", "content": PROMPT}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = [chunk async for chunk in stream]
     rec = only_request(upstream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -198,11 +223,13 @@ async def test_openai_chat_stream_with_usage(upstream: MockUpstream) -> None:
     assert last.usage.prompt_tokens == rec["usage"]["prompt_tokens"] == rec["tokens"]["input_tokens"]
 
 
-async def test_openai_chat_stream_without_usage_reports_none(upstream: MockUpstream,
-                                                             http: aiohttp.ClientSession) -> None:
+async def test_openai_chat_stream_without_usage_reports_none(
+    upstream: MockUpstream, http: aiohttp.ClientSession
+) -> None:
     body = {"model": GPT, "stream": True, "messages": [{"role": "user", "content": PROMPT}]}
-    async with http.post(upstream.url("/v1/chat/completions"), json=body,
-                         headers={"authorization": "Bearer k"}) as resp:
+    async with http.post(
+        upstream.url("/v1/chat/completions"), json=body, headers={"authorization": "Bearer k"}
+    ) as resp:
         assert resp.headers["x-request-id"]
         raw = await resp.read()
     assert raw.endswith(b"data: [DONE]\n\n")
@@ -211,10 +238,12 @@ async def test_openai_chat_stream_without_usage_reports_none(upstream: MockUpstr
 
 
 async def test_azure_chat_deployment_path(upstream: MockUpstream) -> None:
-    client = openai.AsyncAzureOpenAI(azure_endpoint=upstream.base_url, api_key="azure-key",
-                                     api_version="2024-10-21", max_retries=0)
+    client = openai.AsyncAzureOpenAI(
+        azure_endpoint=upstream.base_url, api_key="azure-key", api_version="2024-10-21", max_retries=0
+    )
     completion = await client.chat.completions.create(
-        model="my-deployment", messages=[{"role": "user", "content": PROMPT}])
+        model="my-deployment", messages=[{"role": "user", "content": PROMPT}]
+    )
     rec = only_request(upstream)
     assert rec["path"] == "/openai/deployments/my-deployment/chat/completions"
     assert rec["query"]["api-version"] == "2024-10-21"
@@ -251,11 +280,19 @@ async def test_openai_responses_stream(upstream: MockUpstream) -> None:
     rec = only_request(upstream)
     assert [e.sequence_number for e in events] == list(range(len(events)))
     types = [e.type for e in events]
-    assert types[:4] == ["response.created", "response.in_progress", "response.output_item.added",
-                         "response.content_part.added"]
-    assert types[4:4 + WORDS] == ["response.output_text.delta"] * WORDS
-    assert types[4 + WORDS:] == ["response.output_text.done", "response.content_part.done",
-                                 "response.output_item.done", "response.completed"]
+    assert types[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert types[4 : 4 + WORDS] == ["response.output_text.delta"] * WORDS
+    assert types[4 + WORDS :] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     assert final.output_text == expected_text(GPT)
     assert final.usage is not None
     assert final.usage.output_tokens == rec["usage"]["output_tokens"] == WORDS
@@ -317,11 +354,13 @@ async def test_gemini_count_tokens_and_models(upstream: MockUpstream) -> None:
     assert f"models/{GEMINI}" in names
 
 
-async def test_gemini_json_array_stream_and_query_key(upstream: MockUpstream,
-                                                      http: aiohttp.ClientSession) -> None:
+async def test_gemini_json_array_stream_and_query_key(
+    upstream: MockUpstream, http: aiohttp.ClientSession
+) -> None:
     body = {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]}
-    async with http.post(upstream.url(f"/v1beta/models/{GEMINI}:streamGenerateContent?key=qk"),
-                         json=body) as resp:
+    async with http.post(
+        upstream.url(f"/v1beta/models/{GEMINI}:streamGenerateContent?key=qk"), json=body
+    ) as resp:
         chunks = await resp.json()
     assert isinstance(chunks, list) and len(chunks) == WORDS
     assert chunks[-1]["usageMetadata"]["candidatesTokenCount"] == WORDS
@@ -331,8 +370,9 @@ async def test_gemini_json_array_stream_and_query_key(upstream: MockUpstream,
 # --- switches ----------------------------------------------------------------------------------------
 
 
-async def test_429_via_admin_endpoint_with_headers_and_count(upstream: MockUpstream,
-                                                             http: aiohttp.ClientSession) -> None:
+async def test_429_via_admin_endpoint_with_headers_and_count(
+    upstream: MockUpstream, http: aiohttp.ClientSession
+) -> None:
     rule = {"key": "*", "mode": "429", "count": 2, "retry_after": 17}
     async with http.post(upstream.url("/__mock/behaviour"), json=rule) as resp:
         assert resp.status == 200
@@ -354,19 +394,19 @@ async def test_429_via_admin_endpoint_with_headers_and_count(upstream: MockUpstr
 
 async def test_behaviour_is_scoped_to_upstream_key(upstream: MockUpstream) -> None:
     upstream.set_behaviour("403", key="sk-bad", body="This organization has been disabled.")
-    good = await oai(upstream, key="sk-good").chat.completions.create(
-        model=GPT, messages=X)
+    good = await oai(upstream, key="sk-good").chat.completions.create(model=GPT, messages=X)
     assert good.choices[0].message.content
     with pytest.raises(openai.PermissionDeniedError) as caught:
-        await oai(upstream, key="sk-bad").chat.completions.create(
-            model=GPT, messages=X)
+        await oai(upstream, key="sk-bad").chat.completions.create(model=GPT, messages=X)
     assert caught.value.body["message"] == "This organization has been disabled."  # type: ignore[index]
     assert caught.value.body["code"] == "account_deactivated"  # type: ignore[index]
 
 
 async def test_behaviour_queue_and_path_filter(upstream: MockUpstream, http: aiohttp.ClientSession) -> None:
-    rules = [{"key": "k", "mode": "500", "count": 1, "path": "/messages"},
-             {"key": "k", "mode": "529", "count": 1, "path": "/messages", "append": True}]
+    rules = [
+        {"key": "k", "mode": "500", "count": 1, "path": "/messages"},
+        {"key": "k", "mode": "529", "count": 1, "path": "/messages", "append": True},
+    ]
     async with http.post(upstream.url("/__mock/behaviour"), json=rules) as resp:
         assert len((await resp.json())["behaviours"]["k"]) == 2
     client = claude(upstream, key="k")
@@ -386,8 +426,11 @@ async def test_header_switch_overrides_error_text(upstream: MockUpstream) -> Non
     client = claude(upstream)
     with pytest.raises(anthropic.RateLimitError) as caught:
         await client.messages.create(
-            model=CLAUDE, max_tokens=10, messages=X,
-            extra_headers={"x-mock-mode": "429", "x-mock-body": "Extra usage is required for long context"})
+            model=CLAUDE,
+            max_tokens=10,
+            messages=X,
+            extra_headers={"x-mock-mode": "429", "x-mock-body": "Extra usage is required for long context"},
+        )
     assert caught.value.body["error"]["message"] == "Extra usage is required for long context"  # type: ignore[index]
 
 
@@ -406,8 +449,11 @@ async def test_openai_and_gemini_error_shapes(upstream: MockUpstream) -> None:
 
 async def test_gemini_429_shape(upstream: MockUpstream, http: aiohttp.ClientSession) -> None:
     upstream.set_behaviour("429", count=1, retry_after=5)
-    async with http.post(upstream.url(f"/v1beta/models/{GEMINI}:generateContent"), json={"contents": []},
-                         headers={"x-goog-api-key": "g"}) as resp:
+    async with http.post(
+        upstream.url(f"/v1beta/models/{GEMINI}:generateContent"),
+        json={"contents": []},
+        headers={"x-goog-api-key": "g"},
+    ) as resp:
         assert resp.status == 429 and resp.headers["retry-after"] == "5"
         payload = await resp.json()
     assert payload["error"]["code"] == 429 and payload["error"]["status"] == "RESOURCE_EXHAUSTED"
@@ -415,8 +461,7 @@ async def test_gemini_429_shape(upstream: MockUpstream, http: aiohttp.ClientSess
 
 async def test_rejected_is_200_with_rejected_header(upstream: MockUpstream) -> None:
     upstream.set_behaviour("rejected", count=1)
-    raw = await claude(upstream).messages.with_raw_response.create(
-        model=CLAUDE, max_tokens=10, messages=X)
+    raw = await claude(upstream).messages.with_raw_response.create(model=CLAUDE, max_tokens=10, messages=X)
     assert raw.http_response.status_code == 200
     assert raw.headers["anthropic-ratelimit-unified-status"] == "rejected"
     assert (await raw.parse()).usage.output_tokens == WORDS
@@ -427,8 +472,9 @@ async def test_cut_anthropic_stream_raises(upstream: MockUpstream) -> None:
     client = claude(upstream)
     seen: list[str] = []
     with pytest.raises((httpx2.HTTPError, anthropic.APIConnectionError)):
-        async with client.messages.stream(model=CLAUDE, max_tokens=100,
-                                          messages=[{"role": "user", "content": PROMPT}]) as stream:
+        async with client.messages.stream(
+            model=CLAUDE, max_tokens=100, messages=[{"role": "user", "content": PROMPT}]
+        ) as stream:
             async for event in stream:
                 seen.append(event.type)
     assert "message_start" in seen and "message_delta" not in seen and "message_stop" not in seen
@@ -438,14 +484,17 @@ async def test_cut_anthropic_stream_raises(upstream: MockUpstream) -> None:
     assert rec["text"] == "".join(reply_chunks(CLAUDE, WORDS)[: WORDS // 2])
 
 
-async def test_cut_openai_stream_has_no_usage_or_done(upstream: MockUpstream,
-                                                      http: aiohttp.ClientSession) -> None:
-    body = {"model": GPT, "stream": True, "stream_options": {"include_usage": True},
-            "messages": X}
+async def test_cut_openai_stream_has_no_usage_or_done(
+    upstream: MockUpstream, http: aiohttp.ClientSession
+) -> None:
+    body = {"model": GPT, "stream": True, "stream_options": {"include_usage": True}, "messages": X}
     received = b""
     with pytest.raises(aiohttp.ClientPayloadError):
-        async with http.post(upstream.url("/v1/chat/completions"), json=body,
-                             headers={"authorization": "Bearer k", "x-mock-mode": "cut"}) as resp:
+        async with http.post(
+            upstream.url("/v1/chat/completions"),
+            json=body,
+            headers={"authorization": "Bearer k", "x-mock-mode": "cut"},
+        ) as resp:
             async for piece in resp.content.iter_any():
                 received += piece
     assert b"[DONE]" not in received and b'"usage":{' not in received
@@ -456,7 +505,8 @@ async def test_cut_openai_stream_has_no_usage_or_done(upstream: MockUpstream,
 async def test_cut_openai_sdk_stream_raises(upstream: MockUpstream) -> None:
     upstream.set_behaviour("cut", count=1)
     stream = await oai(upstream).chat.completions.create(
-        model=GPT, messages=X, stream=True, stream_options={"include_usage": True})
+        model=GPT, messages=X, stream=True, stream_options={"include_usage": True}
+    )
     with pytest.raises((httpx2.HTTPError, openai.APIConnectionError)):
         async for _ in stream:
             pass
@@ -465,8 +515,7 @@ async def test_cut_openai_sdk_stream_raises(upstream: MockUpstream) -> None:
 async def test_slow_stream_delays_each_chunk(upstream: MockUpstream) -> None:
     upstream.set_behaviour("slow", delay_ms=40, words=3)
     started = time.perf_counter()
-    async with claude(upstream).messages.stream(model=CLAUDE, max_tokens=100,
-                                                messages=X) as stream:
+    async with claude(upstream).messages.stream(model=CLAUDE, max_tokens=100, messages=X) as stream:
         final = await stream.get_final_message()
     # 3 deltas + 6 framing events, each followed by a 40 ms pause
     assert time.perf_counter() - started >= 9 * 0.04 * 0.9
@@ -495,15 +544,22 @@ async def test_bad_behaviour_is_rejected(upstream: MockUpstream, http: aiohttp.C
         assert "unknown mock mode" in (await resp.json())["error"]
 
 
-@pytest.mark.parametrize(("path", "body", "auth"), [
-    ("/v1/responses", {"model": GPT, "stream": True, "input": "x"}, {"authorization": "Bearer k"}),
-    (f"/v1beta/models/{GEMINI}:streamGenerateContent?alt=sse", {"contents": []}, {"x-goog-api-key": "k"}),
-    (f"/v1beta/models/{GEMINI}:streamGenerateContent", {"contents": []}, {"x-goog-api-key": "k"}),
-    ("/v1/messages", {"model": CLAUDE, "max_tokens": 10, "messages": X}, {"x-api-key": "k"}),  # non-stream
-])
-async def test_cut_drops_connection_before_the_end(upstream: MockUpstream, http: aiohttp.ClientSession,
-                                                   path: str, body: dict[str, Any],
-                                                   auth: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("path", "body", "auth"),
+    [
+        ("/v1/responses", {"model": GPT, "stream": True, "input": "x"}, {"authorization": "Bearer k"}),
+        (f"/v1beta/models/{GEMINI}:streamGenerateContent?alt=sse", {"contents": []}, {"x-goog-api-key": "k"}),
+        (f"/v1beta/models/{GEMINI}:streamGenerateContent", {"contents": []}, {"x-goog-api-key": "k"}),
+        (
+            "/v1/messages",
+            {"model": CLAUDE, "max_tokens": 10, "messages": X},
+            {"x-api-key": "k"},
+        ),  # non-stream
+    ],
+)
+async def test_cut_drops_connection_before_the_end(
+    upstream: MockUpstream, http: aiohttp.ClientSession, path: str, body: dict[str, Any], auth: dict[str, str]
+) -> None:
     received = b""
     with pytest.raises(aiohttp.ClientPayloadError):
         async with http.post(upstream.url(path), json=body, headers={**auth, "x-mock-mode": "cut"}) as resp:
@@ -525,7 +581,8 @@ async def test_cut_non_stream_raises_in_sdk(upstream: MockUpstream) -> None:
 async def test_words_and_latency_headers(upstream: MockUpstream) -> None:
     started = time.perf_counter()
     completion = await oai(upstream).chat.completions.create(
-        model=GPT, messages=X, extra_headers={"x-mock-words": "2", "x-mock-latency-ms": "50"})
+        model=GPT, messages=X, extra_headers={"x-mock-words": "2", "x-mock-latency-ms": "50"}
+    )
     assert time.perf_counter() - started >= 0.045
     assert completion.choices[0].message.content == "Hello from"
     assert completion.usage is not None and completion.usage.completion_tokens == 2

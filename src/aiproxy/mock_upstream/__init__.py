@@ -53,8 +53,14 @@ class MockUpstream:
     ...     upstream.requests[-1]["usage"]
     """
 
-    def __init__(self, *, words: int = DEFAULT_WORDS, max_records: int | None = None,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        words: int = DEFAULT_WORDS,
+        max_records: int | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         self.app = build_app(words=words, max_records=max_records)
         self.host = host
         self.port = port
@@ -75,8 +81,9 @@ class MockUpstream:
     def url(self, path: str) -> str:
         return self.base_url + path
 
-    def set_behaviour(self, mode: str = "ok", *, key: str = "*", append: bool = False,
-                      **fields: Any) -> Behaviour:
+    def set_behaviour(
+        self, mode: str = "ok", *, key: str = "*", append: bool = False, **fields: Any
+    ) -> Behaviour:
         """Same as ``POST /__mock/behaviour`` without the HTTP round trip."""
         behaviour = Behaviour(mode=mode, key=key, **fields)
         self.state.behaviours.set(behaviour, append=append)
@@ -103,6 +110,7 @@ class MockUpstream:
     async def __aenter__(self) -> MockUpstream:
         return await self.start()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()

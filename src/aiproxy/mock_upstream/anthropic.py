@@ -27,23 +27,31 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
     "401": (401, "authentication_error", "invalid x-api-key"),
     "403": (403, "permission_error", "This account has been disabled"),
     "404": (404, "not_found_error", "Not found"),
-    "429": (429, "rate_limit_error",
-            "This request would exceed your account's rate limit. Please try again later."),
+    "429": (
+        429,
+        "rate_limit_error",
+        "This request would exceed your account's rate limit. Please try again later.",
+    ),
     "500": (500, "api_error", "Internal server error"),
     "529": (529, "overloaded_error", "Overloaded"),
 }
 MISSING_KEY_MESSAGE = "x-api-key header is required"
 
 # Constant frames are rendered once.
-_BLOCK_START = sse("content_block_start", {"type": "content_block_start", "index": 0,
-                                            "content_block": {"type": "text", "text": ""}})
+_BLOCK_START = sse(
+    "content_block_start",
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+)
 _PING = sse("ping", {"type": "ping"})
 _BLOCK_STOP = sse("content_block_stop", {"type": "content_block_stop", "index": 0})
 _MESSAGE_STOP = sse("message_stop", {"type": "message_stop"})
 _FRAMES_BEFORE_DELTAS = 3  # message_start, content_block_start, ping
 # message_delta repeats the cumulative counts (current API behaviour), not only output_tokens.
 _DELTA_USAGE_KEYS = (
-    "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens",
+    "input_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "output_tokens",
 )
 
 _MODELS = (
@@ -54,8 +62,14 @@ _MODELS = (
     ("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
 )
 _MODEL_OBJECTS = {m: {"type": "model", "id": m, "display_name": d, "created_at": c} for m, d, c in _MODELS}
-_MODELS_BODY = dumps({"data": list(_MODEL_OBJECTS.values()), "has_more": False,
-                      "first_id": _MODELS[0][0], "last_id": _MODELS[-1][0]})
+_MODELS_BODY = dumps(
+    {
+        "data": list(_MODEL_OBJECTS.values()),
+        "has_more": False,
+        "first_id": _MODELS[0][0],
+        "last_id": _MODELS[-1][0],
+    }
+)
 
 
 def extract_key(request: web.Request) -> str | None:
@@ -80,8 +94,11 @@ def _headers(call: Call, content_type: str, status: str = "allowed") -> dict[str
 
 def error(call: Call, mode: str, message: str | None = None) -> web.Response:
     status, etype, default = _ERRORS[mode]
-    headers = {"Content-Type": JSON_CT, "request-id": call.request_id,
-               "x-should-retry": "true" if status in (429, 500, 529) else "false"}
+    headers = {
+        "Content-Type": JSON_CT,
+        "request-id": call.request_id,
+        "x-should-retry": "true" if status in (429, 500, 529) else "false",
+    }
     if mode == "429":
         reset = str(now() + call.behaviour.retry_after)
         headers |= {
@@ -112,8 +129,10 @@ def _usage(call: Call, inp: int, out: int) -> dict[str, Any]:
 @lru_cache(maxsize=1024)
 def _delta_frames(chunks: tuple[str, ...]) -> tuple[bytes, ...]:
     return tuple(
-        sse("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                    "delta": {"type": "text_delta", "text": c}})
+        sse(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": c}},
+        )
         for c in chunks
     )
 
@@ -125,12 +144,20 @@ async def messages(call: Call) -> web.StreamResponse:
     status = "rejected" if b.mode == "rejected" else "allowed"
     final_usage = _usage(call, inp, len(chunks))
     stop_reason = "max_tokens" if truncated else "end_turn"
-    message: dict[str, Any] = {"id": new_id("msg_"), "type": "message", "role": "assistant",
-                               "model": call.model}
+    message: dict[str, Any] = {
+        "id": new_id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "model": call.model,
+    }
     text = "".join(chunks)
     if not call.body.get("stream"):
-        message |= {"content": [{"type": "text", "text": text}], "stop_reason": stop_reason,
-                    "stop_sequence": None, "usage": final_usage}
+        message |= {
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": final_usage,
+        }
         call.report(final_usage, tokens(inp, len(chunks), b.cache_read, b.cache_creation), text)
         return await send_body(call, dumps(message), _headers(call, JSON_CT, status))
 
@@ -144,17 +171,26 @@ async def messages(call: Call) -> web.StreamResponse:
         _PING,
         *_delta_frames(chunks),
         _BLOCK_STOP,
-        sse("message_delta", {"type": "message_delta",
-                              "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                              "usage": delta_usage}),
+        sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": delta_usage,
+            },
+        ),
         _MESSAGE_STOP,
     ]
     cut_at = None
     if b.mode == "cut":
         sent = max(1, len(chunks) // 2)
         cut_at = _FRAMES_BEFORE_DELTAS + sent
-        call.report(start_usage, tokens(inp, 1, b.cache_read, b.cache_creation), "".join(chunks[:sent]),
-                    completed=False)
+        call.report(
+            start_usage,
+            tokens(inp, 1, b.cache_read, b.cache_creation),
+            "".join(chunks[:sent]),
+            completed=False,
+        )
     else:
         call.report(delta_usage, tokens(inp, len(chunks), b.cache_read, b.cache_creation), text)
     headers = _headers(call, SSE_CT, status) | {"Cache-Control": "no-cache"}

@@ -21,8 +21,18 @@ SSE_CT = "text/event-stream; charset=utf-8"
 # Keys whose string values count as prompt text. Everything else (model, role, ids, flags) is ignored
 # so that the count follows the conversation, not the request's bookkeeping.
 _TEXT_KEYS = frozenset(
-    {"text", "content", "system", "instructions", "input", "prompt", "thinking", "description", "arguments",
-     "output"}
+    {
+        "text",
+        "content",
+        "system",
+        "instructions",
+        "input",
+        "prompt",
+        "thinking",
+        "description",
+        "arguments",
+        "output",
+    }
 )
 _FILLER = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
 

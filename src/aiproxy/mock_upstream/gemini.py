@@ -16,8 +16,12 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
     "403": (403, "PERMISSION_DENIED", "This account has been disabled"),
     "404": (404, "NOT_FOUND", "Requested entity was not found."),
     "429": (429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
-    "500": (500, "INTERNAL", "An internal error has occurred. Please retry or report in "
-                             "https://developers.generativeai.google/guide/troubleshooting"),
+    "500": (
+        500,
+        "INTERNAL",
+        "An internal error has occurred. Please retry or report in "
+        "https://developers.generativeai.google/guide/troubleshooting",
+    ),
     # Gemini has no 529; overload is a 503 UNAVAILABLE.
     "529": (503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
 }
@@ -33,11 +37,25 @@ _MODELS = (
     ("gemini-3-pro-preview", "Gemini 3 Pro Preview", 65536),
 )
 _MODEL_OBJECTS = {
-    m: {"name": f"models/{m}", "version": "001", "displayName": d, "description": d,
-        "inputTokenLimit": 1_048_576, "outputTokenLimit": out,
-        "supportedGenerationMethods": ["generateContent", "countTokens", "createCachedContent",
-                                       "batchGenerateContent"],
-        "temperature": 1, "topP": 0.95, "topK": 64, "maxTemperature": 2, "thinking": True}
+    m: {
+        "name": f"models/{m}",
+        "version": "001",
+        "displayName": d,
+        "description": d,
+        "inputTokenLimit": 1_048_576,
+        "outputTokenLimit": out,
+        "supportedGenerationMethods": [
+            "generateContent",
+            "countTokens",
+            "createCachedContent",
+            "batchGenerateContent",
+        ],
+        "temperature": 1,
+        "topP": 0.95,
+        "topK": 64,
+        "maxTemperature": 2,
+        "thinking": True,
+    }
     for m, d, out in _MODELS
 }
 _MODELS_BODY = dumps({"models": list(_MODEL_OBJECTS.values())})
@@ -53,8 +71,11 @@ def _headers(content_type: str = JSON_CT) -> dict[str, str]:
 
 def error(call: Call, mode: str, message: str | None = None) -> web.Response:
     status, grpc_status, default = _ERRORS[mode]
-    err: dict[str, Any] = {"code": status, "message": message or call.behaviour.body or default,
-                           "status": grpc_status}
+    err: dict[str, Any] = {
+        "code": status,
+        "message": message or call.behaviour.body or default,
+        "status": grpc_status,
+    }
     hdrs = _headers()
     if mode == "429":
         retry = call.behaviour.retry_after
@@ -123,8 +144,12 @@ async def stream_generate_content(call: Call) -> web.StreamResponse:
     if b.mode == "cut":
         sent = max(1, len(chunks) // 2)
         cut_at = sent
-    call.report(_usage(call, inp, sent), tokens(inp, sent, b.cache_read), "".join(chunks[:sent]),
-                completed=cut_at is None)
+    call.report(
+        _usage(call, inp, sent),
+        tokens(inp, sent, b.cache_read),
+        "".join(chunks[:sent]),
+        completed=cut_at is None,
+    )
     return await send_stream(call, frames, _headers(SSE_CT if sse_mode else JSON_CT), cut_at=cut_at)
 
 

@@ -25,16 +25,31 @@ from .common import (
 
 _ERRORS: dict[str, tuple[int, str, str, str | None]] = {
     "400": (400, "invalid_request_error", "Invalid request", None),
-    "401": (401, "invalid_request_error",
-            "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
-            "invalid_api_key"),
+    "401": (
+        401,
+        "invalid_request_error",
+        "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+        "invalid_api_key",
+    ),
     "403": (403, "invalid_request_error", "This account has been disabled", "account_deactivated"),
-    "404": (404, "invalid_request_error", "The model does not exist or you do not have access to it.",
-            "model_not_found"),
-    "429": (429, "requests", "Rate limit reached for requests. Please try again later.",
-            "rate_limit_exceeded"),
-    "500": (500, "server_error", "The server had an error while processing your request. Sorry about that!",
-            "server_error"),
+    "404": (
+        404,
+        "invalid_request_error",
+        "The model does not exist or you do not have access to it.",
+        "model_not_found",
+    ),
+    "429": (
+        429,
+        "requests",
+        "Rate limit reached for requests. Please try again later.",
+        "rate_limit_exceeded",
+    ),
+    "500": (
+        500,
+        "server_error",
+        "The server had an error while processing your request. Sorry about that!",
+        "server_error",
+    ),
     # OpenAI has no 529; overload is a 503.
     "529": (503, "server_error", "The engine is currently overloaded, please try again later.", "overloaded"),
 }
@@ -43,16 +58,35 @@ MISSING_KEY_MESSAGE = (
     "Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
 )
 
-_MODELS = ("gpt-5.5", "gpt-5.4", "gpt-5.4-mini", "gpt-5.1-codex", "gpt-5", "gpt-5-codex", "gpt-4.1", "gpt-4o",
-           "gpt-4o-mini", "o3", "o4-mini")
+_MODELS = (
+    "gpt-5.5",
+    "gpt-5.4",
+    "gpt-5.4-mini",
+    "gpt-5.1-codex",
+    "gpt-5",
+    "gpt-5-codex",
+    "gpt-4.1",
+    "gpt-4o",
+    "gpt-4o-mini",
+    "o3",
+    "o4-mini",
+)
 _MODEL_OBJECTS = {
     m: {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "openai"} for m in _MODELS
 }
 _MODELS_BODY = dumps({"object": "list", "data": list(_MODEL_OBJECTS.values())})
 
 # Byte pieces of stream chunks: a chunk is head(id, created, model) + choices + tail.
-_ROLE_CHOICES = dumps([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None},
-                        "logprobs": None, "finish_reason": None}])
+_ROLE_CHOICES = dumps(
+    [
+        {
+            "index": 0,
+            "delta": {"role": "assistant", "content": "", "refusal": None},
+            "logprobs": None,
+            "finish_reason": None,
+        }
+    ]
+)
 _TAIL = b"}\n\n"
 _TAIL_WITH_USAGE = b',"usage":null}\n\n'  # with include_usage every chunk carries "usage": null
 _DONE = b"data: [DONE]\n\n"
@@ -80,10 +114,20 @@ def error(call: Call, mode: str, message: str | None = None) -> web.Response:
     hdrs = {"Content-Type": JSON_CT, "x-request-id": call.request_id}
     if mode == "429":
         retry = str(call.behaviour.retry_after)
-        hdrs |= {"retry-after": retry, "x-ratelimit-limit-requests": "10000",
-                 "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": f"{retry}s"}
-    payload = {"error": {"message": message or call.behaviour.body or default, "type": etype, "param": None,
-                         "code": code}}
+        hdrs |= {
+            "retry-after": retry,
+            "x-ratelimit-limit-requests": "10000",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": f"{retry}s",
+        }
+    payload = {
+        "error": {
+            "message": message or call.behaviour.body or default,
+            "type": etype,
+            "param": None,
+            "code": code,
+        }
+    }
     return json_response(call, payload, hdrs, status)
 
 
@@ -100,8 +144,12 @@ def _chat_usage(call: Call, inp: int, out: int) -> dict[str, Any]:
         "completion_tokens": out,
         "total_tokens": prompt + out,
         "prompt_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                      "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
     }
 
 
@@ -125,25 +173,45 @@ async def chat_completions(call: Call) -> web.StreamResponse:
     inp = call.input_tokens()
     b = call.behaviour
     usage = _chat_usage(call, inp, len(chunks))
-    norm = {"input_tokens": inp, "output_tokens": len(chunks), "cache_read_input_tokens": b.cache_read,
-            "cache_creation_input_tokens": b.cache_creation}
+    norm = {
+        "input_tokens": inp,
+        "output_tokens": len(chunks),
+        "cache_read_input_tokens": b.cache_read,
+        "cache_creation_input_tokens": b.cache_creation,
+    }
     finish = "length" if truncated else "stop"
     cid, created, text = new_id("chatcmpl-"), now(), "".join(chunks)
     if not body.get("stream"):
         payload = {
-            "id": cid, "object": "chat.completion", "created": created, "model": call.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None,
-                                                 "annotations": []},
-                         "logprobs": None, "finish_reason": finish}],
-            "usage": usage, "service_tier": "default", "system_fingerprint": "fp_mock",
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": call.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None, "annotations": []},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+            ],
+            "usage": usage,
+            "service_tier": "default",
+            "system_fingerprint": "fp_mock",
         }
         call.report(usage, norm, text)
         return await send_body(call, dumps(payload), headers(call, JSON_CT))
 
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    head = (b'data: {"id":"' + cid.encode() + b'","object":"chat.completion.chunk","created":'
-            + str(created).encode() + b',"model":' + dumps(call.model)
-            + b',"service_tier":"default","system_fingerprint":"fp_mock","choices":')
+    head = (
+        b'data: {"id":"'
+        + cid.encode()
+        + b'","object":"chat.completion.chunk","created":'
+        + str(created).encode()
+        + b',"model":'
+        + dumps(call.model)
+        + b',"service_tier":"default","system_fingerprint":"fp_mock","choices":'
+    )
     tail = _TAIL_WITH_USAGE if include_usage else _TAIL
     frames = [head + _ROLE_CHOICES + tail]
     frames += [head + choices + tail for choices in _content_choices(chunks)]

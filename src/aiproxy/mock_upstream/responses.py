@@ -74,8 +74,12 @@ async def create(call: Call) -> web.StreamResponse:
     inp = call.input_tokens()
     b = call.behaviour
     usage = _usage(call, inp, len(chunks))
-    norm = {"input_tokens": inp, "output_tokens": len(chunks), "cache_read_input_tokens": b.cache_read,
-            "cache_creation_input_tokens": b.cache_creation}
+    norm = {
+        "input_tokens": inp,
+        "output_tokens": len(chunks),
+        "cache_read_input_tokens": b.cache_read,
+        "cache_creation_input_tokens": b.cache_creation,
+    }
     # Hitting max_output_tokens makes a real response "incomplete" rather than "completed".
     final_status = "incomplete" if truncated else "completed"
     rid, item_id, created, text = new_id("resp_"), new_id("msg_"), now(), "".join(chunks)
@@ -110,19 +114,30 @@ def _stream_frames(
     pending = _response(call, rid, created, "in_progress", [], None)
     ids = {"item_id": item_id, "output_index": 0, "content_index": 0}
     frames = [
-        sse("response.created", {"type": "response.created", "sequence_number": 0,
-                                 "response": pending}),
-        sse("response.in_progress", {"type": "response.in_progress", "sequence_number": 1,
-                                     "response": pending}),
-        sse("response.output_item.added", {"type": "response.output_item.added", "sequence_number": 2,
-                                           "output_index": 0, "item": _item(item_id, "in_progress", [])}),
-        sse("response.content_part.added", {"type": "response.content_part.added", "sequence_number": 3,
-                                            **ids, "part": _part("")}),
+        sse("response.created", {"type": "response.created", "sequence_number": 0, "response": pending}),
+        sse(
+            "response.in_progress",
+            {"type": "response.in_progress", "sequence_number": 1, "response": pending},
+        ),
+        sse(
+            "response.output_item.added",
+            {
+                "type": "response.output_item.added",
+                "sequence_number": 2,
+                "output_index": 0,
+                "item": _item(item_id, "in_progress", []),
+            },
+        ),
+        sse(
+            "response.content_part.added",
+            {"type": "response.content_part.added", "sequence_number": 3, **ids, "part": _part("")},
+        ),
     ]
     # Deltas are the bulk of a stream: assemble them from bytes instead of dumping a dict each.
-    delta_head = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
-                  b'"item_id":"' + item_id.encode()
-                  + b'","output_index":0,"content_index":0,"sequence_number":')
+    delta_head = (
+        b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+        b'"item_id":"' + item_id.encode() + b'","output_index":0,"content_index":0,"sequence_number":'
+    )
     seq = 4
     for chunk_json in _json_chunks(chunks):
         frames.append(delta_head + str(seq).encode() + b',"delta":' + chunk_json + b',"logprobs":[]}\n\n')

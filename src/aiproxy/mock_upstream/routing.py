@@ -80,7 +80,7 @@ def _classify_gemini(path: str) -> Route | None:
     marker = target.rfind("/models/")
     if handler is None or marker < 0:
         return None
-    return Route(GEMINI, action, handler, target[marker + len("/models/"):])
+    return Route(GEMINI, action, handler, target[marker + len("/models/") :])
 
 
 def _azure_deployment(path: str) -> str:

@@ -73,8 +73,16 @@ def build_app(*, words: int = DEFAULT_WORDS, max_records: int | None = None) -> 
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     route = classify(request)
     if route is None:
-        return _json({"error": {"message": f"mock upstream: no route for {request.method} {request.path}",
-                                "type": "not_found_error", "code": 404}}, 404)
+        return _json(
+            {
+                "error": {
+                    "message": f"mock upstream: no route for {request.method} {request.path}",
+                    "type": "not_found_error",
+                    "code": 404,
+                }
+            },
+            404,
+        )
     state = request.app[STATE]
     body, bad_json = await _read_json(request)
     key = route.vendor.extract_key(request)
@@ -114,8 +122,9 @@ async def _read_json(request: web.Request) -> tuple[dict[str, Any], bool]:
     return (body, False) if isinstance(body, dict) else ({}, True)
 
 
-def _new_call(request: web.Request, route: Route, body: dict[str, Any], key: str | None,
-              state: MockState) -> Call:
+def _new_call(
+    request: web.Request, route: Route, body: dict[str, Any], key: str | None, state: MockState
+) -> Call:
     model = body.get("model") or route.model
     model = model if isinstance(model, str) else str(model)
     request_id = new_id("req_")
@@ -139,8 +148,15 @@ def _new_call(request: web.Request, route: Route, body: dict[str, Any], key: str
         request_id=request_id,
         time=time.time(),
     )
-    return Call(request=request, body=body, model=model, behaviour=state.default_behaviour, record=record,
-                request_id=request_id, default_words=state.words)
+    return Call(
+        request=request,
+        body=body,
+        model=model,
+        behaviour=state.default_behaviour,
+        record=record,
+        request_id=request_id,
+        default_words=state.words,
+    )
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:
@@ -173,7 +189,7 @@ async def _get_requests(request: web.Request) -> web.Response:
     records = request.app[STATE].requests
     limit = request.query.get("limit")
     if limit is not None and limit.isdigit():
-        records = records[-int(limit):] if int(limit) else []
+        records = records[-int(limit) :] if int(limit) else []
     return _json(records)
 
 
