@@ -14,7 +14,9 @@ from typing import Any
 
 import orjson
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import AppError
 from ..services import Services
@@ -129,6 +131,16 @@ async def _record(request: Request, body: bytes, status_code: int) -> None:
         log.exception("could not write operation log for %s %s", request.method, request.url.path)
 
 
+def _status_of(exc: Exception) -> int:
+    if isinstance(exc, AppError):
+        return exc.status_code
+    if isinstance(exc, RequestValidationError):
+        return 400
+    if isinstance(exc, StarletteHTTPException):
+        return exc.status_code
+    return 500
+
+
 class AuditedRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handler = super().get_route_handler()
@@ -139,8 +151,8 @@ class AuditedRoute(APIRoute):
             body = await request.body()  # cached by Starlette, the handler reads it again
             try:
                 response = await handler(request)
-            except AppError as exc:
-                await _record(request, body, exc.status_code)
+            except Exception as exc:  # refused writes are recorded too, then handled as usual
+                await _record(request, body, _status_of(exc))
                 raise
             await _record(request, body, response.status_code)
             return response
