@@ -11,11 +11,16 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from . import __version__
-from .api import api_keys, auth, catalog, profile
+from .api import api_keys, auth, catalog, profile, usage
+from .api.admin import account_groups as admin_account_groups
+from .api.admin import accounts as admin_accounts
 from .api.admin import api_keys as admin_api_keys
 from .api.admin import configs as admin_configs
+from .api.admin import error_rules as admin_error_rules
+from .api.admin import logs as admin_logs
 from .api.admin import models as admin_models
 from .api.admin import operation_logs as admin_operation_logs
+from .api.admin import proxy_configs as admin_proxy_configs
 from .api.admin import users as admin_users
 from .api.envelope import FastJSONResponse
 from .api.errors import install_error_handlers
@@ -111,11 +116,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         profile.router,
         api_keys.router,
         catalog.router,
+        usage.router,
         admin_users.router,
         admin_api_keys.router,
         admin_models.router,
         admin_configs.router,
         admin_operation_logs.router,
+        admin_accounts.router,
+        admin_account_groups.router,
+        admin_proxy_configs.router,
+        admin_error_rules.router,
+        admin_error_rules.messages_router,
+        admin_logs.router,
     ):
         app.include_router(router)
     return app

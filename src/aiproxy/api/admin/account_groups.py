@@ -1,0 +1,12 @@
+"""Admin: account-groups (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from ..audit import AuditedRoute
+from ..deps import admin_user
+
+router = APIRouter(
+    prefix="/api/admin/account-groups", tags=["admin: account-groups"], route_class=AuditedRoute, dependencies=[Depends(admin_user)]
+)

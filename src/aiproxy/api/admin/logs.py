@@ -1,0 +1,12 @@
+"""Admin: logs (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from ..audit import AuditedRoute
+from ..deps import admin_user
+
+router = APIRouter(
+    prefix="/api/admin/logs", tags=["admin: logs"], route_class=AuditedRoute, dependencies=[Depends(admin_user)]
+)

@@ -1,0 +1,12 @@
+"""Admin: proxy-configs (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from ..audit import AuditedRoute
+from ..deps import admin_user
+
+router = APIRouter(
+    prefix="/api/admin/proxy-configs", tags=["admin: proxy-configs"], route_class=AuditedRoute, dependencies=[Depends(admin_user)]
+)
