@@ -25,12 +25,16 @@ from .api.admin import users as admin_users
 from .api.envelope import FastJSONResponse
 from .api.errors import install_error_handlers
 from .billing.model_catalog import seed_models
+from .billing.recorder import UsageRecorder
 from .config import Settings, load_settings
+from .gateway.asgi import Dispatcher
+from .gateway.pipeline import Gateway
 from .runtime_configs import RuntimeConfigs
 from .security.secretbox import SecretBox
 from .services import Services
 from .store import users as user_store
 from .store.db import Database
+from .store.error_rules import seed_error_rules
 from .store.migrate import upgrade_to_head
 from .store.models import AIModel
 from .store.state import open_state
@@ -44,6 +48,7 @@ async def _bootstrap(services: Services) -> None:
         created = await user_store.ensure_first_admin(session, password=services.settings.admin_password)
         if not await session.scalar(select(func.count()).select_from(AIModel)):
             await seed_models(session, reset=False)
+        await seed_error_rules(session)
     if created is not None:
         user, password = created
         if services.settings.admin_password:
@@ -76,10 +81,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         jwt_secret=settings.resolved_jwt_secret,
     )
     app.state.services = services
+    gateway = Gateway(services, UsageRecorder(db))
+    app.state.gateway = gateway
     try:
+        if not await state.ping():
+            raise RuntimeError(f"shared state ({state.kind}) is not reachable: check AIPROXY_REDIS_URL")
+        if settings.workers > 1 and state.kind == "memory":
+            log.warning(
+                "%d workers share no state without AIPROXY_REDIS_URL: limits and captchas are per worker",
+                settings.workers,
+            )
         await configs.load()
         await _bootstrap(services)
         configs.start()
+        await gateway.start()
         log.info(
             "aiproxy %s ready (database: %s, state: %s)",
             __version__,
@@ -88,12 +103,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         yield
     finally:
+        await gateway.close()  # flushes every recorded request before the database closes
         await configs.stop()
         await state.close()
         await db.close()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_api(settings: Settings | None = None) -> FastAPI:
+    """The console/admin JSON API (FastAPI); it also owns the lifespan of shared resources."""
     app = FastAPI(
         title="aiproxy",
         version=__version__,
@@ -131,3 +148,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     return app
+
+
+def create_app(settings: Settings | None = None) -> Dispatcher:
+    """The whole relay: proxy endpoints on the raw-ASGI gateway, everything else on the API."""
+    return Dispatcher(create_api(settings))

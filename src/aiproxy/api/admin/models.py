@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...billing.model_catalog import MODEL_PLATFORMS, seed_models
 from ...errors import BadRequest, NotFound
+from ...store.accounts import bump_pool_version
 from ...store.models import AIModel
 from ..audit import AuditedRoute
-from ..deps import Paging, SessionDep, admin_user
+from ..deps import Paging, ServicesDep, SessionDep, admin_user
 from ..envelope import FastJSONResponse, created, ok, page
 from ..schemas import ModelCreate, ModelUpdate
 from ..views import model_view
@@ -74,25 +75,28 @@ async def platforms(session: SessionDep) -> FastJSONResponse:
 
 
 @router.post("")
-async def create_model(body: ModelCreate, session: SessionDep) -> FastJSONResponse:
+async def create_model(body: ModelCreate, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     await _ensure_unique(session, body.model_id)
     model = AIModel(**body.model_dump(), is_default=False)
     session.add(model)
     await session.commit()
+    await bump_pool_version(services.state)  # gateways reload their price book
     return created(model_view(model))
 
 
 @router.post("/init-defaults")
-async def init_defaults(session: SessionDep) -> FastJSONResponse:
+async def init_defaults(session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     result = await seed_models(session, reset=False)
     await session.commit()
+    await bump_pool_version(services.state)  # gateways reload their price book
     return ok(result.as_dict())
 
 
 @router.post("/reset-defaults")
-async def reset_defaults(session: SessionDep) -> FastJSONResponse:
+async def reset_defaults(session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     result = await seed_models(session, reset=True)
     await session.commit()
+    await bump_pool_version(services.state)  # gateways reload their price book
     return ok(result.as_dict())
 
 
@@ -102,7 +106,9 @@ async def get_model(model_pk: int, session: SessionDep) -> FastJSONResponse:
 
 
 @router.put("/{model_pk}")
-async def update_model(model_pk: int, body: ModelUpdate, session: SessionDep) -> FastJSONResponse:
+async def update_model(
+    model_pk: int, body: ModelUpdate, session: SessionDep, services: ServicesDep
+) -> FastJSONResponse:
     model = await _get(session, model_pk)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     if "model_id" in changes:
@@ -110,19 +116,22 @@ async def update_model(model_pk: int, body: ModelUpdate, session: SessionDep) ->
     for name, value in changes.items():
         setattr(model, name, value)
     await session.commit()
+    await bump_pool_version(services.state)  # gateways reload their price book
     return ok(model_view(model))
 
 
 @router.delete("/{model_pk}")
-async def delete_model(model_pk: int, session: SessionDep) -> FastJSONResponse:
+async def delete_model(model_pk: int, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     await session.delete(await _get(session, model_pk))
     await session.commit()
+    await bump_pool_version(services.state)  # gateways reload their price book
     return ok(None)
 
 
 @router.put("/{model_pk}/toggle")
-async def toggle_model(model_pk: int, session: SessionDep) -> FastJSONResponse:
+async def toggle_model(model_pk: int, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     model = await _get(session, model_pk)
     model.enabled = not model.enabled
     await session.commit()
+    await bump_pool_version(services.state)  # gateways reload their price book
     return ok({"id": model.id, "enabled": model.enabled})

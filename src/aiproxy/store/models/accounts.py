@@ -8,11 +8,12 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, BigId, IdMixin, TimestampMixin, UTCDateTime, utcnow
+from .base import NO_ID_REUSE, Base, BigId, IdMixin, TimestampMixin, UTCDateTime, utcnow
 
 
 class ProxyConfig(IdMixin, TimestampMixin, Base):
     __tablename__ = "proxy_configs"
+    __table_args__ = NO_ID_REUSE
 
     name: Mapped[str] = mapped_column(String(100))
     type: Mapped[str] = mapped_column(String(16), default="http")
@@ -27,6 +28,7 @@ class ProxyConfig(IdMixin, TimestampMixin, Base):
 
 class AccountGroup(IdMixin, TimestampMixin, Base):
     __tablename__ = "account_groups"
+    __table_args__ = NO_ID_REUSE
 
     name: Mapped[str] = mapped_column(String(100), unique=True)
     description: Mapped[str] = mapped_column(String(255), default="")
@@ -82,4 +84,4 @@ class Account(IdMixin, TimestampMixin, Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
-    __table_args__ = (Index("ix_accounts_type_enabled_status", "type", "enabled", "status"),)
+    __table_args__ = (Index("ix_accounts_type_enabled_status", "type", "enabled", "status"), NO_ID_REUSE)

@@ -21,6 +21,11 @@ NAMING_CONVENTION = {
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+# SQLite reuses the highest id after a delete unless a table says AUTOINCREMENT; logs and
+# usage rows keep referring to deleted users, keys and accounts by id, so ids must never recur.
+NO_ID_REUSE = {"sqlite_autoincrement": True}
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

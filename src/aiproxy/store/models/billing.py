@@ -7,11 +7,12 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, BigId, IdMixin, TimestampMixin, UTCDateTime
+from .base import NO_ID_REUSE, Base, BigId, IdMixin, TimestampMixin, UTCDateTime
 
 
 class Package(IdMixin, TimestampMixin, Base):
     __tablename__ = "packages"
+    __table_args__ = NO_ID_REUSE
 
     name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(Text, default="")
@@ -44,4 +45,4 @@ class UserPackage(IdMixin, TimestampMixin, Base):
     end_time: Mapped[datetime] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(String(16), default="active")
 
-    __table_args__ = (Index("ix_user_packages_user_status", "user_id", "status"),)
+    __table_args__ = (Index("ix_user_packages_user_status", "user_id", "status"), NO_ID_REUSE)

@@ -7,13 +7,14 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, IdMixin, TimestampMixin
+from .base import NO_ID_REUSE, Base, IdMixin, TimestampMixin
 
 
 class AIModel(IdMixin, TimestampMixin, Base):
     """A model with its list prices in USD per 1M tokens."""
 
     __tablename__ = "ai_models"
+    __table_args__ = NO_ID_REUSE
 
     model_id: Mapped[str] = mapped_column(String(128), unique=True)
     model_name: Mapped[str] = mapped_column(String(128))
@@ -38,6 +39,7 @@ class ModelMapping(IdMixin, TimestampMixin, Base):
     """A global rewrite of the requested model name (e.g. an alias to a dated id)."""
 
     __tablename__ = "model_mappings"
+    __table_args__ = NO_ID_REUSE
 
     source_model: Mapped[str] = mapped_column(String(128), index=True)
     target_model: Mapped[str] = mapped_column(String(128))
@@ -50,6 +52,7 @@ class ErrorRule(IdMixin, TimestampMixin, Base):
     """Upstream error (status + keyword) → the status the account is moved to."""
 
     __tablename__ = "error_rules"
+    __table_args__ = NO_ID_REUSE
 
     name: Mapped[str] = mapped_column(String(100), default="")
     status_code: Mapped[int] = mapped_column(Integer, default=0)
@@ -66,6 +69,7 @@ class ErrorMessage(IdMixin, TimestampMixin, Base):
     """A client-facing message that replaces an upstream error text for a status code."""
 
     __tablename__ = "error_messages"
+    __table_args__ = NO_ID_REUSE
 
     status_code: Mapped[int] = mapped_column(Integer, index=True)
     keyword: Mapped[str] = mapped_column(String(255), default="")

@@ -8,13 +8,14 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, BigId, IdMixin, TimestampMixin, UTCDateTime, utcnow
+from .base import NO_ID_REUSE, Base, BigId, IdMixin, TimestampMixin, UTCDateTime, utcnow
 
 
 class SystemConfig(IdMixin, Base):
     """One runtime setting; `value` holds the JSON encoding of the typed value."""
 
     __tablename__ = "system_configs"
+    __table_args__ = NO_ID_REUSE
 
     category: Mapped[str] = mapped_column(String(32), index=True)
     key: Mapped[str] = mapped_column(String(64), unique=True)
@@ -24,6 +25,7 @@ class SystemConfig(IdMixin, Base):
 
 class ClientType(IdMixin, TimestampMixin, Base):
     __tablename__ = "client_types"
+    __table_args__ = NO_ID_REUSE
 
     name: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(100))
@@ -35,6 +37,7 @@ class ClientType(IdMixin, TimestampMixin, Base):
 
 class ClientFilterRule(IdMixin, TimestampMixin, Base):
     __tablename__ = "client_filter_rules"
+    __table_args__ = NO_ID_REUSE
 
     client_type_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("client_types.id", ondelete="CASCADE"), index=True
@@ -51,6 +54,7 @@ class ClientFilterConfig(IdMixin, Base):
     """A single row: whether the client filter is on, its mode, the allowed client names."""
 
     __tablename__ = "client_filter_config"
+    __table_args__ = NO_ID_REUSE
 
     filter_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     filter_mode: Mapped[str] = mapped_column(String(16), default="simple")

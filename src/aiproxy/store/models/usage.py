@@ -7,7 +7,7 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Boolean, Date, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, BigId, IdMixin, UTCDateTime, utcnow
+from .base import NO_ID_REUSE, Base, BigId, IdMixin, UTCDateTime, utcnow
 
 # Log rows reference users, keys and accounts by id without foreign keys: deleting a
 # user or an account must not rewrite (or block on) millions of historical rows.
@@ -53,6 +53,7 @@ class RequestLog(IdMixin, Base):
         Index("ix_request_logs_user_time", "user_id", "created_at"),
         Index("ix_request_logs_key_time", "api_key_id", "created_at"),
         Index("ix_request_logs_account_time", "account_id", "created_at"),
+        NO_ID_REUSE,
     )
 
 
@@ -84,6 +85,7 @@ class UsageRecord(IdMixin, Base):
         Index("ix_usage_records_user_time", "user_id", "created_at"),
         Index("ix_usage_records_key_time", "api_key_id", "created_at"),
         Index("ix_usage_records_account_time", "account_id", "created_at"),
+        NO_ID_REUSE,
     )
 
 
@@ -108,6 +110,7 @@ class DailyUsage(IdMixin, Base):
     __table_args__ = (
         UniqueConstraint("day", "user_id", "api_key_id", "model", name="uq_daily_usage_day_user_key_model"),
         Index("ix_daily_usage_user_day", "user_id", "day"),
+        NO_ID_REUSE,
     )
 
 
@@ -133,4 +136,5 @@ class OperationLog(IdMixin, Base):
     __table_args__ = (
         Index("ix_operation_logs_user_time", "user_id", "created_at"),
         Index("ix_operation_logs_resource_time", "resource", "created_at"),
+        NO_ID_REUSE,
     )

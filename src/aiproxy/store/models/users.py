@@ -7,11 +7,12 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, BigId, IdMixin, TimestampMixin, UTCDateTime
+from .base import NO_ID_REUSE, Base, BigId, IdMixin, TimestampMixin, UTCDateTime
 
 
 class User(IdMixin, TimestampMixin, Base):
     __tablename__ = "users"
+    __table_args__ = NO_ID_REUSE
 
     username: Mapped[str] = mapped_column(String(50), unique=True)
     email: Mapped[str] = mapped_column(String(255), default="")
@@ -55,7 +56,7 @@ class ApiKey(IdMixin, TimestampMixin, Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
-    __table_args__ = (Index("ix_api_keys_status", "status"),)
+    __table_args__ = (Index("ix_api_keys_status", "status"), NO_ID_REUSE)
 
     @property
     def enabled(self) -> bool:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 02:32:09.125279
+Create Date: 2026-11-25 02:47:59.696775
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_account_groups")),
         sa.UniqueConstraint("name", name=op.f("uq_account_groups_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "ai_models",
@@ -81,6 +82,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ai_models")),
         sa.UniqueConstraint("model_id", name=op.f("uq_ai_models_model_id")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("ai_models", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_ai_models_platform"), ["platform"], unique=False)
@@ -95,6 +97,7 @@ def upgrade() -> None:
             "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_client_filter_config")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "client_types",
@@ -121,6 +124,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_client_types")),
         sa.UniqueConstraint("name", name=op.f("uq_client_types_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "daily_usage",
@@ -143,6 +147,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "day", "user_id", "api_key_id", "model", name="uq_daily_usage_day_user_key_model"
         ),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("daily_usage", schema=None) as batch_op:
         batch_op.create_index("ix_daily_usage_user_day", ["user_id", "day"], unique=False)
@@ -170,6 +175,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_error_messages")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("error_messages", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_error_messages_status_code"), ["status_code"], unique=False)
@@ -201,6 +207,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_error_rules")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "model_mappings",
@@ -225,6 +232,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_model_mappings")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("model_mappings", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_model_mappings_source_model"), ["source_model"], unique=False)
@@ -248,6 +256,7 @@ def upgrade() -> None:
             "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_operation_logs")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("operation_logs", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_operation_logs_created_at"), ["created_at"], unique=False)
@@ -284,6 +293,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_packages")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "proxy_configs",
@@ -312,6 +322,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_proxy_configs")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "request_logs",
@@ -350,6 +361,7 @@ def upgrade() -> None:
             "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_request_logs")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("request_logs", schema=None) as batch_op:
         batch_op.create_index("ix_request_logs_account_time", ["account_id", "created_at"], unique=False)
@@ -369,6 +381,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_system_configs")),
         sa.UniqueConstraint("key", name=op.f("uq_system_configs_key")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("system_configs", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_system_configs_category"), ["category"], unique=False)
@@ -398,6 +411,7 @@ def upgrade() -> None:
             "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_usage_records")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("usage_records", schema=None) as batch_op:
         batch_op.create_index("ix_usage_records_account_time", ["account_id", "created_at"], unique=False)
@@ -457,6 +471,7 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_accounts")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_accounts_status"), ["status"], unique=False)
@@ -494,6 +509,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_client_filter_rules")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("client_filter_rules", schema=None) as batch_op:
         batch_op.create_index(
@@ -536,6 +552,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("username", name=op.f("uq_users_username")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "account_group_members",
@@ -606,6 +623,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
         sa.UniqueConstraint("key_hash", name=op.f("uq_api_keys_key_hash")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
         batch_op.create_index("ix_api_keys_status", ["status"], unique=False)
@@ -649,6 +667,7 @@ def upgrade() -> None:
             ["user_id"], ["users.id"], name=op.f("fk_user_packages_user_id_users"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_user_packages")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("user_packages", schema=None) as batch_op:
         batch_op.create_index("ix_user_packages_user_status", ["user_id", "status"], unique=False)

@@ -1,0 +1,266 @@
+"""The usage recorder: every finished request becomes rows, written in batches off the hot path.
+
+`record()` only appends to a buffer. A background task writes the buffer every quarter
+second (or sooner when it grows) in one transaction: request logs, usage records, the
+daily roll-up (upserted) and the running counters of keys and accounts. A failed write
+keeps its batch for the next try; `stop()` writes everything left, so a graceful shutdown
+loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..store.db import Database
+from ..store.models import Account, ApiKey, DailyUsage, RequestLog, UsageRecord
+from .pricing import Cost, Usage
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 0.25
+FLUSH_SIZE = 2000
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    request_id: str
+    user_id: int
+    api_key_id: int
+    account_id: int | None
+    platform: str
+    model: str
+    upstream_model: str
+    path: str
+    stream: bool
+    status: str
+    status_code: int
+    usage: Usage | None
+    cost: Cost | None
+    duration_ms: int
+    first_byte_ms: int
+    created_at: datetime
+    method: str = "POST"
+    retries: int = 0
+    client_ip: str = ""
+    user_agent: str = ""
+    session_hash: str = ""
+    flags: list[str] = field(default_factory=list)
+    error_message: str = ""
+    request_headers: str = ""
+    request_body: str = ""
+
+    def log_row(self) -> dict[str, Any]:
+        usage = self.usage or Usage()
+        return {
+            "request_id": self.request_id,
+            "user_id": self.user_id,
+            "api_key_id": self.api_key_id,
+            "account_id": self.account_id,
+            "platform": self.platform,
+            "model": self.model[:128],
+            "upstream_model": self.upstream_model[:128],
+            "method": self.method,
+            "path": self.path[:255],
+            "stream": self.stream,
+            "status": self.status,
+            "status_code": self.status_code,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_creation_tokens": usage.cache_creation_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "total_tokens": usage.total,
+            "cost": self.cost.total if self.cost else 0.0,
+            "duration_ms": self.duration_ms,
+            "first_byte_ms": self.first_byte_ms,
+            "retries": self.retries,
+            "client_ip": self.client_ip[:64],
+            "user_agent": self.user_agent[:512],
+            "client_type": "",
+            "session_hash": self.session_hash,
+            "flags": ",".join(self.flags),
+            "error_message": self.error_message[:4000],
+            "request_headers": self.request_headers,
+            "request_body": self.request_body,
+            "response_body": "",
+            "created_at": self.created_at,
+        }
+
+    def usage_row(self) -> dict[str, Any] | None:
+        if self.usage is None or self.cost is None:
+            return None
+        usage, cost = self.usage, self.cost
+        return {
+            "request_id": self.request_id,
+            "user_id": self.user_id,
+            "api_key_id": self.api_key_id,
+            "account_id": self.account_id,
+            "platform": self.platform,
+            "model": self.model[:128],
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_creation_tokens": usage.cache_creation_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "total_tokens": usage.total,
+            "input_cost": cost.input,
+            "output_cost": cost.output,
+            "cache_creation_cost": cost.cache_creation,
+            "cache_read_cost": cost.cache_read,
+            "price_rate": cost.rate,
+            "cost": cost.total,
+            "created_at": self.created_at,
+        }
+
+
+_DAILY_SUMS = (
+    "request_count",
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_tokens",
+    "cache_read_tokens",
+    "total_tokens",
+    "cost",
+)
+
+
+def _daily_rows(usage_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    grouped: dict[tuple[date, int, int, str], dict[str, Any]] = {}
+    for row in usage_rows:
+        key = (row["created_at"].date(), row["user_id"], row["api_key_id"] or 0, row["model"])
+        agg = grouped.get(key)
+        if agg is None:
+            agg = grouped[key] = {
+                "day": key[0],
+                "user_id": key[1],
+                "api_key_id": key[2],
+                "model": key[3],
+                "platform": row["platform"],
+                **dict.fromkeys(_DAILY_SUMS, 0),
+            }
+            agg["cost"] = 0.0
+        agg["request_count"] += 1
+        for name in _DAILY_SUMS[1:]:
+            agg[name] += row[name]
+    return list(grouped.values())
+
+
+class UsageRecorder:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._pending: deque[UsageEvent] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.written = 0
+
+    def record(self, event: UsageEvent) -> None:
+        self._pending.append(event)
+        if len(self._pending) >= FLUSH_SIZE:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="usage-recorder")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for _ in range(3):  # last chances for a batch that failed on the way out
+            if not self._pending:
+                break
+            await self.flush()
+        if self._pending:
+            log.error("usage recorder stopped with %d unwritten events", len(self._pending))
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL)
+            self._wake.clear()
+            if self._pending:
+                ok = await self.flush()
+                if not ok:
+                    await asyncio.sleep(1.0)
+        await self.flush()
+
+    async def flush(self) -> bool:
+        batch: list[UsageEvent] = []
+        while self._pending and len(batch) < FLUSH_SIZE:
+            batch.append(self._pending.popleft())
+        if not batch:
+            return True
+        try:
+            async with self._db.transaction() as session:
+                await self._write(session, batch)
+        except Exception:
+            log.exception("writing %d usage events failed; will retry", len(batch))
+            self._pending.extendleft(reversed(batch))
+            return False
+        self.written += len(batch)
+        return True
+
+    async def _write(self, session: AsyncSession, batch: list[UsageEvent]) -> None:
+        await session.execute(insert(RequestLog), [e.log_row() for e in batch])
+        usage_rows = [row for e in batch if (row := e.usage_row()) is not None]
+        if usage_rows:
+            await session.execute(insert(UsageRecord), usage_rows)
+            await self._upsert_daily(session, _daily_rows(usage_rows))
+        await self._bump_counters(session, batch)
+
+    async def _upsert_daily(self, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+        dialect = session.bind.dialect.name
+        stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(DailyUsage).values(rows)
+        table = DailyUsage.__table__
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["day", "user_id", "api_key_id", "model"],
+            set_={name: table.c[name] + stmt.excluded[name] for name in _DAILY_SUMS},
+        )
+        await session.execute(stmt)
+
+    async def _bump_counters(self, session: AsyncSession, batch: list[UsageEvent]) -> None:
+        keys: dict[int, list[Any]] = {}
+        accounts: dict[int, list[Any]] = {}
+        for e in batch:
+            tokens = e.usage.total if e.usage else 0
+            cost = e.cost.total if e.cost else 0.0
+            for bucket, ident in ((keys, e.api_key_id), (accounts, e.account_id)):
+                if ident is None:
+                    continue
+                agg = bucket.setdefault(ident, [0, 0.0, 0, e.created_at])
+                agg[0] += tokens
+                agg[1] += cost
+                agg[2] += 1
+                agg[3] = max(agg[3], e.created_at)
+        # Sorted ids: concurrent instances take row locks in the same order (no deadlocks).
+        for model, bucket in ((ApiKey, keys), (Account, accounts)):
+            for ident in sorted(bucket):
+                tokens, cost, count, last = bucket[ident]
+                await session.execute(
+                    update(model)
+                    .where(model.id == ident)
+                    .values(
+                        used_tokens=model.used_tokens + tokens,
+                        used_cost=model.used_cost + cost,
+                        request_count=model.request_count + count,
+                        last_used_at=last,
+                    )
+                    .execution_options(synchronize_session=False)
+                )

@@ -1,0 +1,1 @@
+"""The hot path: the proxy endpoints, from API key to upstream bytes and back."""

@@ -1,0 +1,111 @@
+"""Who is calling: the API key from the request, resolved to a cached snapshot of key and owner.
+
+Snapshots live for a few seconds, so disabling a key or a user reaches every instance
+quickly without a database read per request. Unknown keys are cached too, so a client
+hammering with a wrong key does not hammer the database.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from ..security.api_keys import hash_api_key
+from ..store.db import Database
+from ..store.models import ApiKey, User
+
+SNAPSHOT_TTL = 5.0
+MAX_CACHED = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    key_id: int
+    user_id: int
+    username: str
+    key_status: str
+    user_status: str
+    expires_at: float | None
+    allowed_platforms: frozenset[str] | None  # None = all
+    allowed_models: frozenset[str] | None  # None = all
+    rate_limit: int
+    daily_limit: int
+    monthly_quota: float
+    key_price_rate: float
+    user_price_rate: float
+    user_max_concurrency: int
+    account_group_id: int | None
+
+
+def _csv_set(value: str, *, all_word: str | None = None) -> frozenset[str] | None:
+    items = frozenset(item.strip() for item in value.split(",") if item.strip())
+    if not items or (all_word is not None and all_word in items):
+        return None
+    return items
+
+
+def key_from_headers(headers: dict[bytes, bytes], query_key: str | None) -> str | None:
+    """The caller's key from any of the header forms clients use (and `?key=` on Gemini paths)."""
+    auth = headers.get(b"authorization")
+    if auth:
+        scheme, _, token = auth.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    for name in (b"x-api-key", b"x-goog-api-key", b"api-key"):
+        value = headers.get(name)
+        if value:
+            return value.decode("latin-1").strip()
+    return query_key
+
+
+class KeyCache:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._entries: dict[str, tuple[float, Caller | None]] = {}
+
+    async def resolve(self, raw_key: str) -> Caller | None:
+        digest = hash_api_key(raw_key)
+        now = time.monotonic()
+        entry = self._entries.get(digest)
+        if entry is not None and now - entry[0] < SNAPSHOT_TTL:
+            return entry[1]
+        caller = await self._load(digest)
+        if len(self._entries) >= MAX_CACHED:
+            self._entries.clear()
+        self._entries[digest] = (now, caller)
+        return caller
+
+    def forget_all(self) -> None:
+        self._entries.clear()
+
+    async def _load(self, digest: str) -> Caller | None:
+        async with self._db.session() as session:
+            row = (
+                await session.execute(
+                    select(ApiKey, User)
+                    .join(User, User.id == ApiKey.user_id)
+                    .where(ApiKey.key_hash == digest)
+                )
+            ).first()
+        if row is None:
+            return None
+        key, user = row.tuple()
+        return Caller(
+            key_id=key.id,
+            user_id=user.id,
+            username=user.username,
+            key_status=key.status,
+            user_status=user.status,
+            expires_at=key.expires_at.timestamp() if key.expires_at else None,
+            allowed_platforms=_csv_set(key.allowed_platforms, all_word="all"),
+            allowed_models=_csv_set(key.allowed_models),
+            rate_limit=key.rate_limit,
+            daily_limit=key.daily_limit,
+            monthly_quota=key.monthly_quota,
+            key_price_rate=key.price_rate,
+            user_price_rate=user.price_rate,
+            user_max_concurrency=user.max_concurrency,
+            account_group_id=key.account_group_id or user.account_group_id,
+        )

@@ -1,0 +1,85 @@
+"""The gateway's own refusals, rendered in the error shape each client SDK expects."""
+
+from __future__ import annotations
+
+import orjson
+
+# Families: the wire protocol a client speaks on a route.
+CLAUDE = "claude"
+OPENAI = "openai"
+GEMINI = "gemini"
+RESPONSES = "responses"
+
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    502: "api_error",
+    503: "overloaded_error",
+}
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    429: "rate_limit_exceeded",
+    502: "upstream_error",
+    503: "service_unavailable",
+}
+_GEMINI_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+}
+
+
+class GatewayError(Exception):
+    """A refusal before or instead of an upstream answer."""
+
+    def __init__(
+        self, status: int, message: str, *, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.headers = headers or {}
+
+
+def error_body(family: str, status: int, message: str, code: str | None = None) -> bytes:
+    if family == CLAUDE:
+        kind = _ANTHROPIC_TYPES.get(status, "api_error")
+        return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
+    if family == GEMINI:
+        return orjson.dumps(
+            {"error": {"code": status, "message": message, "status": _GEMINI_STATUS.get(status, "UNKNOWN")}}
+        )
+    kind = _OPENAI_TYPES.get(status, "api_error")
+    return orjson.dumps({"error": {"message": message, "type": kind, "code": code or kind}})
+
+
+# Messages a user sees; the Chinese ones are the texts users of this kind of relay know.
+MISSING_KEY = "缺少 API Key，请在 Authorization 或 x-api-key header 中提供"
+INVALID_KEY = "无效的 API Key"
+KEY_DISABLED = "API Key 已被禁用"
+KEY_EXPIRED = "API Key 已过期"
+USER_DISABLED = "用户已被禁用"
+PLATFORM_FORBIDDEN = "无权访问此平台"
+MODEL_FORBIDDEN = "无权使用此模型"
+MODEL_DISABLED = "模型已禁用"
+MODEL_UNKNOWN = "未知模型"
+RATE_LIMITED = "请求过于频繁，请稍后再试"
+DAILY_LIMIT = "已达到每日请求上限"
+MONTHLY_QUOTA = "已达到本月费用配额"
+USER_CONCURRENCY = "并发请求数超过限制"
+NO_ACCOUNT = "没有可用的账户"
+UPSTREAM_FAILED = "上游服务请求失败"

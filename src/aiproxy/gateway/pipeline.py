@@ -1,0 +1,364 @@
+"""One proxy request, top to bottom.
+
+API key → caller checks (status, expiry, platform, model) → limits (per minute, per
+day, per month, user concurrency) → candidate accounts → attempts with failover
+(`relay.py`) → usage billed and recorded. Every refusal answers in the error shape of
+the client's own protocol.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+
+from ..billing.pricing import ModelPrice, PriceBook, cost_of, effective_rate
+from ..billing.recorder import UsageEvent, UsageRecorder
+from ..services import Services
+from ..state_keys import user_slots
+from ..store.accounts import ACCOUNT_TYPES
+from . import errors as e
+from .asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_whole
+from .auth import Caller, KeyCache, key_from_headers
+from .errors import CLAUDE, GEMINI, OPENAI, RESPONSES, GatewayError, error_body
+from .limits import Limits, check_caller, check_model_allowed
+from .pool import AccountPool
+from .relay import Outcome, Relay
+from .routes import Endpoint, match
+from .scheduler import StickySessions, session_key
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+_LOGGED_HEADER_SKIP = frozenset({b"authorization", b"x-api-key", b"x-goog-api-key", b"api-key", b"cookie"})
+# Prefix routing for models the table does not know (contract: never free, flagged).
+_PREFIX_PLATFORMS = (
+    ("claude", "claude-official"),
+    ("gpt", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4", "openai"),
+    ("codex", "openai"),
+    ("chatgpt", "openai"),
+    ("gemini", "gemini"),
+    ("gemma", "gemini"),
+)
+_ROUTE_PLATFORM = {CLAUDE: "claude-official", OPENAI: "openai", RESPONSES: "openai", GEMINI: "gemini"}
+
+
+@dataclass(slots=True)
+class Plan:
+    """Where a request goes: account families, the wire conversion, the model and its price."""
+
+    families: tuple[str, ...]
+    convert: str  # "" | "chat_to_claude" | "chat_to_gemini"
+    model: str
+    forced_type: str | None
+    platform: str
+    price: ModelPrice | None
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Call:
+    scope: Scope
+    receive: Receive
+    send: Send
+    endpoint: Endpoint
+    headers: dict[bytes, bytes]
+    query: str
+    body: bytes
+    payload: dict[str, Any]
+    caller: Caller
+    request_id: str
+    started: float
+    stream: bool = False
+    session: str | None = None
+    slots: list[tuple[str, str]] = field(default_factory=list)
+
+
+def platform_of(model: str, book: PriceBook) -> str | None:
+    known = book.lookup(model)
+    if known is not None:
+        return known.platform
+    lowered = model.lower()
+    for prefix, platform in _PREFIX_PLATFORMS:
+        if lowered.startswith(prefix):
+            return platform
+    return None
+
+
+def split_forced_type(model: str) -> tuple[str | None, str]:
+    """`"claude-official,claude-sonnet-4-5"` forces the account type."""
+    head, sep, rest = model.partition(",")
+    if sep and head.strip() in ACCOUNT_TYPES and rest.strip():
+        return head.strip(), rest.strip()
+    return None, model
+
+
+class Gateway:
+    def __init__(self, services: Services, recorder: UsageRecorder) -> None:
+        self.services = services
+        self.configs = services.configs
+        self.pool = AccountPool(services.db, services.state, services.secrets)
+        self.keys = KeyCache(services.db)
+        self.limits = Limits(services.state, services.db)
+        self.recorder = recorder
+        self.prices = PriceBook()
+        self._prices_version = -2
+        self.relay = Relay(self, StickySessions(services.state), random.Random())
+
+    async def start(self) -> None:
+        await self.pool.reload()
+        await self._refresh_prices()
+        self.recorder.start()
+
+    async def close(self) -> None:
+        await self.recorder.stop()
+        await self.relay.clients.close()
+
+    async def _refresh_prices(self) -> None:
+        if self._prices_version != self.pool.version:
+            self.prices = await PriceBook.load(self.services.db)
+            self._prices_version = self.pool.version
+
+    # -- entry point ---------------------------------------------------------------------------
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = match(scope["path"])
+        family = endpoint.family if endpoint else OPENAI
+        try:
+            if endpoint is None:
+                raise GatewayError(404, f"unknown endpoint {scope['path']}")
+            await self._handle(endpoint, scope, receive, send)
+        except GatewayError as exc:
+            headers = JSON_HEADERS + [(k.encode(), v.encode()) for k, v in exc.headers.items()]
+            await send_whole(send, exc.status, headers, error_body(family, exc.status, exc.message, exc.code))
+
+    async def _handle(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+        expected = "GET" if endpoint.kind == "models" else "POST"
+        if scope["method"] != expected:
+            raise GatewayError(405, f"use {expected} for this endpoint")
+        headers = dict(scope["headers"])
+        query = scope.get("query_string", b"").decode("latin-1")
+        query_key = None
+        if endpoint.family == GEMINI and "key=" in query:
+            params = parse_qsl(query, keep_blank_values=True)
+            query_key = next((v for k, v in params if k == "key"), None)
+            query = urlencode([(k, v) for k, v in params if k != "key"])  # never forward the relay key
+        raw_key = key_from_headers(headers, query_key)
+        if not raw_key:
+            raise GatewayError(401, e.MISSING_KEY)
+        caller = await self.keys.resolve(raw_key)
+        if caller is None:
+            raise GatewayError(401, e.INVALID_KEY)
+        check_caller(caller, time.time())
+        await self.pool.fresh()
+        await self._refresh_prices()
+        if endpoint.kind == "models":
+            await send_whole(send, 200, list(JSON_HEADERS), self._model_list(endpoint.family))
+            return
+        try:
+            body = await read_body(receive)
+        except BodyTooLarge:
+            raise GatewayError(413, "request body too large") from None
+        try:
+            payload = orjson.loads(body) if body else {}
+        except orjson.JSONDecodeError:
+            raise GatewayError(400, "request body is not valid JSON") from None
+        if not isinstance(payload, dict):
+            raise GatewayError(400, "request body must be a JSON object")
+        call = Call(
+            scope,
+            receive,
+            send,
+            endpoint,
+            headers,
+            query,
+            body,
+            payload,
+            caller,
+            secrets.token_hex(12),
+            time.perf_counter(),
+        )
+        await self._serve(call)
+
+    # -- one request ---------------------------------------------------------------------------
+
+    def _plan(self, call: Call) -> Plan:
+        endpoint = call.endpoint
+        model = endpoint.model if endpoint.kind == "gemini_native" else call.payload.get("model")
+        if endpoint.kind == "responses" and not model:
+            model = "gpt-5"  # the Responses API lets clients omit it
+        if not isinstance(model, str) or not model.strip():
+            raise GatewayError(400, "model: field required")
+        forced_type, model = split_forced_type(model.strip())
+        platform = platform_of(model, self.prices)
+        convert = ""
+        if endpoint.family == CLAUDE:
+            families: tuple[str, ...] = (CLAUDE,)
+        elif endpoint.family == GEMINI:
+            families = (GEMINI,)
+            convert = "chat_to_gemini" if endpoint.kind == "gemini_chat" else ""
+        elif endpoint.family == RESPONSES:
+            families = (RESPONSES, OPENAI)
+        else:
+            forced_family = ACCOUNT_TYPES[forced_type].family if forced_type else None
+            if forced_family == CLAUDE or (forced_family is None and platform == "claude-official"):
+                families, convert = (CLAUDE,), "chat_to_claude"
+            else:
+                families = (OPENAI,)
+        if forced_type and ACCOUNT_TYPES[forced_type].family not in families:
+            raise GatewayError(400, f"account type {forced_type} cannot serve this endpoint")
+        plan = Plan(families, convert, model, forced_type, platform or _ROUTE_PLATFORM[endpoint.family], None)
+        price = self.prices.lookup(model)
+        if price is not None and not price.enabled:
+            raise GatewayError(403, e.MODEL_DISABLED)
+        if price is None:
+            if not self.configs.get("allow_unknown_models"):
+                raise GatewayError(403, e.MODEL_UNKNOWN)
+            price = self.prices.fallback(plan.platform)
+            plan.flags.append("unknown_model")
+        plan.price = price
+        return plan
+
+    def _check_platform(self, caller: Caller, plan: Plan) -> None:
+        if caller.allowed_platforms is None:
+            return
+        types = [t.name for t in ACCOUNT_TYPES.values() if t.family in plan.families]
+        if plan.forced_type:
+            types = [plan.forced_type]
+        if not any(t in caller.allowed_platforms for t in types):
+            raise GatewayError(403, e.PLATFORM_FORBIDDEN)
+
+    async def _serve(self, call: Call) -> None:
+        caller = call.caller
+        plan = self._plan(call)
+        self._check_platform(caller, plan)
+        check_model_allowed(caller, plan.model)
+        call.stream = self._wants_stream(call)
+        if call.endpoint.kind == "count_tokens":
+            await self.relay.run(call, plan)  # free to call: neither limited nor billed
+            return
+        admitted = await self.limits.admit(caller)
+        lease = self.slot_lease()
+        try:
+            await self.limits.take_user_slot(caller, call.request_id, lease)
+        except GatewayError:
+            await self.limits.refund_day(caller, admitted)
+            raise
+        if caller.user_max_concurrency > 0:
+            call.slots.append((user_slots(caller.user_id), call.request_id))
+        outcome: Outcome | None = None
+        try:
+            call.session = session_key(call.headers, call.payload)
+            outcome = await self.relay.run(call, plan)
+        finally:
+            await self.limits.release_user_slot(caller, call.request_id)
+            if outcome is not None:
+                await self._bill(call, plan, outcome, admitted)
+
+    def _wants_stream(self, call: Call) -> bool:
+        if call.endpoint.kind == "gemini_native":
+            return call.endpoint.action == "streamGenerateContent"
+        return call.payload.get("stream") is True
+
+    def slot_lease(self) -> float:
+        return float(self.configs.get("timeout")) + 60.0
+
+    # -- billing -------------------------------------------------------------------------------
+
+    async def _bill(self, call: Call, plan: Plan, outcome: Outcome, admitted: datetime) -> None:
+        caller = call.caller
+        cost = None
+        if outcome.usage is not None and plan.price is not None:
+            price = self.prices.lookup(outcome.upstream_model) or plan.price
+            rate = effective_rate(
+                key_rate=caller.key_price_rate,
+                user_rate=caller.user_price_rate,
+                global_rate=float(self.configs.get("global_price_rate")),
+            )
+            cost = cost_of(outcome.usage, price, rate)
+            await self.limits.add_cost(caller, cost.total, admitted)
+        elapsed = time.perf_counter() - call.started
+        self.recorder.record(
+            UsageEvent(
+                request_id=call.request_id,
+                user_id=caller.user_id,
+                api_key_id=caller.key_id,
+                account_id=outcome.account_id,
+                platform=outcome.account_type or plan.platform,
+                model=plan.model,
+                upstream_model=outcome.upstream_model,
+                path=call.scope["path"],
+                stream=call.stream,
+                status=outcome.status,
+                status_code=outcome.status_code,
+                usage=outcome.usage,
+                cost=cost,
+                duration_ms=int(elapsed * 1000),
+                first_byte_ms=int(outcome.first_byte * 1000) if outcome.first_byte else 0,
+                created_at=datetime.now(UTC),
+                retries=outcome.retries,
+                client_ip=(call.scope.get("client") or ("", 0))[0],
+                user_agent=call.headers.get(b"user-agent", b"").decode("latin-1"),
+                session_hash=(call.session or "")[:64],
+                flags=plan.flags + outcome.flags,
+                error_message=outcome.error,
+                request_headers=self._logged_headers(call.headers),
+                request_body=self._captured_body(call.body),
+            )
+        )
+
+    @staticmethod
+    def _logged_headers(headers: dict[bytes, bytes]) -> str:
+        kept = {
+            k.decode("latin-1"): v.decode("latin-1")
+            for k, v in headers.items()
+            if k not in _LOGGED_HEADER_SKIP
+        }
+        return orjson.dumps(kept).decode()
+
+    def _captured_body(self, body: bytes) -> str:
+        if not self.configs.get("capture_request_body"):
+            return ""
+        cap = int(self.configs.get("capture_body_max_bytes"))
+        return body[:cap].decode("utf-8", errors="replace")
+
+    # -- local answers -------------------------------------------------------------------------
+
+    def _model_list(self, family: str) -> bytes:
+        wanted = {"claude-official"} if family == CLAUDE else {"gemini"} if family == GEMINI else None
+        models = sorted(
+            m
+            for m, p in self.prices.by_id.items()
+            if p.enabled and p.model_id == m and (wanted is None or p.platform in wanted)
+        )
+        if family == GEMINI:
+            return orjson.dumps({"models": [{"name": f"models/{m}", "displayName": m} for m in models]})
+        if family == CLAUDE:
+            data = [
+                {"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
+                for m in models
+            ]
+            return orjson.dumps(
+                {
+                    "data": data,
+                    "has_more": False,
+                    "first_id": models[0] if models else None,
+                    "last_id": models[-1] if models else None,
+                }
+            )
+        return orjson.dumps(
+            {
+                "object": "list",
+                "data": [
+                    {"id": m, "object": "model", "created": 0, "owned_by": self.prices.by_id[m].platform}
+                    for m in models
+                ],
+            }
+        )

@@ -1,0 +1,271 @@
+"""Attempts and failover: send the request to candidate accounts until one answers.
+
+Switches happen only before the first byte reaches the client, at most `retry_count`
+times, never twice to the same account. The error rules decide what an upstream error
+means for the account (rate limited until its reset, overloaded for a short rest,
+invalid, or nothing: a request-shaped error goes straight back to the client).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+
+from .. import state_keys
+from ..billing.pricing import Usage
+from ..store.error_rules import classify_error
+from . import errors as e
+from .convert.gemini_chat import chat_request_to_gemini
+from .convert.openai_claude import chat_request_to_claude, claude_error_to_openai
+from .errors import GEMINI, OPENAI, GatewayError, error_body
+from .scheduler import Candidate, StickySessions, candidates, weighted_order
+from .streaming import relay_stream, send_answer
+from .upstream import UpstreamClients, build_call
+
+if TYPE_CHECKING:
+    from .pipeline import Call, Gateway, Plan
+
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened, for billing and the request log."""
+
+    status: str  # success | truncated | client_gone | error
+    status_code: int
+    account_id: int | None = None
+    account_type: str = ""
+    upstream_model: str = ""
+    usage: Usage | None = None
+    first_byte: float = 0.0
+    retries: int = 0
+    error: str = ""
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Failure:
+    status: int  # 0 = no HTTP answer (network)
+    body: bytes
+    headers: dict[str, str]
+    message: str
+
+
+def reset_after(headers: dict[str, str], now: float) -> float | None:
+    """When a rate-limited account may be used again, from the vendors' reset headers."""
+    unified = headers.get("anthropic-ratelimit-unified-reset")
+    if unified and unified.strip().isdigit():
+        return float(unified)
+    retry = headers.get("retry-after")
+    if retry:
+        retry = retry.strip()
+        if retry.replace(".", "", 1).isdigit():
+            return now + float(retry)
+        with contextlib.suppress(TypeError, ValueError):
+            return parsedate_to_datetime(retry).timestamp()
+    return None
+
+
+class Relay:
+    def __init__(self, gateway: Gateway, sticky: StickySessions, rng: random.Random) -> None:
+        self.gateway = gateway
+        self.sticky = sticky
+        self.rng = rng
+        self.clients = UpstreamClients()
+
+    async def _ordered(self, call: Call, plan: Plan) -> list[Candidate]:
+        pool = self.gateway.pool
+        found = candidates(
+            pool,
+            families=plan.families,
+            forced_type=plan.forced_type,
+            allowed_types=call.caller.allowed_platforms,
+            model=plan.model,
+            group_id=call.caller.account_group_id,
+        )
+        ordered = weighted_order(found, self.rng)
+        if call.session and len(ordered) > 1:
+            bound = await self.sticky.get(call.caller.key_id, call.session)
+            if bound is not None:
+                ordered.sort(key=lambda c: c.account.id != bound)  # stable: the bound account first
+        return ordered
+
+    async def run(self, call: Call, plan: Plan) -> Outcome:
+        ordered = await self._ordered(call, plan)
+        if not ordered:
+            raise GatewayError(503, e.NO_ACCOUNT)
+        configs = self.gateway.configs
+        attempts = ordered[: 1 + int(configs.get("retry_count"))]
+        last: Failure | None = None
+        tried = 0
+        state = self.gateway.services.state
+        for candidate in attempts:
+            account = candidate.account
+            slot = state_keys.account_slots(account.id)
+            if account.max_concurrency > 0 and not await state.acquire_slot(
+                slot, call.request_id, account.max_concurrency, self.gateway.slot_lease()
+            ):
+                continue  # busy: the next candidate, without counting a switch
+            call.slots.append((slot, call.request_id))
+            try:
+                result = await self._attempt(call, plan, candidate)
+            finally:
+                call.slots.remove((slot, call.request_id))
+                if account.max_concurrency > 0:
+                    await state.release_slot(slot, call.request_id)
+            if isinstance(result, Outcome):
+                result.retries = tried
+                await self._remember(call, account.id)
+                return result
+            tried += 1
+            last = result
+            if not await self._should_switch(candidate, result):
+                break
+        if last is None:
+            raise GatewayError(429, e.NO_ACCOUNT + "（账户并发已满）")
+        return await self._give_up(call, plan, last, tried)
+
+    async def _remember(self, call: Call, account_id: int) -> None:
+        if call.session:
+            ttl = float(self.gateway.configs.get("session_ttl")) * 60
+            await self.sticky.bind(call.caller.key_id, call.session, account_id, ttl)
+
+    # -- one attempt ---------------------------------------------------------------------------
+
+    def _upstream_body(self, call: Call, plan: Plan, candidate: Candidate) -> bytes:
+        payload, model = call.payload, candidate.upstream_model
+        if plan.convert == "chat_to_claude":
+            return orjson.dumps(chat_request_to_claude(payload, model=model))
+        if plan.convert == "chat_to_gemini":
+            return orjson.dumps(chat_request_to_gemini(payload))
+        changed: dict[str, Any] = {}
+        if call.endpoint.kind != "gemini_native" and payload.get("model") != model:
+            changed["model"] = model
+        if call.endpoint.family == OPENAI and call.stream and candidate.account.family == OPENAI:
+            options = payload.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage")):
+                changed["stream_options"] = {**(options or {}), "include_usage": True}
+        if not changed:
+            return call.body  # untouched: the exact bytes the client sent
+        return orjson.dumps({**payload, **changed})
+
+    async def _attempt(self, call: Call, plan: Plan, candidate: Candidate) -> Outcome | Failure:
+        account = candidate.account
+        endpoint = call.endpoint
+        gemini_action = endpoint.action or ("streamGenerateContent" if call.stream else "generateContent")
+        query = call.query
+        if plan.convert == "chat_to_gemini" and call.stream:
+            query = "alt=sse"
+        upstream = build_call(
+            account,
+            endpoint.family,
+            model=candidate.upstream_model,
+            client_headers=call.headers,
+            query=query,
+            gemini_action=gemini_action,
+            gemini_version=endpoint.version,
+            count_tokens=endpoint.kind == "count_tokens",
+        )
+        session, proxy = await self.clients.for_proxy(account.proxy_url)
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=10, sock_read=float(self.gateway.configs.get("timeout"))
+        )
+        try:
+            response = await session.post(
+                upstream.url,
+                data=self._upstream_body(call, plan, candidate),
+                headers=upstream.headers,
+                proxy=proxy,
+                timeout=timeout,
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return Failure(0, b"", {}, f"{type(exc).__name__}: {exc}"[:500])
+        try:
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            rejected = headers.get("anthropic-ratelimit-unified-status") == "rejected"
+            if response.status >= 400 or rejected:
+                body = await response.content.read(ERROR_BODY_LIMIT)
+                return Failure(response.status, body, headers, body[:500].decode("utf-8", "replace"))
+            outcome = Outcome("success", response.status, account.id, account.type, candidate.upstream_model)
+            if call.stream:
+                await relay_stream(call, plan, account.family, response, headers, outcome, self.gateway)
+            else:
+                await send_answer(call, plan, account.family, response, headers, outcome)
+            return outcome
+        finally:
+            response.release()
+
+    # -- failures ------------------------------------------------------------------------------
+
+    async def _should_switch(self, candidate: Candidate, failure: Failure) -> bool:
+        """Mark the account as the error rules say; True when another account may succeed."""
+        if failure.status == 0:
+            return True  # connection refused, reset, timeout: try elsewhere
+        pool = self.gateway.pool
+        text = failure.body.decode("utf-8", "replace")
+        rejected = failure.status < 400
+        rule = classify_error(pool.error_rules, 429 if rejected else failure.status, text)
+        target = rule.target_status if rule else None
+        if target == "valid":
+            return False  # the request's own problem: the account is fine, the client gets the error
+        if target is None:
+            return failure.status >= 500
+        now = time.time()
+        configs = self.gateway.configs
+        until: float | None = None
+        if target == "rate_limited":
+            rest = (
+                rule.cooldown_seconds
+                if rule and rule.cooldown_seconds
+                else configs.get("rate_limit_cooldown")
+            )
+            until = reset_after(failure.headers, now) or now + float(rest)
+        elif target == "overloaded":
+            rest = (
+                rule.cooldown_seconds if rule and rule.cooldown_seconds else configs.get("overload_cooldown")
+            )
+            until = now + float(rest)
+        reason = f"HTTP {failure.status}: {failure.message}"
+        await pool.mark(candidate.account.id, target, until=until, reason=reason)
+        return True
+
+    async def _give_up(self, call: Call, plan: Plan, last: Failure, tried: int) -> Outcome:
+        """Every attempt failed: the client gets the last upstream error (or a 502)."""
+        family = call.endpoint.family
+        outcome = Outcome("error", last.status or 502, retries=max(0, tried - 1), error=last.message)
+        if last.status < 400:  # only "rejected" 200s, on every account
+            body, status = error_body(family, 429, e.RATE_LIMITED), 429
+        elif last.status == 0:
+            body, status = error_body(family, 502, e.UPSTREAM_FAILED), 502
+        else:
+            status = last.status
+            custom = self.gateway.pool.custom_message(status, last.body.decode("utf-8", "replace"))
+            if custom is not None:
+                body = error_body(family, status, custom)
+            elif plan.convert == "chat_to_claude":
+                body = claude_error_to_openai(status, last.body)
+            elif plan.convert == "chat_to_gemini" or family != GEMINI or last.body.startswith(b"{"):
+                body = last.body
+            else:
+                body = error_body(family, status, last.message)
+        outcome.status_code = status
+        headers = [(b"content-type", b"application/json")]
+        if "retry-after" in last.headers:
+            headers.append((b"retry-after", last.headers["retry-after"].encode()))
+        await call.send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await call.send({"type": "http.response.body", "body": body})
+        return outcome

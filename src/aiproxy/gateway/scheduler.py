@@ -1,0 +1,131 @@
+"""Which account serves a request: candidates, weighted order, sticky sessions.
+
+Candidates are the pool's accounts of the route's family (or the forced type) that the
+caller's key may use, in the caller's account group, able to serve the model, and not
+cooling down. They are ordered by a weighted random draw (priority × weight) without
+replacement, so failover walks the same order the draw produced. A sticky binding, when
+its account is still a candidate, goes first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from dataclasses import dataclass
+
+import orjson
+
+from ..store.state import SharedState
+from .pool import AccountPool, PoolAccount
+
+SESSION_HEADERS = (b"x-session-id", b"session_id", b"session-id", b"x-claude-code-session-id")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    account: PoolAccount
+    upstream_model: str
+
+
+def candidates(
+    pool: AccountPool,
+    *,
+    families: tuple[str, ...],
+    forced_type: str | None,
+    allowed_types: frozenset[str] | None,
+    model: str,
+    group_id: int | None,
+) -> list[Candidate]:
+    now = time.time()
+    if group_id is None:
+        group_id = pool.default_group_id
+    found = []
+    for account in pool.accounts.values():
+        if account.family not in families:
+            continue
+        if forced_type is not None and account.type != forced_type:
+            continue
+        if allowed_types is not None and account.type not in allowed_types:
+            continue
+        if group_id is not None and group_id not in account.groups:
+            continue
+        if not account.usable(now):
+            continue
+        upstream_model = account.upstream_model(model)
+        if upstream_model is not None:
+            found.append(Candidate(account, upstream_model))
+    return found
+
+
+def weighted_order(found: list[Candidate], rng: random.Random) -> list[Candidate]:
+    """Efraimidis–Spirakis: sort by u^(1/w); heavier accounts tend to come first."""
+    if len(found) <= 1:
+        return found
+    keyed = [(rng.random() ** (1.0 / (c.account.priority * c.account.weight)), c) for c in found]
+    keyed.sort(key=lambda pair: pair[0], reverse=True)
+    return [c for _, c in keyed]
+
+
+def _metadata_session(body: dict[str, object]) -> str | None:
+    metadata = body.get("metadata")
+    if not isinstance(metadata, dict):
+        return None
+    user_id = metadata.get("user_id")
+    if not isinstance(user_id, str) or not user_id:
+        return None
+    if user_id.startswith("{"):
+        try:
+            parsed = orjson.loads(user_id)
+        except orjson.JSONDecodeError:
+            return None
+        session = parsed.get("session_id") if isinstance(parsed, dict) else None
+        return str(session) if session else None
+    marker = user_id.rfind("_session_")  # older clients: user_<hash>_account_<uuid>_session_<uuid>
+    return user_id[marker + 9 :] if marker >= 0 else None
+
+
+def session_key(headers: dict[bytes, bytes], body: dict[str, object] | None) -> str | None:
+    """A stable id for one conversation, or None when the request carries nothing to key on."""
+    for name in SESSION_HEADERS:
+        value = headers.get(name)
+        if value:
+            return "h:" + value.decode("latin-1")
+    if not body:
+        return None
+    found = _metadata_session(body)
+    if found:
+        return "m:" + found
+    for field in ("prompt_cache_key", "conversation_id"):
+        value = body.get(field)
+        if isinstance(value, str) and value:
+            return "b:" + value
+    for field in ("messages", "contents", "input"):
+        value = body.get(field)
+        if isinstance(value, list) and value:
+            head = [
+                body.get("system") or body.get("systemInstruction") or body.get("instructions"),
+                value[:2],
+            ]
+            return "x:" + hashlib.sha256(orjson.dumps(head)).hexdigest()[:32]
+    return None
+
+
+class StickySessions:
+    def __init__(self, state: SharedState) -> None:
+        self._state = state
+
+    @staticmethod
+    def _key(key_id: int, session: str) -> str:
+        digest = hashlib.sha256(session.encode()).hexdigest()[:32]
+        return f"sticky:{key_id}:{digest}"
+
+    async def get(self, key_id: int, session: str) -> int | None:
+        value = await self._state.get(self._key(key_id, session))
+        return int(value) if value else None
+
+    async def bind(self, key_id: int, session: str, account_id: int, ttl: float) -> None:
+        await self._state.set(self._key(key_id, session), str(account_id), ttl=ttl)
+
+    async def touch(self, key_id: int, session: str, ttl: float) -> None:
+        await self._state.expire(self._key(key_id, session), ttl)

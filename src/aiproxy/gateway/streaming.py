@@ -1,0 +1,189 @@
+"""Sending an upstream answer to the client: whole, or streamed event by event.
+
+Streams are flushed per chunk as they arrive (`X-Accel-Buffering: no` keeps reverse
+proxies from holding them), watched by a usage tap, converted when the client speaks
+another protocol, and cut cleanly when either side goes away: a client that disconnects
+cancels the upstream read at once, and whatever usage was seen is still billed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+
+from .convert.openai_claude import ClaudeToChatStream, claude_response_to_chat
+from .convert.sse import SSEParser
+from .errors import OPENAI
+from .upstream import DROP_RESPONSE_HEADERS
+from .usage import StreamTap, usage_from_body
+
+if TYPE_CHECKING:
+    from .pipeline import Call, Gateway, Plan
+    from .relay import Outcome
+
+JSON_ARRAY_LIMIT = 16 * 1024 * 1024
+
+
+def client_headers(upstream: dict[str, str], *, content_type: str | None = None) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in upstream.items()
+        if name not in DROP_RESPONSE_HEADERS and name != "content-type"
+    ]
+    headers.append(
+        (b"content-type", (content_type or upstream.get("content-type", "application/json")).encode())
+    )
+    return headers
+
+
+async def send_answer(
+    call: Call,
+    plan: Plan,
+    family: str,
+    response: aiohttp.ClientResponse,
+    headers: dict[str, str],
+    outcome: Outcome,
+) -> None:
+    body = await response.read()
+    outcome.usage = usage_from_body(family, body)
+    if plan.convert == "chat_to_claude":
+        body = orjson.dumps(claude_response_to_chat(orjson.loads(body), model=plan.model))
+        out_headers = client_headers(headers, content_type="application/json")
+    else:
+        out_headers = client_headers(headers)
+    out_headers.append((b"content-length", str(len(body)).encode()))
+    outcome.first_byte = time.perf_counter() - call.started
+    await call.send({"type": "http.response.start", "status": response.status, "headers": out_headers})
+    await call.send({"type": "http.response.body", "body": body})
+    if outcome.usage is None and call.endpoint.kind != "count_tokens":
+        outcome.flags.append("no_usage")
+
+
+class _UsageChunkDropper:
+    """Removes the usage-only chunk the relay asked OpenAI for when the client did not."""
+
+    __slots__ = ("parser",)
+
+    def __init__(self) -> None:
+        self.parser = SSEParser()
+
+    def feed(self, chunk: bytes) -> bytes:
+        out = []
+        for _event, data in self.parser.feed(chunk):
+            if data.startswith(b"{") and b'"usage"' in data and b'"choices":[]' in data:
+                continue
+            out.append(b"data: " + data + b"\n\n")
+        return b"".join(out)
+
+
+def _client_asked_usage(payload: dict[str, Any]) -> bool:
+    options = payload.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+async def relay_stream(
+    call: Call,
+    plan: Plan,
+    family: str,
+    response: aiohttp.ClientResponse,
+    headers: dict[str, str],
+    outcome: Outcome,
+    gateway: Gateway,
+) -> None:
+    is_sse = headers.get("content-type", "").startswith("text/event-stream")
+    tap = StreamTap(family) if is_sse else None
+    buffered = bytearray()  # a JSON-array stream (Gemini without alt=sse): parsed at the end
+    converter = (
+        ClaudeToChatStream(model=plan.model, include_usage=_client_asked_usage(call.payload))
+        if (plan.convert == "chat_to_claude")
+        else None
+    )
+    dropper = (
+        _UsageChunkDropper()
+        if is_sse
+        and family == OPENAI
+        and call.endpoint.family == OPENAI
+        and not _client_asked_usage(call.payload)
+        else None
+    )
+    out_headers = client_headers(headers, content_type="text/event-stream" if converter else None)
+    out_headers += [(b"x-accel-buffering", b"no"), (b"cache-control", b"no-cache")]
+    send = call.send
+    await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
+    outcome.first_byte = time.perf_counter() - call.started
+
+    task = asyncio.current_task()
+    assert task is not None
+    watch = _DisconnectWatch(task, call)
+    renew_every = gateway.slot_lease() / 3
+    renewed = time.monotonic()
+    try:
+        async for chunk in response.content.iter_any():
+            if tap is not None:
+                tap.feed(chunk)
+            elif len(buffered) < JSON_ARRAY_LIMIT:
+                buffered += chunk
+            out = converter.feed(chunk) if converter else dropper.feed(chunk) if dropper else chunk
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+            if call.slots and time.monotonic() - renewed > renew_every:
+                renewed = time.monotonic()
+                await _renew(gateway, call)
+    except asyncio.CancelledError:
+        if not watch.gone:
+            raise
+        task.uncancel()
+        outcome.status = "client_gone"
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+        outcome.status = "truncated"
+        outcome.error = f"upstream stream broke: {type(exc).__name__}"
+    finally:
+        watch.stop()
+    tail = converter.finish() if converter else b""
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    if tap is not None:
+        outcome.usage = tap.usage if tap.saw_usage else None
+        complete = tap.complete
+    else:
+        outcome.usage = usage_from_body(family, bytes(buffered))
+        complete = outcome.status == "success"
+    if not complete and outcome.status == "success":
+        outcome.status = "truncated"
+        outcome.error = outcome.error or "upstream stream ended early"
+    if outcome.status != "success":
+        outcome.flags.append(outcome.status)
+
+
+async def _renew(gateway: Gateway, call: Call) -> None:
+    lease = gateway.slot_lease()
+    for key, holder in call.slots:
+        await gateway.services.state.renew_slot(key, holder, lease)
+
+
+class _DisconnectWatch:
+    """Cancels the streaming task when the client goes away (ASGI `http.disconnect`)."""
+
+    __slots__ = ("_future", "_task", "gone", "stopped")
+
+    def __init__(self, task: asyncio.Task[Any], call: Call) -> None:
+        self._task = task
+        self.gone = False
+        self.stopped = False
+        self._future = asyncio.ensure_future(call.receive())
+        self._future.add_done_callback(self._on_message)
+
+    def _on_message(self, future: asyncio.Future[Any]) -> None:
+        if self.stopped or future.cancelled() or future.exception() is not None:
+            return
+        if future.result().get("type") == "http.disconnect":
+            self.gone = True
+            self._task.cancel()
+
+    def stop(self) -> None:
+        self.stopped = True
+        self._future.cancel()
