@@ -52,25 +52,32 @@ async def reveal_key(
 
 @router.put("/{key_id}")
 async def update_key(
-    key_id: int, body: ApiKeyUpdate, user: CurrentUser, session: SessionDep
+    key_id: int, body: ApiKeyUpdate, user: CurrentUser, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
     user_store.apply_key_fields(key, body.model_dump(exclude_unset=True))
     await session.commit()
+    await user_store.bump_callers_version(services.state)
     return ok(api_key_view(key))
 
 
 @router.delete("/{key_id}")
-async def delete_key(key_id: int, user: CurrentUser, session: SessionDep) -> FastJSONResponse:
+async def delete_key(
+    key_id: int, user: CurrentUser, session: SessionDep, services: ServicesDep
+) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
     await session.delete(key)
     await session.commit()
+    await user_store.bump_callers_version(services.state)
     return ok(None)
 
 
 @router.put("/{key_id}/toggle")
-async def toggle_key(key_id: int, user: CurrentUser, session: SessionDep) -> FastJSONResponse:
+async def toggle_key(
+    key_id: int, user: CurrentUser, session: SessionDep, services: ServicesDep
+) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
     key.status = "disabled" if key.status == "active" else "active"
     await session.commit()
+    await user_store.bump_callers_version(services.state)
     return ok({"id": key.id, "status": key.status})

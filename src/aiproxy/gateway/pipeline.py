@@ -105,7 +105,7 @@ class Gateway:
         self.services = services
         self.configs = services.configs
         self.pool = AccountPool(services.db, services.state, services.secrets)
-        self.keys = KeyCache(services.db)
+        self.keys = KeyCache(services.db, services.state)
         self.limits = Limits(services.state, services.db)
         self.recorder = recorder
         self.prices = PriceBook()

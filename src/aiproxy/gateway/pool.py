@@ -8,6 +8,7 @@ are rare, and the hot path then reads plain Python objects.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -83,7 +84,7 @@ def _epoch(value: datetime | None) -> float:
 
 
 def _snapshot(
-    row: Account, box: SecretBox, proxies: dict[int, str], groups: frozenset[int]
+    row: Account, box: SecretBox, proxies: dict[int, str], default_proxy: str | None, groups: frozenset[int]
 ) -> PoolAccount | None:
     kind = ACCOUNT_TYPES.get(row.type)
     if kind is None:
@@ -112,7 +113,8 @@ def _snapshot(
         organization_id=row.organization_id,
         model_mapping={str(k): str(v) for k, v in (row.model_mapping or {}).items()},
         allowed_models=allowed or None,
-        proxy_url=proxies.get(row.proxy_config_id) if row.proxy_config_id else None,
+        # An account without its own proxy uses the default one; a disabled proxy means direct.
+        proxy_url=proxies.get(row.proxy_config_id) if row.proxy_config_id else default_proxy,
         groups=groups,
     )
 
@@ -124,6 +126,7 @@ class AccountPool:
         self._box = box
         self._check_interval = 0.0 if state.kind == "memory" else 0.5
         self._checked_at = 0.0
+        self._refresh: asyncio.Future[None] | None = None
         self.version = -1
         self.accounts: dict[int, PoolAccount] = {}
         self.default_group_id: int | None = None
@@ -131,14 +134,30 @@ class AccountPool:
         self.error_messages: tuple[ErrorMessageSpec, ...] = ()
 
     async def fresh(self) -> AccountPool:
-        """This pool, reloaded first if another writer changed it."""
-        now = time.monotonic()
-        if now - self._checked_at >= self._check_interval:
-            self._checked_at = now
+        """This pool, reloaded first if another writer changed it.
+
+        Concurrent requests share one version check (and one reload): none of them is served
+        from a snapshot older than the check that was under way when it arrived.
+        """
+        if self._refresh is None:
+            if time.monotonic() - self._checked_at < self._check_interval:
+                return self
+            self._refresh = asyncio.ensure_future(self._check())
+            self._refresh.add_done_callback(self._refresh_done)
+        await asyncio.shield(self._refresh)
+        return self
+
+    def _refresh_done(self, _future: asyncio.Future[None]) -> None:
+        self._refresh = None
+
+    async def _check(self) -> None:
+        try:
             version = await self._state.get_int(POOL_VERSION)
             if version != self.version:
                 await self.reload(version)
-        return self
+        except Exception:  # keep serving the last good snapshot through a state or database hiccup
+            log.exception("account pool refresh failed")
+        self._checked_at = time.monotonic()
 
     async def reload(self, version: int | None = None) -> None:
         if version is None:
@@ -151,10 +170,11 @@ class AccountPool:
             default_group = await session.scalar(
                 select(AccountGroup.id).where(AccountGroup.is_default.is_(True))
             )
-            proxies = {
-                p.id: proxy_url(p, self._box)
-                for p in await session.scalars(select(ProxyConfig).where(ProxyConfig.enabled.is_(True)))
-            }
+            enabled_proxies = list(
+                await session.scalars(select(ProxyConfig).where(ProxyConfig.enabled.is_(True)))
+            )
+            proxies = {p.id: proxy_url(p, self._box) for p in enabled_proxies}
+            default_proxy = next((proxies[p.id] for p in enabled_proxies if p.is_default), None)
             rules = [
                 rule_spec(r)
                 for r in await session.scalars(select(ErrorRule).where(ErrorRule.enabled.is_(True)))
@@ -168,7 +188,7 @@ class AccountPool:
             groups.setdefault(account_id, set()).add(group_id)
         accounts = {}
         for row in rows:
-            snap = _snapshot(row, self._box, proxies, frozenset(groups.get(row.id, ())))
+            snap = _snapshot(row, self._box, proxies, default_proxy, frozenset(groups.get(row.id, ())))
             if snap is not None:
                 accounts[row.id] = snap
         self.accounts = accounts

@@ -17,7 +17,7 @@ import orjson
 
 from .convert.openai_claude import ClaudeToChatStream, claude_response_to_chat
 from .convert.sse import SSEParser
-from .errors import OPENAI
+from .errors import CLAUDE, OPENAI, RESPONSES
 from .upstream import DROP_RESPONSE_HEADERS
 from .usage import StreamTap, usage_from_body
 
@@ -143,9 +143,6 @@ async def relay_stream(
         outcome.error = f"upstream stream broke: {type(exc).__name__}"
     finally:
         watch.stop()
-    tail = converter.finish() if converter else b""
-    await send({"type": "http.response.body", "body": tail, "more_body": False})
-
     if tap is not None:
         outcome.usage = tap.usage if tap.saw_usage else None
         complete = tap.complete
@@ -155,8 +152,31 @@ async def relay_stream(
     if not complete and outcome.status == "success":
         outcome.status = "truncated"
         outcome.error = outcome.error or "upstream stream ended early"
+    if converter is not None:
+        tail = converter.finish()  # ends a cut stream with an OpenAI error chunk itself
+    elif outcome.status == "truncated":
+        tail = _cut_notice(call.endpoint.family)
+    else:
+        tail = b""
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
     if outcome.status != "success":
         outcome.flags.append(outcome.status)
+
+
+def _cut_notice(family: str) -> bytes:
+    """Tell the client its stream is incomplete, the way its own vendor reports a mid-stream error."""
+    message = "upstream stream ended before the response was complete"
+    if family == CLAUDE:
+        payload = orjson.dumps({"type": "error", "error": {"type": "api_error", "message": message}})
+        return b"event: error\ndata: " + payload + b"\n\n"
+    if family == RESPONSES:
+        payload = orjson.dumps(
+            {"type": "error", "code": "stream_incomplete", "message": message, "param": None}
+        )
+        return b"event: error\ndata: " + payload + b"\n\n"
+    if family == OPENAI:
+        return b"data: " + orjson.dumps({"error": {"message": message, "type": "api_error"}}) + b"\n\n"
+    return b""  # Gemini streams have no error event: the stream just ends without a finishReason
 
 
 async def _renew(gateway: Gateway, call: Call) -> None:

@@ -33,21 +33,36 @@ class AccountType:
 ACCOUNT_TYPES: dict[str, AccountType] = {
     t.name: t
     for t in (
-        AccountType("claude-official", "claude", "https://api.anthropic.com", ("api_key",), "Anthropic API key"),
         AccountType(
-            "claude-console", "claude", "https://api.anthropic.com", ("api_key",),
+            "claude-official", "claude", "https://api.anthropic.com", ("api_key",), "Anthropic API key"
+        ),
+        AccountType(
+            "claude-console",
+            "claude",
+            "https://api.anthropic.com",
+            ("api_key",),
             "Anthropic-compatible endpoint with a custom base URL",
         ),
         AccountType("openai", "openai", "https://api.openai.com", ("api_key",), "OpenAI API key"),
         AccountType(
-            "azure-openai", "openai", "", ("api_key",),
+            "azure-openai",
+            "openai",
+            "",
+            ("api_key",),
             "Azure OpenAI: endpoint, deployment and api-version",
         ),
         AccountType(
-            "gemini", "gemini", "https://generativelanguage.googleapis.com", ("api_key",), "Google AI Studio key"
+            "gemini",
+            "gemini",
+            "https://generativelanguage.googleapis.com",
+            ("api_key",),
+            "Google AI Studio key",
         ),
         AccountType(
-            "openai-responses", "responses", "https://chatgpt.com/backend-api/codex", ("api_key",),
+            "openai-responses",
+            "responses",
+            "https://chatgpt.com/backend-api/codex",
+            ("api_key",),
             "Responses API (Codex) upstream",
         ),
     )

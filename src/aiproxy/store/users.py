@@ -14,8 +14,15 @@ from ..security.api_keys import display_prefix, generate_api_key, hash_api_key
 from ..security.passwords import hash_password
 from ..security.secretbox import SecretBox
 from .models import ApiKey, User
+from .state import SharedState
 
 MAX_KEYS_PER_USER = 10
+# Bumped by every change to a key or a user that the gateway's caller snapshots depend on.
+CALLERS_VERSION = "callers:version"
+
+
+async def bump_callers_version(state: SharedState) -> None:
+    await state.incr(CALLERS_VERSION)
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User:

@@ -13,7 +13,7 @@ from ...security.api_keys import hash_api_key
 from ...store import users as user_store
 from ...store.models import ApiKey, User
 from ..audit import AuditedRoute
-from ..deps import Paging, SessionDep, admin_user
+from ..deps import Paging, ServicesDep, SessionDep, admin_user
 from ..envelope import FastJSONResponse, ok, page
 from ..schemas import AdminApiKeyUpdate, ApiKeyLookup
 from ..views import api_key_view, user_view
@@ -79,24 +79,29 @@ async def get_key(key_id: int, session: SessionDep) -> FastJSONResponse:
 
 
 @router.put("/{key_id}")
-async def update_key(key_id: int, body: AdminApiKeyUpdate, session: SessionDep) -> FastJSONResponse:
+async def update_key(
+    key_id: int, body: AdminApiKeyUpdate, session: SessionDep, services: ServicesDep
+) -> FastJSONResponse:
     key = await _get_key(session, key_id)
     user_store.apply_key_fields(key, body.model_dump(exclude_unset=True))
     await session.commit()
+    await user_store.bump_callers_version(services.state)
     return ok(api_key_view(key))
 
 
 @router.put("/{key_id}/toggle")
-async def toggle_key(key_id: int, session: SessionDep) -> FastJSONResponse:
+async def toggle_key(key_id: int, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     key = await _get_key(session, key_id)
     key.status = "disabled" if key.status == "active" else "active"
     await session.commit()
+    await user_store.bump_callers_version(services.state)
     return ok({"id": key.id, "status": key.status})
 
 
 @router.delete("/{key_id}")
-async def delete_key(key_id: int, session: SessionDep) -> FastJSONResponse:
+async def delete_key(key_id: int, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     key = await _get_key(session, key_id)
     await session.delete(key)
     await session.commit()
+    await user_store.bump_callers_version(services.state)
     return ok(None)

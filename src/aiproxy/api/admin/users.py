@@ -79,18 +79,22 @@ async def create_user(body: UserCreate, services: ServicesDep, session: SessionD
 
 
 @router.post("/batch-price-rate")
-async def batch_price_rate(body: BatchPriceRate, session: SessionDep) -> FastJSONResponse:
+async def batch_price_rate(
+    body: BatchPriceRate, session: SessionDep, services: ServicesDep
+) -> FastJSONResponse:
     result = await session.execute(
         update(User).where(User.id.in_(body.user_ids)).values(price_rate=body.price_rate)
     )
     await session.commit()
+    await user_store.bump_callers_version(services.state)
     return ok({"updated": result.rowcount, "price_rate": body.price_rate})  # type: ignore[attr-defined]
 
 
 @router.post("/all-price-rate")
-async def all_price_rate(body: AllPriceRate, session: SessionDep) -> FastJSONResponse:
+async def all_price_rate(body: AllPriceRate, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     result = await session.execute(update(User).values(price_rate=body.price_rate))
     await session.commit()
+    await user_store.bump_callers_version(services.state)
     return ok({"updated": result.rowcount, "price_rate": body.price_rate})  # type: ignore[attr-defined]
 
 
@@ -101,7 +105,7 @@ async def get_user(user_id: int, session: SessionDep) -> FastJSONResponse:
 
 @router.put("/{user_id}")
 async def update_user(
-    user_id: int, body: UserUpdate, admin: AdminUser, session: SessionDep
+    user_id: int, body: UserUpdate, admin: AdminUser, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     user = await user_store.get_user(session, user_id)
     changes = body.model_dump(exclude_unset=True)
@@ -117,16 +121,20 @@ async def update_user(
         if value is not None or name == "account_group_id":
             setattr(user, name, value)
     await session.commit()
+    await user_store.bump_callers_version(services.state)
     return ok(user_view(user))
 
 
 @router.delete("/{user_id}")
-async def delete_user(user_id: int, admin: AdminUser, session: SessionDep) -> FastJSONResponse:
+async def delete_user(
+    user_id: int, admin: AdminUser, session: SessionDep, services: ServicesDep
+) -> FastJSONResponse:
     user = await user_store.get_user(session, user_id)
     if user.id == admin.id:
         raise BadRequest("you cannot delete your own account")
     await session.delete(user)
     await session.commit()
+    await user_store.bump_callers_version(services.state)
     return ok(None)
 
 
@@ -184,16 +192,22 @@ async def create_user_key(
 
 
 @router.delete("/{user_id}/api-keys/{key_id}")
-async def delete_user_key(user_id: int, key_id: int, session: SessionDep) -> FastJSONResponse:
+async def delete_user_key(
+    user_id: int, key_id: int, session: SessionDep, services: ServicesDep
+) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user_id, key_id=key_id)
     await session.delete(key)
     await session.commit()
+    await user_store.bump_callers_version(services.state)
     return ok(None)
 
 
 @router.put("/{user_id}/api-keys/{key_id}/toggle")
-async def toggle_user_key(user_id: int, key_id: int, session: SessionDep) -> FastJSONResponse:
+async def toggle_user_key(
+    user_id: int, key_id: int, session: SessionDep, services: ServicesDep
+) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user_id, key_id=key_id)
     key.status = "disabled" if key.status == "active" else "active"
     await session.commit()
+    await user_store.bump_callers_version(services.state)
     return ok({"id": key.id, "status": key.status})
