@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -88,6 +89,9 @@ SPECS_BY_KEY: dict[str, ConfigSpec] = {spec.key: spec for spec in CONFIG_SPECS}
 CATEGORIES: tuple[str, ...] = tuple(dict.fromkeys(spec.category for spec in CONFIG_SPECS))
 
 
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+
 def coerce(spec: ConfigSpec, raw: Any) -> ConfigValue:
     """Turn a JSON value or a shell string into the spec's type, or raise BadRequest."""
     value: ConfigValue
@@ -116,7 +120,7 @@ def coerce(spec: ConfigSpec, raw: Any) -> ConfigValue:
                 raise ValueError
             value = str(raw)
     except (TypeError, ValueError):
-        raise BadRequest(f"config '{spec.key}' expects a {spec.type.__name__} value") from None
+        raise BadRequest(f"config '{spec.key}' expects {_TYPE_NAMES[spec.type]} value") from None
     if isinstance(value, int | float) and not isinstance(value, bool):
         if spec.minimum is not None and value < spec.minimum:
             raise BadRequest(f"config '{spec.key}' must be >= {spec.minimum:g}")
@@ -219,7 +223,7 @@ class RuntimeConfigs:
             "local_version": self._version,
             "shared_version": shared,
             "in_sync": shared == self._version,
-            "last_loaded_at": self._loaded_at,
+            "last_loaded_at": datetime.fromtimestamp(self._loaded_at, UTC) if self._loaded_at else None,
             "poll_interval_seconds": self._poll_interval,
         }
 

@@ -31,15 +31,16 @@ def test_configs_grouped_typed_and_validated(admin: Api) -> None:
     assert admin.ok("GET", "/api/admin/configs/category/proxy")["retry_count"] == 3
 
     bad = [
-        ({"key": "retry_count", "value": "many"}, "config 'retry_count' expects a int value"),
+        ({"key": "retry_count", "value": "many"}, "config 'retry_count' expects an integer value"),
         ({"key": "retry_count", "value": 99}, "config 'retry_count' must be <= 20"),
-        ({"key": "allow_register", "value": "perhaps"}, "config 'allow_register' expects a bool value"),
+        ({"key": "allow_register", "value": "perhaps"}, "config 'allow_register' expects a boolean value"),
         ({"key": "no_such_key", "value": 1}, "unknown config key 'no_such_key'"),
         (
             {"category": "proxy", "key": "site_name", "value": "x"},
             "config 'site_name' belongs to category 'system'",
         ),
         ({"key": "site_name"}, "value: field required"),
+        ({"key": "retry_count", "value": None}, "config 'retry_count' expects an integer value"),
     ]
     for payload, message in bad:
         assert admin.put("/api/admin/configs", json=payload) == (400, {"code": 400, "message": message})
@@ -63,7 +64,7 @@ def test_shell_config_edit_reaches_running_relay(admin: Api, relay: RelayServer)
         assert time.monotonic() < deadline, "running relay did not pick up the shell edit"
         time.sleep(0.2)
     bad = relay.cli("config", "set", "retry_count", "lots")
-    assert bad.returncode == 2 and "expects a int value" in bad.stderr
+    assert bad.returncode == 2 and "expects an integer value" in bad.stderr
     listing = relay.cli("config", "list").stdout
     assert "site_name" in listing and "captcha_enabled" in listing
     relay.cli("config", "set", "site_name", "AI Proxy")

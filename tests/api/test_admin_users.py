@@ -40,6 +40,12 @@ def test_user_crud(admin: Api, anon: Api) -> None:
         "PUT", f"/api/admin/users/{uid}", json={"role": "admin", "price_rate": 2, "email": "n@x.io"}
     )
     assert (updated["role"], updated["price_rate"], updated["email"]) == ("admin", 2.0, "n@x.io")
+    status, body = admin.put(f"/api/admin/users/{uid}", json={"account_group_id": 999999})
+    assert (status, body["message"]) == (400, "account_group_id: account group not found")
+    status, body = admin.post(
+        "/api/admin/users", json={"username": name + "g", "password": "secret1", "account_group_id": 999999}
+    )
+    assert status == 400 and body["message"] == "account_group_id: account group not found"
     status, body = admin.put(f"/api/admin/users/{uid}", json={"role": "root"})
     assert status == 400 and body["message"].startswith("role:")
 

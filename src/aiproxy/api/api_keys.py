@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
+from ..errors import BadRequest
+from ..security.secretbox import SecretBoxError
 from ..store import users as user_store
 from ..store.models import ApiKey
 from .deps import CurrentUser, ServicesDep, SessionDep
@@ -47,7 +49,10 @@ async def reveal_key(
 ) -> FastJSONResponse:
     """The full key again, to its owner only (admins cannot reveal other users' keys)."""
     key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
-    return ok({"id": key.id, "key": services.secrets.decrypt(key.key_encrypted)})
+    try:
+        return ok({"id": key.id, "key": services.secrets.decrypt(key.key_encrypted)})
+    except SecretBoxError:
+        raise BadRequest("this key can no longer be revealed: the server's secret key has changed") from None
 
 
 @router.put("/{key_id}")

@@ -94,7 +94,9 @@ def client_ip(request: Request) -> str:
     if services.settings.trust_proxy_headers:
         forwarded = request.headers.get("x-forwarded-for")
         if forwarded:
-            return forwarded.split(",")[0].strip()
+            # The right-most entry is the one our own reverse proxy appended; the ones before
+            # it come from the client and can be forged.
+            return forwarded.split(",")[-1].strip()
         real = request.headers.get("x-real-ip")
         if real:
             return real.strip()

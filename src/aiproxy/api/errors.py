@@ -29,10 +29,12 @@ def describe_validation_error(err: dict[str, Any]) -> str:
     field = ".".join(loc)
     kind = err.get("type", "")
     if kind == "missing":
+        if not field:
+            return "request body is required"
         reason = "field required"
     elif kind == "json_invalid":
         return "request body is not valid JSON"
-    elif kind == "model_attributes_type" or (kind == "dict_type" and not field):
+    elif kind in ("model_attributes_type", "model_type") or (kind == "dict_type" and not field):
         return "request body must be a JSON object"
     else:
         reason = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
@@ -53,8 +55,8 @@ async def _validation_error(_request: Request, exc: Exception) -> FastJSONRespon
 
 async def _http_error(_request: Request, exc: Exception) -> FastJSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    detail = exc.detail if isinstance(exc.detail, str) and exc.status_code != 404 else None
-    message = detail or _HTTP_MESSAGES.get(exc.status_code, "error")
+    known = _HTTP_MESSAGES.get(exc.status_code)
+    message = known or (exc.detail if isinstance(exc.detail, str) else "error")
     return error(exc.status_code, message, dict(exc.headers) if exc.headers else None)
 
 

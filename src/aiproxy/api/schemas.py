@@ -89,7 +89,7 @@ class ApiKeyFields(Body):
             value = value.replace(tzinfo=UTC)
         if value <= datetime.now(UTC):
             raise ValueError("must be in the future")
-        return value
+        return value.astimezone(UTC)
 
 
 class ApiKeyCreate(ApiKeyFields):
@@ -191,4 +191,5 @@ class ModelUpdate(Body):
 class ConfigUpdate(Body):
     category: str | None = None
     key: str = Field(min_length=1, max_length=64)
-    value: bool | int | float | str
+    # Any JSON scalar: the config's declared type decides (and explains) what is accepted.
+    value: bool | int | float | str | None = Field(...)

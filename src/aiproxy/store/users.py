@@ -13,7 +13,7 @@ from ..errors import BadRequest, NotFound
 from ..security.api_keys import display_prefix, generate_api_key, hash_api_key
 from ..security.passwords import hash_password
 from ..security.secretbox import SecretBox
-from .models import ApiKey, User
+from .models import AccountGroup, ApiKey, User
 from .state import SharedState
 
 MAX_KEYS_PER_USER = 10
@@ -23,6 +23,12 @@ CALLERS_VERSION = "callers:version"
 
 async def bump_callers_version(state: SharedState) -> None:
     await state.incr(CALLERS_VERSION)
+
+
+async def check_group(session: AsyncSession, group_id: int | None) -> None:
+    """A key or user may only be bound to a group that exists."""
+    if group_id is not None and await session.get(AccountGroup, group_id) is None:
+        raise BadRequest("account_group_id: account group not found")
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User:
@@ -51,6 +57,7 @@ async def create_user(
 ) -> User:
     if await find_user_by_name(session, username) is not None:
         raise BadRequest("username already exists")
+    await check_group(session, account_group_id)
     user = User(
         username=username,
         email=email or "",
@@ -101,6 +108,7 @@ async def create_api_key(
     if await count_keys(session, user_id) >= MAX_KEYS_PER_USER:
         raise BadRequest(f"每个用户最多创建 {MAX_KEYS_PER_USER} 个 API Key")
     raw = generate_api_key()
+    await check_group(session, fields.get("account_group_id"))
     key = ApiKey(
         user_id=user_id,
         name=name,

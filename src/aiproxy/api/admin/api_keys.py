@@ -83,10 +83,13 @@ async def update_key(
     key_id: int, body: AdminApiKeyUpdate, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     key = await _get_key(session, key_id)
-    user_store.apply_key_fields(key, body.model_dump(exclude_unset=True))
+    changes = body.model_dump(exclude_unset=True)
+    if "account_group_id" in changes:
+        await user_store.check_group(session, changes["account_group_id"])
+    user_store.apply_key_fields(key, changes)
     await session.commit()
     await user_store.bump_callers_version(services.state)
-    return ok(api_key_view(key))
+    return ok(_with_owner(key, await session.get(User, key.user_id)))
 
 
 @router.put("/{key_id}/toggle")

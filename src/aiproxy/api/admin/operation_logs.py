@@ -12,7 +12,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ...errors import BadRequest, NotFound
 from ...store.models import OperationLog, utcnow
 from ..audit import AuditedRoute
-from ..deps import Paging, SessionDep, admin_user
+from ..deps import Paging, ServicesDep, SessionDep, admin_user
 from ..envelope import FastJSONResponse, ok, page
 from ..views import operation_log_view
 
@@ -114,8 +114,12 @@ async def stats(
 
 
 @router.delete("/cleanup")
-async def cleanup(session: SessionDep, days: Annotated[int, Query(ge=1, le=3650)] = 90) -> FastJSONResponse:
-    """Delete entries older than `days` days."""
+async def cleanup(
+    session: SessionDep, services: ServicesDep, days: Annotated[int | None, Query(ge=1, le=3650)] = None
+) -> FastJSONResponse:
+    """Delete entries older than `days` days (default: the `operation_log_retention_days` config)."""
+    if days is None:
+        days = int(services.configs.get("operation_log_retention_days"))
     cutoff = utcnow() - timedelta(days=days)
     result = await session.execute(delete(OperationLog).where(OperationLog.created_at < cutoff))
     await session.commit()

@@ -111,6 +111,8 @@ async def update_user(
     changes = body.model_dump(exclude_unset=True)
     if user.id == admin.id and (changes.get("role") == "user" or changes.get("status") == "disabled"):
         raise BadRequest("you cannot demote or disable your own account")
+    if "account_group_id" in changes:
+        await user_store.check_group(session, changes["account_group_id"])
     password = changes.pop("password", None)
     if password:
         user_store.set_password(user, password)
