@@ -21,6 +21,7 @@ from .api.admin import logs as admin_logs
 from .api.admin import models as admin_models
 from .api.admin import operation_logs as admin_operation_logs
 from .api.admin import proxy_configs as admin_proxy_configs
+from .api.admin import proxy_test as admin_proxy_test
 from .api.admin import users as admin_users
 from .api.envelope import FastJSONResponse
 from .api.errors import install_error_handlers
@@ -81,7 +82,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         jwt_secret=settings.resolved_jwt_secret,
     )
     app.state.services = services
-    gateway = Gateway(services, UsageRecorder(db))
+    gateway = Gateway(services, UsageRecorder(db, flush_interval=settings.recorder_flush_interval))
     app.state.gateway = gateway
     try:
         if not await state.ping():
@@ -142,6 +143,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         admin_accounts.router,
         admin_account_groups.router,
         admin_proxy_configs.router,
+        admin_proxy_test.router,
         admin_error_rules.router,
         admin_error_rules.messages_router,
         admin_logs.router,

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     log_level: str = "info"
     workers: int = Field(default=1, ge=1)
+    # Seconds between usage-recorder writes; larger batches cost the database less.
+    recorder_flush_interval: float = Field(default=0.25, gt=0, le=60)
     # Trust X-Forwarded-For / X-Real-IP only when a reverse proxy in front sets them.
     trust_proxy_headers: bool = False
 

@@ -1,7 +1,7 @@
 """The usage recorder: every finished request becomes rows, written in batches off the hot path.
 
 `record()` only appends to a buffer. A background task writes the buffer every quarter
-second (or sooner when it grows) in one transaction: request logs, usage records, the
+second by default (or sooner when it grows) in one transaction: request logs, usage records, the
 daily roll-up (upserted) and the running counters of keys and accounts. A failed write
 keeps its batch for the next try; `stop()` writes everything left, so a graceful shutdown
 loses nothing.
@@ -28,7 +28,6 @@ from .pricing import Cost, Usage
 
 log = logging.getLogger(__name__)
 
-FLUSH_INTERVAL = 0.25
 FLUSH_SIZE = 2000
 
 
@@ -155,8 +154,9 @@ def _daily_rows(usage_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class UsageRecorder:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, flush_interval: float = 0.25) -> None:
         self._db = db
+        self._flush_interval = flush_interval
         self._pending: deque[UsageEvent] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -193,7 +193,7 @@ class UsageRecorder:
     async def _run(self) -> None:
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL)
+                await asyncio.wait_for(self._wake.wait(), self._flush_interval)
             self._wake.clear()
             if self._pending:
                 ok = await self.flush()
