@@ -8,6 +8,7 @@ the client's own protocol.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import secrets
 import time
@@ -31,7 +32,7 @@ from .limits import Limits, check_caller, check_model_allowed
 from .pool import AccountPool
 from .relay import Outcome, Relay
 from .routes import Endpoint, match
-from .scheduler import StickySessions, session_key
+from .scheduler import StickySessions
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 _LOGGED_HEADER_SKIP = frozenset({b"authorization", b"x-api-key", b"x-goog-api-key", b"api-key", b"cookie"})
@@ -77,7 +78,8 @@ class Call:
     request_id: str
     started: float
     stream: bool = False
-    session: str | None = None
+    session: str | None = None  # the sticky-session key, when there was a choice of accounts
+    bound_account: int | None = None
     slots: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -255,7 +257,6 @@ class Gateway:
             call.slots.append((user_slots(caller.user_id), call.request_id))
         outcome: Outcome | None = None
         try:
-            call.session = session_key(call.headers, call.payload)
             outcome = await self.relay.run(call, plan)
         finally:
             await self.limits.release_user_slot(caller, call.request_id)
@@ -306,7 +307,7 @@ class Gateway:
                 retries=outcome.retries,
                 client_ip=(call.scope.get("client") or ("", 0))[0],
                 user_agent=call.headers.get(b"user-agent", b"").decode("latin-1"),
-                session_hash=(call.session or "")[:64],
+                session_hash=hashlib.sha256(call.session.encode()).hexdigest()[:16] if call.session else "",
                 flags=plan.flags + outcome.flags,
                 error_message=outcome.error,
                 request_headers=self._logged_headers(call.headers),

@@ -25,7 +25,7 @@ from . import errors as e
 from .convert.gemini_chat import chat_request_to_gemini
 from .convert.openai_claude import chat_request_to_claude, claude_error_to_openai
 from .errors import GEMINI, OPENAI, GatewayError, error_body
-from .scheduler import Candidate, StickySessions, candidates, weighted_order
+from .scheduler import Candidate, StickySessions, candidates, session_key, weighted_order
 from .streaming import relay_stream, send_answer
 from .upstream import UpstreamClients, build_call
 
@@ -92,10 +92,12 @@ class Relay:
             group_id=call.caller.account_group_id,
         )
         ordered = weighted_order(found, self.rng)
-        if call.session and len(ordered) > 1:
-            bound = await self.sticky.get(call.caller.key_id, call.session)
-            if bound is not None:
-                ordered.sort(key=lambda c: c.account.id != bound)  # stable: the bound account first
+        if len(ordered) > 1:  # with one candidate there is nothing to stick to
+            call.session = session_key(call.headers, call.payload)
+            if call.session:
+                call.bound_account = await self.sticky.get(call.caller.key_id, call.session)
+                if call.bound_account is not None:
+                    ordered.sort(key=lambda c: c.account.id != call.bound_account)  # stable: bound one first
         return ordered
 
     async def run(self, call: Call, plan: Plan) -> Outcome:
@@ -136,7 +138,10 @@ class Relay:
     async def _remember(self, call: Call, account_id: int) -> None:
         if call.session:
             ttl = float(self.gateway.configs.get("session_ttl")) * 60
-            await self.sticky.bind(call.caller.key_id, call.session, account_id, ttl)
+            if call.bound_account == account_id:
+                await self.sticky.touch(call.caller.key_id, call.session, ttl)  # renewed on use
+            else:
+                await self.sticky.bind(call.caller.key_id, call.session, account_id, ttl)
 
     # -- one attempt ---------------------------------------------------------------------------
 
