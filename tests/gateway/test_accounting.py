@@ -94,3 +94,46 @@ def test_unbound_keys_use_the_default_group(pool: Pool) -> None:
     finally:
         pool.admin.ok("PUT", f"/api/admin/account-groups/{pool.group_id}", json={"is_default": False})
         pool.admin.ok("DELETE", f"/api/admin/accounts/{pool.accounts[outside]}")
+
+
+def test_price_rates_key_over_user_and_global_over_both(pool: Pool) -> None:
+    credential = pool.add_account()
+    prices = model_prices(pool.admin, "claude-opus-4-8")
+    body = {"model": "claude-opus-4-8", "max_tokens": 10, "messages": [{"role": "user", "content": "rates"}]}
+
+    def billed(key: str, key_id: int) -> tuple[float, float]:
+        before = len(pool.upstream.requests_for(credential))
+        assert (
+            httpx.post(
+                f"{pool.relay.base_url}/claude/v1/messages", json=body, headers={"x-api-key": key}
+            ).status_code
+            == 200
+        )
+        record = pool.upstream.requests_for(credential)[before]
+        (log,) = [entry for entry in pool.logs(key_id, expect=1)[:1]]
+        list_cost = (
+            sum(
+                record["tokens"][wire] * prices[price]
+                for wire, price in (("input_tokens", "input_price"), ("output_tokens", "output_price"))
+            )
+            / 1e6
+        )
+        return log["cost"], list_cost
+
+    pool.admin.ok("PUT", f"/api/admin/users/{pool.user_id}", json={"price_rate": 0.5})
+    user_rate_key, user_rate_id = pool.new_key(rate_limit=0)
+    cost, list_cost = billed(user_rate_key, user_rate_id)
+    assert abs(cost - list_cost * 0.5) < 1e-12  # the user's rate
+
+    key_rate_key, key_rate_id = pool.new_key(rate_limit=0)
+    pool.admin.ok("PUT", f"/api/admin/api-keys/{key_rate_id}", json={"price_rate": 2.0})
+    cost, list_cost = billed(key_rate_key, key_rate_id)
+    assert abs(cost - list_cost * 2.0) < 1e-12  # a key rate ≠ 1 wins over the user's
+
+    pool.admin.ok("PUT", "/api/admin/configs", json={"key": "global_price_rate", "value": 3.0})
+    try:
+        global_key, global_id = pool.new_key(rate_limit=0)
+        cost, list_cost = billed(global_key, global_id)
+        assert abs(cost - list_cost * 3.0) < 1e-12  # a global rate ≠ 1 overrides both
+    finally:
+        pool.admin.ok("PUT", "/api/admin/configs", json={"key": "global_price_rate", "value": 1.0})

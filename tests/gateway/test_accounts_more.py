@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -85,3 +86,58 @@ def test_admin_probe_makes_one_real_call(pool: Pool) -> None:
     assert pool.account(credential)["status"] == "valid"  # a probe never changes the account
     assert pool.admin.post("/api/admin/proxy/test", json={"account_id": 99999999})[0] == 404
     assert pool.user.post("/api/admin/proxy/test", json={"account_id": account_id})[0] == 403
+
+
+def test_responses_through_a_plain_openai_account_is_billed(pool: Pool) -> None:
+    credential = pool.add_account("openai")
+    pool.add_account("azure-openai")  # speaks Chat Completions only: never picked for Responses
+    client = openai.OpenAI(base_url=f"{pool.relay.base_url}/openai/v1", api_key=pool.key, max_retries=0)
+    reply = client.responses.create(model="gpt-5-codex", input="hello")
+    with client.responses.stream(model="gpt-5-codex", input="hello") as stream:
+        final = stream.get_final_response()
+    assert reply.output_text.startswith("Hello from mock") and final.usage.output_tokens > 0
+    seen = pool.upstream.requests_for(credential)
+    assert [r["path"] for r in seen] == ["/v1/responses", "/v1/responses"]
+    prices = model_prices(pool.admin, "gpt-5-codex")
+    for log, record in zip(reversed(pool.logs(expect=2)), seen, strict=True):
+        assert log["status"] == "success"
+        assert_billed(log, record["tokens"], prices)
+
+
+def test_gemini_count_tokens_is_free(pool: Pool) -> None:
+    credential = pool.add_account("gemini")
+    response = httpx.post(
+        f"{pool.relay.base_url}/gemini/v1beta/models/gemini-2.5-flash:countTokens",
+        json={"contents": [{"role": "user", "parts": [{"text": "count me please"}]}]},
+        headers={"x-goog-api-key": pool.key},
+    )
+    assert response.status_code == 200 and response.json()["totalTokens"] > 0
+    assert len(pool.upstream.requests_for(credential)) == 1
+    admin_logs = pool.admin.ok("GET", f"/api/admin/logs?api_key_id={pool.key_id}")
+    assert admin_logs["total"] == 0
+
+
+def test_unreachable_upstream_gives_502(pool: Pool) -> None:
+    from ..support import free_port
+
+    pool.add_account(base_url=f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    response = httpx.post(
+        f"{pool.relay.base_url}/claude/v1/messages",
+        headers={"x-api-key": pool.key},
+        json={"model": "claude-opus-4-8", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert response.status_code == 502
+    assert response.json() == {"type": "error", "error": {"type": "api_error", "message": "上游服务请求失败"}}
+
+
+def test_preflight_and_unknown_paths(pool: Pool) -> None:
+    for path in ("/", "/claude", "/claude/", "/gemini/"):
+        assert httpx.head(f"{pool.relay.base_url}{path}").status_code == 200
+    response = httpx.post(
+        f"{pool.relay.base_url}/claude/v1/unknown", headers={"x-api-key": pool.key}, json={}
+    )
+    assert response.status_code == 404 and response.json()["type"] == "error"
+    response = httpx.post(
+        f"{pool.relay.base_url}/gemini/v9/whatever", headers={"x-goog-api-key": pool.key}, json={}
+    )
+    assert response.status_code == 404 and response.json()["error"]["status"] == "NOT_FOUND"

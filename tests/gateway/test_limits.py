@@ -104,7 +104,8 @@ def test_disabled_and_unknown_models(pool: Pool) -> None:
     # A model newer than the table: served, flagged, billed at the platform's priciest known price.
     assert claude(pool, pool.key, {**CLAUDE_BODY, "model": "claude-future-9"}).status_code == 200
     (record,) = [r for r in pool.upstream.requests_for(credential) if r["json"]["model"] == "claude-future-9"]
-    (log,) = pool.logs(expect=1)
+    log, refused = pool.logs(expect=2)
+    assert (refused["status"], refused["model"]) == ("rejected", "claude-haiku-4-5")
     assert "unknown_model" in log["flags"] and log["cost"] > 0
     priciest = max(
         (
@@ -143,7 +144,11 @@ def test_monthly_dollar_quota(pool: Pool) -> None:
     key, key_id = pool.new_key(monthly_quota=0.000001)
     assert claude(pool, key).status_code == 200  # under quota when it started; its cost counts
     anthropic_error(claude(pool, key), 429, "已达到本月费用配额")
-    assert len(pool.logs(key_id, expect=1)) == 1
+    refused, served = pool.logs(key_id, expect=2)
+    assert served["status"] == "success" and served["cost"] > 0
+    # Refusals are logged for the admin, never billed.
+    assert (refused["status"], refused["status_code"], refused["cost"]) == ("rejected", 429, 0)
+    assert refused["error_message"] == "已达到本月费用配额" and refused["account_id"] is None
 
 
 def test_user_concurrency_and_slots_released(pool: Pool) -> None:

@@ -26,6 +26,8 @@ class Usage:
     output_tokens: int = 0
     cache_creation_tokens: int = 0
     cache_read_tokens: int = 0
+    # The part of cache_creation_tokens written with a one-hour lifetime (Anthropic), priced apart.
+    cache_creation_1h_tokens: int = 0
 
     @property
     def total(self) -> int:
@@ -42,6 +44,7 @@ class Prices:
     output: float
     cache_creation: float
     cache_read: float
+    cache_creation_1h: float = 0.0  # 0: charged at the cache_creation price
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +75,13 @@ class Cost:
 
 def cost_of(usage: Usage, price: ModelPrice, rate: float) -> Cost:
     p = price.prices_for(usage)
+    long_writes = min(usage.cache_creation_1h_tokens, usage.cache_creation_tokens)
+    long_price = p.cache_creation_1h or p.cache_creation
     parts = (
         usage.input_tokens * p.input / PER_TOKEN,
         usage.output_tokens * p.output / PER_TOKEN,
-        usage.cache_creation_tokens * p.cache_creation / PER_TOKEN,
+        ((usage.cache_creation_tokens - long_writes) * p.cache_creation + long_writes * long_price)
+        / PER_TOKEN,
         usage.cache_read_tokens * p.cache_read / PER_TOKEN,
     )
     return Cost(*parts, rate=rate, total=sum(parts) * rate)
@@ -104,6 +110,7 @@ def _tiers(row: AIModel) -> tuple[tuple[int, Prices], ...]:
                     float(values.get("output", row.output_price)),
                     float(values.get("cache_creation", row.cache_creation_price)),
                     float(values.get("cache_read", row.cache_read_price)),
+                    float(values.get("cache_creation_1h", row.cache_creation_1h_price)),
                 ),
             )
         )

@@ -54,11 +54,11 @@ class Dispatcher:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
-            if is_gateway_path(path):
-                await self.app.state.gateway.handle(scope, receive, send)
-                return
             if scope["method"] == "HEAD" and path in PREFLIGHT_PATHS:
                 # Claude Code probes its base URL before the first call; answer cheaply.
                 await send_whole(send, 200, [], b"")
+                return
+            if is_gateway_path(path):
+                await self.app.state.gateway.handle(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -31,7 +31,7 @@ from .errors import CLAUDE, GEMINI, OPENAI, RESPONSES, GatewayError, error_body
 from .limits import Limits, check_caller, check_model_allowed
 from .pool import AccountPool
 from .relay import Outcome, Relay
-from .routes import Endpoint, match
+from .routes import Endpoint, family_of_path, match
 from .scheduler import StickySessions
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -132,7 +132,7 @@ class Gateway:
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = match(scope["path"])
-        family = endpoint.family if endpoint else OPENAI
+        family = endpoint.family if endpoint else family_of_path(scope["path"])
         try:
             if endpoint is None:
                 raise GatewayError(404, f"unknown endpoint {scope['path']}")
@@ -162,7 +162,7 @@ class Gateway:
         await self.pool.fresh()
         await self._refresh_prices()
         if endpoint.kind == "models":
-            await send_whole(send, 200, list(JSON_HEADERS), self._model_list(endpoint.family))
+            await send_whole(send, 200, list(JSON_HEADERS), self._model_list(endpoint.family, caller))
             return
         try:
             body = await read_body(receive)
@@ -239,25 +239,34 @@ class Gateway:
 
     async def _serve(self, call: Call) -> None:
         caller = call.caller
-        plan = self._plan(call)
-        self._check_platform(caller, plan)
-        check_model_allowed(caller, plan.model)
-        call.stream = self._wants_stream(call)
-        if call.endpoint.kind == "count_tokens":
-            await self.relay.run(call, plan)  # free to call: neither limited nor billed
-            return
-        admitted = await self.limits.admit(caller)
-        lease = self.slot_lease()
+        plan: Plan | None = None
         try:
-            await self.limits.take_user_slot(caller, call.request_id, lease)
-        except GatewayError:
+            plan = self._plan(call)
+            self._check_platform(caller, plan)
+            check_model_allowed(caller, plan.model)
+            call.stream = self._wants_stream(call)
+            if call.endpoint.kind == "count_tokens" or call.endpoint.action == "countTokens":
+                await self.relay.run(call, plan)  # free to call: neither limited nor billed
+                return
+            admitted = await self.limits.admit(caller)
+        except GatewayError as exc:
+            self._record_refusal(call, plan, exc, "rejected")
+            raise
+        try:
+            await self.limits.take_user_slot(caller, call.request_id, self.slot_lease())
+        except GatewayError as exc:
             await self.limits.refund_day(caller, admitted)
+            self._record_refusal(call, plan, exc, "rejected")
             raise
         if caller.user_max_concurrency > 0:
             call.slots.append((user_slots(caller.user_id), call.request_id))
         outcome: Outcome | None = None
         try:
             outcome = await self.relay.run(call, plan)
+        except GatewayError as exc:  # no account could take it: it does not use up the day's allowance
+            await self.limits.refund_day(caller, admitted)
+            self._record_refusal(call, plan, exc, "error")
+            raise
         finally:
             await self.limits.release_user_slot(caller, call.request_id)
             if outcome is not None:
@@ -285,34 +294,48 @@ class Gateway:
             )
             cost = cost_of(outcome.usage, price, rate)
             await self.limits.add_cost(caller, cost.total, admitted)
-        elapsed = time.perf_counter() - call.started
-        self.recorder.record(
-            UsageEvent(
-                request_id=call.request_id,
-                user_id=caller.user_id,
-                api_key_id=caller.key_id,
-                account_id=outcome.account_id,
-                platform=outcome.account_type or plan.platform,
-                model=plan.model,
-                upstream_model=outcome.upstream_model,
-                path=call.scope["path"],
-                stream=call.stream,
-                status=outcome.status,
-                status_code=outcome.status_code,
-                usage=outcome.usage,
-                cost=cost,
-                duration_ms=int(elapsed * 1000),
-                first_byte_ms=int(outcome.first_byte * 1000) if outcome.first_byte else 0,
-                created_at=datetime.now(UTC),
-                retries=outcome.retries,
-                client_ip=(call.scope.get("client") or ("", 0))[0],
-                user_agent=call.headers.get(b"user-agent", b"").decode("latin-1"),
-                session_hash=hashlib.sha256(call.session.encode()).hexdigest()[:16] if call.session else "",
-                flags=plan.flags + outcome.flags,
-                error_message=outcome.error,
-                request_headers=self._logged_headers(call.headers),
-                request_body=self._captured_body(call.body),
-            )
+        event = self._event(call, plan, outcome.status, outcome.status_code, outcome.error)
+        event.account_id = outcome.account_id
+        event.platform = outcome.account_type or event.platform
+        event.upstream_model = outcome.upstream_model
+        event.usage = outcome.usage
+        event.cost = cost
+        event.first_byte_ms = int(outcome.first_byte * 1000) if outcome.first_byte else 0
+        event.retries = outcome.retries
+        event.flags = plan.flags + outcome.flags
+        self.recorder.record(event)
+
+    def _record_refusal(self, call: Call, plan: Plan | None, exc: GatewayError, status: str) -> None:
+        """Refused requests are logged too (never billed), so admins see who hits which limit."""
+        self.recorder.record(self._event(call, plan, status, exc.status, exc.message))
+
+    def _event(self, call: Call, plan: Plan | None, status: str, status_code: int, error: str) -> UsageEvent:
+        caller = call.caller
+        model = plan.model if plan else str(call.payload.get("model") or call.endpoint.model)
+        return UsageEvent(
+            request_id=call.request_id,
+            user_id=caller.user_id,
+            api_key_id=caller.key_id,
+            account_id=None,
+            platform=plan.platform if plan else "",
+            model=model,
+            upstream_model="",
+            path=call.scope["path"],
+            stream=call.stream,
+            status=status,
+            status_code=status_code,
+            usage=None,
+            cost=None,
+            duration_ms=int((time.perf_counter() - call.started) * 1000),
+            first_byte_ms=0,
+            created_at=datetime.now(UTC),
+            client_ip=(call.scope.get("client") or ("", 0))[0],
+            user_agent=call.headers.get(b"user-agent", b"").decode("latin-1"),
+            session_hash=hashlib.sha256(call.session.encode()).hexdigest()[:16] if call.session else "",
+            flags=list(plan.flags) if plan else [],
+            error_message=error,
+            request_headers=self._logged_headers(call.headers),
+            request_body=self._captured_body(call.body),
         )
 
     @staticmethod
@@ -332,12 +355,17 @@ class Gateway:
 
     # -- local answers -------------------------------------------------------------------------
 
-    def _model_list(self, family: str) -> bytes:
+    def _model_list(self, family: str, caller: Caller) -> bytes:
+        """Enabled models of the route's platform that this key may use."""
         wanted = {"claude-official"} if family == CLAUDE else {"gemini"} if family == GEMINI else None
+        allowed = caller.allowed_models
         models = sorted(
             m
             for m, p in self.prices.by_id.items()
-            if p.enabled and p.model_id == m and (wanted is None or p.platform in wanted)
+            if p.enabled
+            and p.model_id == m
+            and (wanted is None or p.platform in wanted)
+            and (allowed is None or m in allowed)
         )
         if family == GEMINI:
             return orjson.dumps({"models": [{"name": f"models/{m}", "displayName": m} for m in models]})

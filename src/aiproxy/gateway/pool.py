@@ -217,6 +217,19 @@ class AccountPool:
             await session.execute(update(Account).where(Account.id == account_id).values(**values))
         await bump_pool_version(self._state)
 
+    async def recover(self, account_id: int) -> None:
+        """Back to `valid` after a cooldown that ended by itself; the last error stays for the record."""
+        current = self.accounts.get(account_id)
+        if current is not None:
+            self.accounts[account_id] = replace(current, status=USABLE, cooldown_until=0.0)
+        async with self._db.transaction() as session:
+            await session.execute(
+                update(Account)
+                .where(Account.id == account_id, Account.status.in_(("rate_limited", "overloaded")))
+                .values(status=USABLE, status_reason="", rate_limited_until=None, overloaded_until=None)
+            )
+        await bump_pool_version(self._state)
+
     def custom_message(self, status: int, body_text: str) -> str | None:
         lowered = body_text.lower()
         for spec in self.error_messages:

@@ -24,7 +24,8 @@ from ..store.error_rules import classify_error
 from . import errors as e
 from .convert.gemini_chat import chat_request_to_gemini
 from .convert.openai_claude import chat_request_to_claude, claude_error_to_openai
-from .errors import GEMINI, OPENAI, GatewayError, error_body
+from .errors import GEMINI, OPENAI, RESPONSES, GatewayError, error_body
+from .pool import PoolAccount
 from .scheduler import Candidate, StickySessions, candidates, session_key, weighted_order
 from .streaming import relay_stream, send_answer
 from .upstream import UpstreamClients, build_call
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from .pipeline import Call, Gateway, Plan
 
 ERROR_BODY_LIMIT = 64 * 1024
+_NO_RESPONSES = frozenset({"azure-openai"})
 
 
 @dataclass(slots=True)
@@ -90,6 +92,8 @@ class Relay:
             allowed_types=call.caller.allowed_platforms,
             model=plan.model,
             group_id=call.caller.account_group_id,
+            # Azure deployments speak Chat Completions only.
+            excluded_types=_NO_RESPONSES if call.endpoint.family == RESPONSES else frozenset(),
         )
         ordered = weighted_order(found, self.rng)
         if len(ordered) > 1:  # with one candidate there is nothing to stick to
@@ -104,12 +108,14 @@ class Relay:
         ordered = await self._ordered(call, plan)
         if not ordered:
             raise GatewayError(503, e.NO_ACCOUNT)
-        configs = self.gateway.configs
-        attempts = ordered[: 1 + int(configs.get("retry_count"))]
+        switches_allowed = int(self.gateway.configs.get("retry_count"))
         last: Failure | None = None
+        last_account: PoolAccount | None = None
         tried = 0
         state = self.gateway.services.state
-        for candidate in attempts:
+        for candidate in ordered:
+            if tried > switches_allowed:
+                break
             account = candidate.account
             slot = state_keys.account_slots(account.id)
             if account.max_concurrency > 0 and not await state.acquire_slot(
@@ -126,14 +132,19 @@ class Relay:
             if isinstance(result, Outcome):
                 result.retries = tried
                 await self._remember(call, account.id)
+                if account.status != "valid":  # its cooldown ended by itself: make that visible
+                    await self.gateway.pool.recover(account.id)
                 return result
             tried += 1
-            last = result
+            last, last_account = result, account
             if not await self._should_switch(candidate, result):
                 break
         if last is None:
             raise GatewayError(429, e.NO_ACCOUNT + "（账户并发已满）")
-        return await self._give_up(call, plan, last, tried)
+        outcome = await self._give_up(call, plan, last, tried)
+        if last_account is not None:
+            outcome.account_id, outcome.account_type = last_account.id, last_account.type
+        return outcome
 
     async def _remember(self, call: Call, account_id: int) -> None:
         if call.session:
@@ -200,10 +211,12 @@ class Relay:
                 body = await response.content.read(ERROR_BODY_LIMIT)
                 return Failure(response.status, body, headers, body[:500].decode("utf-8", "replace"))
             outcome = Outcome("success", response.status, account.id, account.type, candidate.upstream_model)
+            # The protocol on the wire: a plain OpenAI account answers the Responses API in its format.
+            wire = RESPONSES if endpoint.family == RESPONSES else account.family
             if call.stream:
-                await relay_stream(call, plan, account.family, response, headers, outcome, self.gateway)
+                await relay_stream(call, plan, wire, response, headers, outcome, self.gateway)
             else:
-                await send_answer(call, plan, account.family, response, headers, outcome)
+                await send_answer(call, plan, wire, response, headers, outcome)
             return outcome
         finally:
             response.release()
@@ -246,10 +259,11 @@ class Relay:
         """Every attempt failed: the client gets the last upstream error (or a 502)."""
         family = call.endpoint.family
         outcome = Outcome("error", last.status or 502, retries=max(0, tried - 1), error=last.message)
-        if last.status < 400:  # only "rejected" 200s, on every account
-            body, status = error_body(family, 429, e.RATE_LIMITED), 429
-        elif last.status == 0:
+        content_type = "application/json"
+        if last.status == 0:
             body, status = error_body(family, 502, e.UPSTREAM_FAILED), 502
+        elif last.status < 400:  # only "rejected" 200s, on every account
+            body, status = error_body(family, 429, e.RATE_LIMITED), 429
         else:
             status = last.status
             custom = self.gateway.pool.custom_message(status, last.body.decode("utf-8", "replace"))
@@ -258,11 +272,12 @@ class Relay:
             elif plan.convert == "chat_to_claude":
                 body = claude_error_to_openai(status, last.body)
             elif plan.convert == "chat_to_gemini" or family != GEMINI or last.body.startswith(b"{"):
-                body = last.body
+                body = last.body  # the vendor's own error, as the client's SDK expects it
+                content_type = last.headers.get("content-type", content_type)
             else:
                 body = error_body(family, status, last.message)
         outcome.status_code = status
-        headers = [(b"content-type", b"application/json")]
+        headers = [(b"content-type", content_type.encode("latin-1"))]
         if "retry-after" in last.headers:
             headers.append((b"retry-after", last.headers["retry-after"].encode()))
         await call.send(

@@ -60,3 +60,12 @@ def match(path: str) -> Endpoint | None:
 
 def is_gateway_path(path: str) -> bool:
     return path.startswith(GATEWAY_PREFIXES)
+
+
+def family_of_path(path: str) -> str:
+    """The protocol to answer an unknown path in, judged by its prefix."""
+    if path.startswith("/claude/"):
+        return CLAUDE
+    if path.startswith("/gemini/"):
+        return GEMINI
+    return OPENAI

@@ -36,6 +36,7 @@ def candidates(
     allowed_types: frozenset[str] | None,
     model: str,
     group_id: int | None,
+    excluded_types: frozenset[str] = frozenset(),
 ) -> list[Candidate]:
     now = time.time()
     if group_id is None:
@@ -45,6 +46,8 @@ def candidates(
         if account.family not in families:
             continue
         if forced_type is not None and account.type != forced_type:
+            continue
+        if account.type in excluded_types:
             continue
         if allowed_types is not None and account.type not in allowed_types:
             continue

@@ -19,7 +19,7 @@ from .convert.openai_claude import ClaudeToChatStream, claude_response_to_chat
 from .convert.sse import SSEParser
 from .errors import CLAUDE, OPENAI, RESPONSES
 from .upstream import DROP_RESPONSE_HEADERS
-from .usage import StreamTap, usage_from_body
+from .usage import StreamTap, has_usage_object, usage_from_body
 
 if TYPE_CHECKING:
     from .pipeline import Call, Gateway, Plan
@@ -74,10 +74,18 @@ class _UsageChunkDropper:
     def feed(self, chunk: bytes) -> bytes:
         out = []
         for _event, data in self.parser.feed(chunk):
-            if data.startswith(b"{") and b'"usage"' in data and b'"choices":[]' in data:
+            if has_usage_object(data) and _only_usage(data):
                 continue
             out.append(b"data: " + data + b"\n\n")
         return b"".join(out)
+
+
+def _only_usage(data: bytes) -> bool:
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(chunk, dict) and not chunk.get("choices")
 
 
 def _client_asked_usage(payload: dict[str, Any]) -> bool:
@@ -111,7 +119,9 @@ async def relay_stream(
         else None
     )
     out_headers = client_headers(headers, content_type="text/event-stream" if converter else None)
-    out_headers += [(b"x-accel-buffering", b"no"), (b"cache-control", b"no-cache")]
+    out_headers.append((b"x-accel-buffering", b"no"))
+    if "cache-control" not in headers:
+        out_headers.append((b"cache-control", b"no-cache"))
     send = call.send
     await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
     outcome.first_byte = time.perf_counter() - call.started
@@ -161,6 +171,8 @@ async def relay_stream(
     await send({"type": "http.response.body", "body": tail, "more_body": False})
     if outcome.status != "success":
         outcome.flags.append(outcome.status)
+    if outcome.usage is None:
+        outcome.flags.append("no_usage")
 
 
 def _cut_notice(family: str) -> bytes:

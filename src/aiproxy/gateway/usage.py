@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from ..billing.pricing import Usage
+from .convert.gemini_chat import gemini_usage as normalise_gemini_usage
 from .convert.sse import SSEParser
 from .errors import CLAUDE, GEMINI, OPENAI, RESPONSES
 
@@ -30,6 +31,9 @@ def claude_usage(usage: dict[str, Any], into: Usage) -> None:
         into.cache_creation_tokens = _int(usage["cache_creation_input_tokens"])
     if "cache_read_input_tokens" in usage:
         into.cache_read_tokens = _int(usage["cache_read_input_tokens"])
+    breakdown = usage.get("cache_creation")
+    if isinstance(breakdown, dict) and "ephemeral_1h_input_tokens" in breakdown:
+        into.cache_creation_1h_tokens = _int(breakdown["ephemeral_1h_input_tokens"])
 
 
 def openai_usage(usage: dict[str, Any], into: Usage) -> None:
@@ -51,10 +55,10 @@ def responses_usage(usage: dict[str, Any], into: Usage) -> None:
 
 
 def gemini_usage(meta: dict[str, Any], into: Usage) -> None:
-    cached = _int(meta.get("cachedContentTokenCount"))
-    into.input_tokens = max(0, _int(meta.get("promptTokenCount")) - cached)
-    into.output_tokens = _int(meta.get("candidatesTokenCount")) + _int(meta.get("thoughtsTokenCount"))
-    into.cache_read_tokens = cached
+    normalised = normalise_gemini_usage(meta)
+    into.input_tokens = normalised["input_tokens"]
+    into.output_tokens = normalised["output_tokens"]
+    into.cache_read_tokens = normalised["cache_read_input_tokens"]
 
 
 def usage_from_body(family: str, body: bytes) -> Usage | None:
@@ -86,6 +90,14 @@ def usage_from_body(family: str, body: bytes) -> Usage | None:
     return usage
 
 
+# The Responses API ends a stream with one of these; each carries the final usage.
+_RESPONSES_FINAL = ("response.completed", "response.incomplete", "response.failed")
+
+
+def has_usage_object(data: bytes) -> bool:
+    return b'"usage":{' in data or b'"usage": {' in data
+
+
 class StreamTap:
     """Watches an SSE stream for usage; `complete` turns true at the protocol's normal end."""
 
@@ -112,10 +124,12 @@ class StreamTap:
         elif family == OPENAI:
             if data == b"[DONE]":
                 self.complete = True
-            elif b'"usage"' in data:
+            elif has_usage_object(data):  # every chunk says "usage":null once usage was asked for
                 self._openai(data)
         elif family == RESPONSES:
-            if event == "response.completed" or (event is None and b'"response.completed"' in data):
+            if event in _RESPONSES_FINAL or (
+                event is None and any(f'"{e}"'.encode() in data for e in _RESPONSES_FINAL)
+            ):
                 self._responses(data)
                 self.complete = True
         elif family == GEMINI and b'"usageMetadata"' in data:
