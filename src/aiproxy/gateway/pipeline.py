@@ -112,7 +112,14 @@ class Gateway:
         self.recorder = recorder
         self.prices = PriceBook()
         self._prices_version = -2
+        self._instance = secrets.token_hex(6)
+        self._sequence = 0
         self.relay = Relay(self, StickySessions(services.state), random.Random())
+
+    def _request_id(self) -> str:
+        """Unique across instances (random prefix) without a system call per request."""
+        self._sequence += 1
+        return f"{self._instance}{self._sequence:012x}"
 
     async def start(self) -> None:
         await self.pool.reload()
@@ -184,7 +191,7 @@ class Gateway:
             body,
             payload,
             caller,
-            secrets.token_hex(12),
+            self._request_id(),
             time.perf_counter(),
         )
         await self._serve(call)

@@ -136,11 +136,15 @@ class AccountPool:
     async def fresh(self) -> AccountPool:
         """This pool, reloaded first if another writer changed it.
 
-        Concurrent requests share one version check (and one reload): none of them is served
-        from a snapshot older than the check that was under way when it arrived.
+        In-process state answers without suspending, so the version is read inline on every
+        request. With Redis the read is a round trip, made at most every half second and shared:
+        requests arriving while a check is under way wait for it instead of using an older snapshot.
         """
         if self._refresh is None:
-            if time.monotonic() - self._checked_at < self._check_interval:
+            if self._check_interval == 0.0:
+                if await self._state.get_int(POOL_VERSION) == self.version:
+                    return self
+            elif time.monotonic() - self._checked_at < self._check_interval:
                 return self
             self._refresh = asyncio.ensure_future(self._check())
             self._refresh.add_done_callback(self._refresh_done)

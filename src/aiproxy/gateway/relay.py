@@ -82,6 +82,7 @@ class Relay:
         self.sticky = sticky
         self.rng = rng
         self.clients = UpstreamClients()
+        self._client_timeout: aiohttp.ClientTimeout | None = None
 
     async def _ordered(self, call: Call, plan: Plan) -> list[Candidate]:
         pool = self.gateway.pool
@@ -146,6 +147,11 @@ class Relay:
             outcome.account_id, outcome.account_type = last_account.id, last_account.type
         return outcome
 
+    def _timeout(self, read: float) -> aiohttp.ClientTimeout:
+        if self._client_timeout is None or self._client_timeout.sock_read != read:
+            self._client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read)
+        return self._client_timeout
+
     async def _remember(self, call: Call, account_id: int) -> None:
         if call.session:
             ttl = float(self.gateway.configs.get("session_ttl")) * 60
@@ -191,9 +197,7 @@ class Relay:
             count_tokens=endpoint.kind == "count_tokens",
         )
         session, proxy = await self.clients.for_proxy(account.proxy_url)
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=10, sock_read=float(self.gateway.configs.get("timeout"))
-        )
+        timeout = self._timeout(float(self.gateway.configs.get("timeout")))
         try:
             response = await session.post(
                 upstream.url,
