@@ -82,7 +82,7 @@ async def toggle_key(
     key_id: int, user: CurrentUser, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
-    key.status = "disabled" if key.status == "active" else "active"
+    user_store.toggle_key(key)
     await session.commit()
     await user_store.bump_callers_version(services.state)
     return ok({"id": key.id, "status": key.status})

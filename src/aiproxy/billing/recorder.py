@@ -59,8 +59,8 @@ class UsageEvent:
     request_headers: str = ""
     request_body: str = ""
 
-    def log_row(self) -> dict[str, Any]:
-        usage = self.usage or Usage()
+    def _shared(self, usage: Usage) -> dict[str, Any]:
+        """Columns request_logs and usage_records have in common."""
         return {
             "request_id": self.request_id,
             "user_id": self.user_id,
@@ -68,57 +68,53 @@ class UsageEvent:
             "account_id": self.account_id,
             "platform": self.platform,
             "model": self.model[:128],
-            "upstream_model": self.upstream_model[:128],
-            "method": self.method,
-            "path": self.path[:255],
-            "stream": self.stream,
-            "status": self.status,
-            "status_code": self.status_code,
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
             "cache_creation_tokens": usage.cache_creation_tokens,
             "cache_read_tokens": usage.cache_read_tokens,
             "total_tokens": usage.total,
-            "cost": self.cost.total if self.cost else 0.0,
-            "duration_ms": self.duration_ms,
-            "first_byte_ms": self.first_byte_ms,
-            "retries": self.retries,
-            "client_ip": self.client_ip[:64],
-            "user_agent": self.user_agent[:512],
-            "client_type": "",
-            "session_hash": self.session_hash,
-            "flags": ",".join(self.flags),
-            "error_message": self.error_message[:4000],
-            "request_headers": self.request_headers,
-            "request_body": self.request_body,
-            "response_body": "",
             "created_at": self.created_at,
         }
+
+    def log_row(self) -> dict[str, Any]:
+        row = self._shared(self.usage or Usage())
+        row.update(
+            upstream_model=self.upstream_model[:128],
+            method=self.method,
+            path=self.path[:255],
+            stream=self.stream,
+            status=self.status,
+            status_code=self.status_code,
+            cost=self.cost.total if self.cost else 0.0,
+            duration_ms=self.duration_ms,
+            first_byte_ms=self.first_byte_ms,
+            retries=self.retries,
+            client_ip=self.client_ip[:64],
+            user_agent=self.user_agent[:512],
+            client_type="",
+            session_hash=self.session_hash,
+            flags=",".join(self.flags),
+            error_message=self.error_message[:4000],
+            request_headers=self.request_headers,
+            request_body=self.request_body,
+            response_body="",
+        )
+        return row
 
     def usage_row(self) -> dict[str, Any] | None:
         if self.usage is None or self.cost is None:
             return None
-        usage, cost = self.usage, self.cost
-        return {
-            "request_id": self.request_id,
-            "user_id": self.user_id,
-            "api_key_id": self.api_key_id,
-            "account_id": self.account_id,
-            "platform": self.platform,
-            "model": self.model[:128],
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cache_creation_tokens": usage.cache_creation_tokens,
-            "cache_read_tokens": usage.cache_read_tokens,
-            "total_tokens": usage.total,
-            "input_cost": cost.input,
-            "output_cost": cost.output,
-            "cache_creation_cost": cost.cache_creation,
-            "cache_read_cost": cost.cache_read,
-            "price_rate": cost.rate,
-            "cost": cost.total,
-            "created_at": self.created_at,
-        }
+        cost = self.cost
+        row = self._shared(self.usage)
+        row.update(
+            input_cost=cost.input,
+            output_cost=cost.output,
+            cache_creation_cost=cost.cache_creation,
+            cache_read_cost=cost.cache_read,
+            price_rate=cost.rate,
+            cost=cost.total,
+        )
+        return row
 
 
 _DAILY_SUMS = (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -138,5 +137,5 @@ async def get_user_key(session: AsyncSession, *, user_id: int, key_id: int) -> A
     return key
 
 
-def is_expired(key: ApiKey, now: datetime) -> bool:
-    return key.expires_at is not None and key.expires_at <= now
+def toggle_key(key: ApiKey) -> None:
+    key.status = "disabled" if key.status == "active" else "active"

@@ -95,7 +95,7 @@ async def update_key(
 @router.put("/{key_id}/toggle")
 async def toggle_key(key_id: int, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     key = await _get_key(session, key_id)
-    key.status = "disabled" if key.status == "active" else "active"
+    user_store.toggle_key(key)
     await session.commit()
     await user_store.bump_callers_version(services.state)
     return ok({"id": key.id, "status": key.status})

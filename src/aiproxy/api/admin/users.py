@@ -209,7 +209,7 @@ async def toggle_user_key(
     user_id: int, key_id: int, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user_id, key_id=key_id)
-    key.status = "disabled" if key.status == "active" else "active"
+    user_store.toggle_key(key)
     await session.commit()
     await user_store.bump_callers_version(services.state)
     return ok({"id": key.id, "status": key.status})
