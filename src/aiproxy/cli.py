@@ -48,6 +48,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         http="httptools",
         log_level=settings.log_level.lower(),
         access_log=False,
+        # Client addresses are the relay's own business (AIPROXY_TRUST_PROXY_HEADERS); uvicorn's
+        # middleware would otherwise trust forwarded headers from 127.0.0.1 on every request.
+        proxy_headers=False,
+        server_header=False,
         timeout_graceful_shutdown=30,
     )
     return 0
