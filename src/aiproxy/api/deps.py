@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..client_address import client_address
 from ..errors import ADMIN_REQUIRED, Forbidden, Unauthorized
 from ..security.tokens import TokenError, decode_token
 from ..services import Services
@@ -91,13 +92,9 @@ Paging = Annotated[PageParams, Depends(page_params)]
 
 def client_ip(request: Request) -> str:
     services: Services = request.app.state.services
-    if services.settings.trust_proxy_headers:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            # The right-most entry is the one our own reverse proxy appended; the ones before
-            # it come from the client and can be forged.
-            return forwarded.split(",")[-1].strip()
-        real = request.headers.get("x-real-ip")
-        if real:
-            return real.strip()
-    return request.client.host if request.client else ""
+    return client_address(
+        request.client.host if request.client else "",
+        request.headers.get("x-forwarded-for"),
+        request.headers.get("x-real-ip"),
+        trust_proxy=services.settings.trust_proxy_headers,
+    )

@@ -21,6 +21,7 @@ import orjson
 
 from ..billing.pricing import ModelPrice, PriceBook, cost_of, effective_rate
 from ..billing.recorder import UsageEvent, UsageRecorder
+from ..client_address import client_address
 from ..services import Services
 from ..state_keys import user_slots
 from ..store.accounts import ACCOUNT_TYPES
@@ -336,13 +337,23 @@ class Gateway:
             duration_ms=int((time.perf_counter() - call.started) * 1000),
             first_byte_ms=0,
             created_at=datetime.now(UTC),
-            client_ip=(call.scope.get("client") or ("", 0))[0],
+            client_ip=self._client_ip(call),
             user_agent=call.headers.get(b"user-agent", b"").decode("latin-1"),
             session_hash=hashlib.sha256(call.session.encode()).hexdigest()[:16] if call.session else "",
             flags=list(plan.flags) if plan else [],
             error_message=error,
             request_headers=self._logged_headers(call.headers),
             request_body=self._captured_body(call.body),
+        )
+
+    def _client_ip(self, call: Call) -> str:
+        forwarded = call.headers.get(b"x-forwarded-for")
+        real = call.headers.get(b"x-real-ip")
+        return client_address(
+            (call.scope.get("client") or ("", 0))[0],
+            forwarded.decode("latin-1") if forwarded else None,
+            real.decode("latin-1") if real else None,
+            trust_proxy=self.services.settings.trust_proxy_headers,
         )
 
     @staticmethod
