@@ -11,7 +11,7 @@ import httpx
 from ..support import ADMIN_PASSWORD, Api, RelayServer
 from .conftest import Upstream
 
-REQUESTS = 60
+REQUESTS = 450  # more than two recorder batches
 
 
 def test_sigterm_flushes_every_request(tmp_path: Path, upstream: Upstream) -> None:
@@ -41,14 +41,15 @@ def test_sigterm_flushes_every_request(tmp_path: Path, upstream: Upstream) -> No
                 "max_tokens": 5,
                 "messages": [{"role": "user", "content": "hi"}],
             }
+            gate = asyncio.Semaphore(8)  # under the user's default concurrency limit of 10
+
+            async def one(client: httpx.AsyncClient) -> int:
+                async with gate:
+                    reply = await client.post("/claude/v1/messages", json=body, headers={"x-api-key": key})
+                    return reply.status_code
+
             async with httpx.AsyncClient(base_url=relay.base_url, timeout=30) as client:
-                replies = await asyncio.gather(
-                    *(
-                        client.post("/claude/v1/messages", json=body, headers={"x-api-key": key})
-                        for _ in range(REQUESTS)
-                    )
-                )
-            return [r.status_code for r in replies]
+                return list(await asyncio.gather(*(one(client) for _ in range(REQUESTS))))
 
         assert asyncio.run(burst()) == [200] * REQUESTS
         admin.close()

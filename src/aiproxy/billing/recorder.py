@@ -28,7 +28,9 @@ from .pricing import Cost, Usage
 
 log = logging.getLogger(__name__)
 
-FLUSH_SIZE = 2000
+# Rows per transaction. Turning rows into statement parameters runs on the event loop, so
+# modest batches keep each pause short (tail latency) while still amortising the commit.
+FLUSH_SIZE = 200
 
 
 @dataclass(slots=True)
@@ -179,10 +181,9 @@ class UsageRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for _ in range(3):  # last chances for a batch that failed on the way out
-            if not self._pending:
+        for _ in range(3):  # last chances when a write fails on the way out
+            if await self._drain():
                 break
-            await self.flush()
         if self._pending:
             log.error("usage recorder stopped with %d unwritten events", len(self._pending))
 
@@ -191,11 +192,16 @@ class UsageRecorder:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._flush_interval)
             self._wake.clear()
-            if self._pending:
-                ok = await self.flush()
-                if not ok:
-                    await asyncio.sleep(1.0)
-        await self.flush()
+            if not await self._drain():
+                await asyncio.sleep(1.0)  # the database is unhappy: back off, the rows stay queued
+
+    async def _drain(self) -> bool:
+        """Write everything pending, batch by batch; False when a write failed."""
+        while self._pending:
+            if not await self.flush():
+                return False
+            await asyncio.sleep(0)  # let waiting requests run between batches
+        return True
 
     async def flush(self) -> bool:
         batch: list[UsageEvent] = []
