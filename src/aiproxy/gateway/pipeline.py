@@ -9,6 +9,7 @@ the client's own protocol.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import secrets
 import time
@@ -35,6 +36,7 @@ from .relay import Outcome, Relay
 from .routes import Endpoint, family_of_path, match
 from .scheduler import StickySessions
 
+log = logging.getLogger(__name__)
 JSON_HEADERS = [(b"content-type", b"application/json")]
 _LOGGED_HEADER_SKIP = frozenset({b"authorization", b"x-api-key", b"x-goog-api-key", b"api-key", b"cookie"})
 # Prefix routing for models the table does not know (contract: never free, flagged).
@@ -141,13 +143,25 @@ class Gateway:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = match(scope["path"])
         family = endpoint.family if endpoint else family_of_path(scope["path"])
+        started = False
+
+        async def tracked_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
         try:
             if endpoint is None:
                 raise GatewayError(404, f"unknown endpoint {scope['path']}")
-            await self._handle(endpoint, scope, receive, send)
+            await self._handle(endpoint, scope, receive, tracked_send)
         except GatewayError as exc:
             headers = JSON_HEADERS + [(k.encode(), v.encode()) for k, v in exc.headers.items()]
             await send_whole(send, exc.status, headers, error_body(family, exc.status, exc.message, exc.code))
+        except Exception:
+            # A bug or an outage (database, Redis): the client still gets its own error shape.
+            log.exception("proxy request %s %s failed", scope["method"], scope["path"])
+            if not started:
+                await send_whole(send, 500, list(JSON_HEADERS), error_body(family, 500, "internal error"))
 
     async def _handle(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         expected = "GET" if endpoint.kind == "models" else "POST"
