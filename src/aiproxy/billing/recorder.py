@@ -182,7 +182,7 @@ class UsageRecorder:
                 await self._task
             self._task = None
         for _ in range(3):  # last chances when a write fails on the way out
-            if await self._drain():
+            if await self._drain(everything=True):
                 break
         if self._pending:
             log.error("usage recorder stopped with %d unwritten events", len(self._pending))
@@ -192,12 +192,18 @@ class UsageRecorder:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._flush_interval)
             self._wake.clear()
-            if not await self._drain():
+            if not await self._drain(everything=False):
                 await asyncio.sleep(1.0)  # the database is unhappy: back off, the rows stay queued
 
-    async def _drain(self) -> bool:
-        """Write everything pending, batch by batch; False when a write failed."""
-        while self._pending:
+    async def _drain(self, *, everything: bool) -> bool:
+        """Write pending rows batch by batch; False when a write failed.
+
+        On a timer wake-up, one batch is written whatever its size, then only full batches: rows
+        arriving meanwhile wait for the next turn instead of each costing a tiny transaction.
+        """
+        first = True
+        while self._pending and (first or everything or len(self._pending) >= FLUSH_SIZE):
+            first = False
             if not await self.flush():
                 return False
             await asyncio.sleep(0)  # let waiting requests run between batches
