@@ -23,16 +23,16 @@ run: $(VENV)/.runtime
 	$(BIN)/aiproxy serve
 
 test: $(VENV)/.test
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest -q
 
 lint: $(VENV)/.test
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 format: $(VENV)/.test
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
 
 mock-upstream: $(VENV)/.runtime
 	$(BIN)/aiproxy mock-upstream
