@@ -5,8 +5,9 @@ CPU time consumed by the process and the handler records the Python stack that w
 main thread (for a coroutine that is the whole ``await`` chain, so inclusive shares are right, which
 cProfile gets wrong across greenlet and coroutine switches). A small task started next to the
 gateway measures how late a 2 ms timer fires: a late timer means the event loop was blocked by
-synchronous work. Sampling runs between SIGUSR1 (start, counters reset) and SIGUSR2 (stop), so
-start-up (imports, migrations) stays out of the figures. Everything is written as JSON (plus folded
+synchronous work; the cyclic garbage collector's pauses are timed too. Sampling runs between
+SIGUSR1 (start, counters reset) and SIGUSR2 (stop), so start-up (imports, migrations) stays out of
+the figures. Everything is written as JSON (plus folded
 stacks for flame graphs) when the server exits.
 
     python bench/profile_serve.py --out prof.json [--interval 0.001] -- serve --port 8080
@@ -16,13 +17,15 @@ For "what if" measurements it can also switch parts of the per-request accountin
 process only (``--disable recorder,sticky``): ``recorder`` drops usage events instead of writing
 them, ``sticky`` skips binding (or renewing) the conversation's account after each request (the
 relay only does that when a request has more than one candidate account). These relays do
-NOT do full accounting; they exist to put a price on each part.
+NOT do full accounting; they exist to put a price on each part. ``--gc-freeze`` (full accounting
+kept) calls ``gc.freeze()`` once the gateway has started, so full collections skip start-up objects.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import signal
 import sys
@@ -99,6 +102,29 @@ class StallMonitor:
                         self.over[bucket] += 1
 
 
+class GcTimer:
+    """Pauses of the cyclic garbage collector, per generation (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.reset()
+        self._started = 0.0
+
+    def reset(self) -> None:
+        self.count = [0, 0, 0]
+        self.total_ms = [0.0, 0.0, 0.0]
+        self.max_ms = [0.0, 0.0, 0.0]
+
+    def callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        gen = info.get("generation", 2)
+        ms = (time.perf_counter() - self._started) * 1000
+        self.count[gen] += 1
+        self.total_ms[gen] += ms
+        self.max_ms[gen] = max(self.max_ms[gen], ms)
+
+
 class FlushTimer:
     """Counts the recorder's flushes and the events they wrote."""
 
@@ -128,7 +154,7 @@ def _name(key: Key) -> str:
 class Window:
     """The sampled window: opened by SIGUSR1, closed by SIGUSR2."""
 
-    def __init__(self, interval: float, parts: tuple[Sampler, StallMonitor, FlushTimer]) -> None:
+    def __init__(self, interval: float, parts: tuple[Sampler, StallMonitor, FlushTimer, GcTimer]) -> None:
         self.interval = interval
         self.parts = parts
         self.cpu_s = 0.0
@@ -173,11 +199,15 @@ def disable(parts: list[str]) -> None:
         Relay._remember = remember  # type: ignore[method-assign]
 
 
-def install(interval: float, *, monitor_stalls: bool) -> tuple[Sampler, StallMonitor, FlushTimer, Window]:
+def install(
+    interval: float, *, monitor_stalls: bool, gc_freeze: bool
+) -> tuple[Sampler, StallMonitor, FlushTimer, GcTimer, Window]:
     sampler = Sampler()
     monitor = StallMonitor()
     flushes = FlushTimer()
-    window = Window(interval, (sampler, monitor, flushes))
+    gc_timer = GcTimer()
+    window = Window(interval, (sampler, monitor, flushes, gc_timer))
+    gc.callbacks.append(gc_timer.callback)
 
     from aiproxy.billing.recorder import UsageRecorder
     from aiproxy.gateway.pipeline import Gateway
@@ -187,6 +217,9 @@ def install(interval: float, *, monitor_stalls: bool) -> tuple[Sampler, StallMon
 
     async def start(self: Gateway) -> None:
         await original_start(self)
+        if gc_freeze:  # what-if: start-up objects move to the permanent generation
+            gc.collect()
+            gc.freeze()
         if monitor_stalls:
             self._bench_stall_task = asyncio.get_running_loop().create_task(monitor.run())  # type: ignore[attr-defined]
 
@@ -204,10 +237,12 @@ def install(interval: float, *, monitor_stalls: bool) -> tuple[Sampler, StallMon
     signal.signal(signal.SIGPROF, sampler.handler)
     signal.signal(signal.SIGUSR1, window.begin)
     signal.signal(signal.SIGUSR2, window.end)
-    return sampler, monitor, flushes, window
+    return sampler, monitor, flushes, gc_timer, window
 
 
-def report(sampler: Sampler, monitor: StallMonitor, flushes: FlushTimer, window: Window) -> dict[str, Any]:
+def report(
+    sampler: Sampler, monitor: StallMonitor, flushes: FlushTimer, gc_timer: GcTimer, window: Window
+) -> dict[str, Any]:
     total = sampler.samples or 1
 
     def rows(counter: Counter[Key], n: int) -> list[dict[str, Any]]:
@@ -231,6 +266,13 @@ def report(sampler: Sampler, monitor: StallMonitor, flushes: FlushTimer, window:
             "max_ms": monitor.max_ms,
             "ticks_late_over_ms": {str(k): v for k, v in monitor.over.items()},
         },
+        "gc": {
+            "collections": gc_timer.count,
+            "total_ms": gc_timer.total_ms,
+            "max_ms": gc_timer.max_ms,
+            "tracked_objects": len(gc.get_objects()),  # at exit, after the load
+            "frozen_objects": gc.get_freeze_count(),
+        },
         "recorder": {
             "flushes": flushes.flushes,
             "events": flushes.events,
@@ -244,6 +286,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True, help="JSON report written on exit")
     parser.add_argument("--interval", type=float, default=0.001, help="CPU seconds between samples")
     parser.add_argument("--disable", default="", help=f"comma list of {', '.join(DISABLE_CHOICES)}")
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() once the gateway started")
     parser.add_argument("--no-stall-monitor", action="store_true", help="no 2 ms timer task")
     parser.add_argument("aiproxy_args", nargs=argparse.REMAINDER, help="-- then the aiproxy command")
     args = parser.parse_args()
@@ -256,12 +299,14 @@ def main() -> int:
     if unknown:
         parser.error(f"--disable: unknown part(s) {unknown}")
     disable(parts)
-    sampler, monitor, flushes, window = install(args.interval, monitor_stalls=not args.no_stall_monitor)
+    sampler, monitor, flushes, gc_timer, window = install(
+        args.interval, monitor_stalls=not args.no_stall_monitor, gc_freeze=args.gc_freeze
+    )
     try:
         code = aiproxy_main(argv)
     finally:
         window.end()
-        data = report(sampler, monitor, flushes, window)
+        data = report(sampler, monitor, flushes, gc_timer, window)
         args.out.write_text(json.dumps(data, indent=1))
         folded = args.out.with_suffix(".folded")
         with open(folded, "w") as fh:

@@ -669,16 +669,18 @@ def _short(filename: str) -> str:
 
 
 def profile_relay(stack: Stack, args: argparse.Namespace, stamp: str) -> dict[str, Any]:
-    """Profile the relay under claude messages at c=16, two ways: cProfile (deterministic, exact call
-    counts, ~2x overhead) and ``profile_serve.py`` (statistical, low overhead, right inclusive shares
-    through coroutine and greenlet switches, plus event-loop stalls)."""
+    """Profile the relay under claude messages (c=16 unless --profile-concurrency), two ways:
+    cProfile (deterministic, exact call counts, ~2x overhead) and ``profile_serve.py`` (statistical,
+    low overhead, right inclusive shares through coroutine and greenlet switches, plus event-loop
+    stalls and GC pauses)."""
     mode = stack.backend.mode
-    scenario = Scenario("profile_c16", "claude messages (profiled)", "claude", 16)
+    c = args.profile_concurrency
+    scenario = Scenario(f"profile_c{c}", "claude messages (profiled)", "claude", c)
     stack.stop_relay()
 
     prof = RESULTS_DIR / f"{stamp}-{mode}-relay.prof"
     stack.start_relay(launcher=["-m", "cProfile", "-o", str(prof), "-m", "aiproxy"], name="relay-cprofile")
-    log(f"  cProfile: claude messages c=16 for {args.profile_duration:g}s ...")
+    log(f"  cProfile: claude messages c={c} for {args.profile_duration:g}s ...")
     loaded = run_loadgen(stack, scenario, direct=False, duration=args.profile_duration, warmup=args.warmup)
     log(f"    {loaded['rps']:8.0f} req/s under cProfile (its overhead included)")
     stack.stop_relay()  # the profile is written when the relay exits
@@ -700,7 +702,7 @@ def profile_relay(stack: Stack, args: argparse.Namespace, stamp: str) -> dict[st
         launcher=[str(BENCH_DIR / "profile_serve.py"), "--out", str(sampled_out), "--"], name="relay-sampled"
     )
     assert stack.relay is not None
-    log(f"  sampling profiler: claude messages c=16 for {args.profile_duration:g}s ...")
+    log(f"  sampling profiler: claude messages c={c} for {args.profile_duration:g}s ...")
     os.kill(stack.relay.pid, signal.SIGUSR1)
     loaded = run_loadgen(stack, scenario, direct=False, duration=args.profile_duration, warmup=args.warmup)
     os.kill(stack.relay.pid, signal.SIGUSR2)
@@ -744,32 +746,40 @@ def summarise_samples(data: dict[str, Any], requests: int) -> dict[str, Any]:
             if "aiproxy/" in r["function"] or "sqlalchemy/" in r["function"]
         ][:30],
         "stalls": data["stalls"],
+        "gc": data.get("gc"),
         "recorder": data["recorder"],
     }
 
 
 def what_if(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
-    """Price each part of the accounting: the relay phases again with parts switched off, cumulatively.
+    """Price each part of the accounting: the relay phases again with parts switched off, cumulatively,
+    and once with full accounting but ``gc.freeze()`` after start-up (full collections skip the
+    start-up heap).
 
     These relays do NOT account fully (their requests are not logged); the figures only say how
     much each part costs. The user-concurrency slots are switched off through the admin API (the
     key cache picks the change up within 5 s); the others by ``profile_serve.py --disable``.
     """
+    # (title, parts switched off, user slot off, gc.freeze()); the first keeps full accounting.
+    variants = [("full accounting + gc.freeze() after start-up", "", False, True)]
     if stack.accounts_per_family > 1:
-        variants = [
-            ("no recorder", "recorder", False),
-            ("no recorder, no sticky session", "recorder,sticky", False),
-            ("no recorder, no sticky session, no user slot", "recorder,sticky", True),
+        variants += [
+            ("no recorder", "recorder", False, False),
+            ("no recorder, no sticky session", "recorder,sticky", False, False),
+            ("no recorder, no sticky session, no user slot", "recorder,sticky", True, False),
         ]
     else:  # one account per protocol: the relay skips sticky sessions anyway
-        variants = [("no recorder", "recorder", False), ("no recorder, no user slot", "recorder", True)]
-    chosen = [s for s in SCENARIOS if s.name in ("claude_c1", "claude_c16")]
+        variants += [
+            ("no recorder", "recorder", False, False),
+            ("no recorder, no user slot", "recorder", True, False),
+        ]
+    chosen = [s for s in SCENARIOS if s.name in ("claude_c1", "claude_c16", "claude_c64")]
     out: dict[str, Any] = {}
     stack.stop_relay()
     try:
-        for title, parts, no_slots in variants:
+        for title, parts, no_slots, freeze in variants:
             launcher = [str(BENCH_DIR / "profile_serve.py"), "--out", str(stack.workdir / "what-if.json")]
-            launcher += ["--no-stall-monitor", "--disable", parts, "--"]
+            launcher += ["--no-stall-monitor", "--disable", parts, *(["--gc-freeze"] if freeze else []), "--"]
             stack.start_relay(launcher=launcher, name="relay-what-if")
             if no_slots:
                 stack.set_user_concurrency(0)
@@ -940,6 +950,13 @@ def print_report(report: dict[str, Any]) -> None:
                 f"{stalls['ticks_late_over_ms']['5']}, >=20 ms {stalls['ticks_late_over_ms']['20']} "
                 f"of {stalls['ticks']}; recorder {sampled['recorder']}"
             )
+            if sampled.get("gc"):
+                gcs = sampled["gc"]
+                print(
+                    f"gc pauses (gen0/1/2): count {gcs['collections']}, "
+                    f"max ms {[round(x, 1) for x in gcs['max_ms']]}, "
+                    f"total ms {[round(x) for x in gcs['total_ms']]}"
+                )
         print()
 
 
@@ -948,23 +965,24 @@ def _errors(result: dict[str, Any]) -> int:
 
 
 def print_what_if(mode: dict[str, Any]) -> None:
-    print("what-if (parts of the accounting switched off: NOT full accounting, only to price each part)")
+    print("what-if (only the gc.freeze() row keeps full accounting; the others only price each part)")
     head = (
-        f"{'variant':44} {'c=1 p50 ms':>10} {'c=1 µs/req':>10} {'c=16 r/s':>9} {'c=16 p99 ms':>11} "
-        f"{'c=16 µs/req':>11}"
+        f"{'variant':46} {'c=1 p50 ms':>10} {'c=1 µs/req':>10} {'c=16 r/s':>9} {'c=16 p99 ms':>11} "
+        f"{'c=16 µs/req':>11} {'c=64 r/s':>9} {'c=64 p99 ms':>11}"
     )
     print(head)
     print("-" * len(head))
     rows = [("full accounting (the table above)", mode["scenarios"])]
     rows += [(title, runs) for title, runs in mode["what_if"].items()]
     for title, runs in rows:
-        c1, c16 = runs["claude_c1"], runs["claude_c16"]
+        c1, c16, c64 = runs["claude_c1"], runs["claude_c16"], runs.get("claude_c64")
         if "relay" in c1:  # a scenario pair from the main table
-            c1, c16 = c1["relay"], c16["relay"]
+            c1, c16, c64 = c1["relay"], c16["relay"], c64["relay"] if c64 else None
+        tail = f" {c64['rps']:>9.0f} {c64['latency_ms']['p99']:>11.3f}" if c64 else ""
         print(
-            f"{title:44} {c1['latency_ms']['p50']:>10.3f} {c1['cpu'].get('relay_us_per_req') or 0:>10.0f} "
+            f"{title:46} {c1['latency_ms']['p50']:>10.3f} {c1['cpu'].get('relay_us_per_req') or 0:>10.0f} "
             f"{c16['rps']:>9.0f} {c16['latency_ms']['p99']:>11.3f} "
-            f"{c16['cpu'].get('relay_us_per_req') or 0:>11.0f}"
+            f"{c16['cpu'].get('relay_us_per_req') or 0:>11.0f}{tail}"
         )
 
 
@@ -1058,6 +1076,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pin", choices=("auto", "none"), default="auto", help="CPU pinning (default auto)")
     p.add_argument("--profile", action="store_true", help="also profile the relay under cProfile")
     p.add_argument("--profile-modes", default="sqlite", help="modes to profile (default sqlite)")
+    p.add_argument("--profile-concurrency", type=int, default=16, help="profiled load's c (default 16)")
     p.add_argument("--profile-duration", type=float, default=10.0, help="profiled load seconds (default 10)")
     p.add_argument(
         "--user-max-concurrency",
@@ -1138,20 +1157,21 @@ def print_markdown(report: dict[str, Any]) -> None:
         print()
         if "what_if" in mode:
             print(
-                "| variant (NOT full accounting) | c=1 p50 ms | c=1 µs/req | c=16 req/s "
-                "| c=16 p99 ms | c=16 µs/req |"
+                "| variant | c=1 p50 ms | c=1 µs/req | c=16 req/s "
+                "| c=16 p99 ms | c=16 µs/req | c=64 req/s | c=64 p99 ms |"
             )
-            print("|---|---:|---:|---:|---:|---:|")
+            print("|---|---:|---:|---:|---:|---:|---:|---:|")
             rows = [("full accounting", mode["scenarios"]), *mode["what_if"].items()]
             for title, runs in rows:
-                c1, c16 = runs["claude_c1"], runs["claude_c16"]
+                c1, c16, c64 = runs["claude_c1"], runs["claude_c16"], runs.get("claude_c64")
                 if "relay" in c1:
-                    c1, c16 = c1["relay"], c16["relay"]
+                    c1, c16, c64 = c1["relay"], c16["relay"], c64["relay"] if c64 else None
+                tail = f"| {c64['rps']:.0f} | {c64['latency_ms']['p99']:.3f} |" if c64 else "| - | - |"
                 print(
                     f"| {title} | {c1['latency_ms']['p50']:.3f} "
                     f"| {c1['cpu'].get('relay_us_per_req') or 0:.0f} "
                     f"| {c16['rps']:.0f} | {c16['latency_ms']['p99']:.3f} "
-                    f"| {c16['cpu'].get('relay_us_per_req') or 0:.0f} |"
+                    f"| {c16['cpu'].get('relay_us_per_req') or 0:.0f} {tail}"
                 )
             print()
 
