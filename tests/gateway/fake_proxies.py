@@ -50,6 +50,13 @@ class TunnelProxy:
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        async def shutdown() -> None:
+            tunnels = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tunnels:
+                task.cancel()
+            await asyncio.gather(*tunnels, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 
