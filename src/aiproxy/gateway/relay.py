@@ -23,7 +23,7 @@ from ..billing.pricing import Usage
 from ..store.error_rules import classify_error
 from . import errors as e
 from .convert.gemini_chat import chat_request_to_gemini
-from .convert.openai_claude import chat_request_to_claude, claude_error_to_openai
+from .convert.openai_claude import chat_request_to_claude, claude_error_to_openai, wants_stream_usage
 from .errors import GEMINI, OPENAI, RESPONSES, GatewayError, error_body
 from .pool import PoolAccount
 from .scheduler import Candidate, StickySessions, candidates, session_key, weighted_order
@@ -171,10 +171,13 @@ class Relay:
         changed: dict[str, Any] = {}
         if call.endpoint.kind != "gemini_native" and payload.get("model") != model:
             changed["model"] = model
-        if call.endpoint.family == OPENAI and call.stream and candidate.account.family == OPENAI:
+        forced_usage = call.endpoint.family == OPENAI and candidate.account.family == OPENAI
+        if forced_usage and call.stream and not wants_stream_usage(payload):
             options = payload.get("stream_options")
-            if not (isinstance(options, dict) and options.get("include_usage")):
-                changed["stream_options"] = {**(options or {}), "include_usage": True}
+            changed["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
         if not changed:
             return call.body  # untouched: the exact bytes the client sent
         return orjson.dumps({**payload, **changed})

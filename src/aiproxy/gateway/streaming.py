@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from .convert.openai_claude import ClaudeToChatStream, claude_response_to_chat
+from .convert.openai_claude import ClaudeToChatStream, claude_response_to_chat, wants_stream_usage
 from .convert.sse import SSEParser
 from .errors import CLAUDE, OPENAI, RESPONSES
 from .upstream import DROP_RESPONSE_HEADERS
@@ -88,11 +88,6 @@ def _only_usage(data: bytes) -> bool:
     return isinstance(chunk, dict) and not chunk.get("choices")
 
 
-def _client_asked_usage(payload: dict[str, Any]) -> bool:
-    options = payload.get("stream_options")
-    return isinstance(options, dict) and bool(options.get("include_usage"))
-
-
 async def relay_stream(
     call: Call,
     plan: Plan,
@@ -106,7 +101,7 @@ async def relay_stream(
     tap = StreamTap(family) if is_sse else None
     buffered = bytearray()  # a JSON-array stream (Gemini without alt=sse): parsed at the end
     converter = (
-        ClaudeToChatStream(model=plan.model, include_usage=_client_asked_usage(call.payload))
+        ClaudeToChatStream(model=plan.model, include_usage=wants_stream_usage(call.payload))
         if (plan.convert == "chat_to_claude")
         else None
     )
@@ -115,7 +110,7 @@ async def relay_stream(
         if is_sse
         and family == OPENAI
         and call.endpoint.family == OPENAI
-        and not _client_asked_usage(call.payload)
+        and not wants_stream_usage(call.payload)
         else None
     )
     out_headers = client_headers(headers, content_type="text/event-stream" if converter else None)
