@@ -32,6 +32,8 @@ def _migrate(settings: Settings) -> None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from .serving import connection_cap
+
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
     workers = args.workers or settings.workers
@@ -45,7 +47,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http="aiproxy.serving:GuardedHttpToolsProtocol",
+        timeout_keep_alive=int(settings.keepalive_timeout + 0.999),
+        limit_concurrency=connection_cap(settings.max_connections),
         log_level=settings.log_level.lower(),
         access_log=False,
         # Client addresses are the relay's own business (AIPROXY_TRUST_PROXY_HEADERS); uvicorn's

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     recorder_flush_interval: float = Field(default=0.25, gt=0, le=60)
     # Trust X-Forwarded-For / X-Real-IP only when a reverse proxy in front sets them.
     trust_proxy_headers: bool = False
+    # Connection limits (see serving.py): a slow or hostile client must not hold the relay.
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096, le=16 * 1024 * 1024)
+    header_timeout: float = Field(default=30.0, gt=0, le=3600)
+    body_idle_timeout: float = Field(default=60.0, gt=0, le=3600)
+    keepalive_timeout: float = Field(default=15.0, gt=0, le=3600)
+    max_connections: int = Field(default=10_000, ge=64)
 
     @cached_property
     def resolved_database_url(self) -> str:
