@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     # Namespace for every Redis key, so several relays (or test runs) can share one Redis.
     redis_prefix: str = "aiproxy:"
+    # Seconds for a Redis connect, each reply and a pooled-connection wait. Commands answer in well
+    # under a millisecond, so this only fires when Redis is down or stalled, and it caps what that
+    # costs a request (after a failure, calls fail fast for a second: see docs, "Redis outage").
+    redis_timeout: float = Field(default=0.5, gt=0, le=30)
     admin_password: str | None = None
     jwt_secret: str | None = None
     secret_key: str | None = None

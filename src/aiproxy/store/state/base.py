@@ -13,11 +13,15 @@ Conventions shared by every backend:
   They must be > 0 (ValueError otherwise); ``ttl=None`` means "no expiry" where it is optional.
 * One key holds one kind of value (counter/string, rate log, slot set). Mixing operation families
   on the same key is a programming error and fails the way the backend fails (Redis: WRONGTYPE).
+* When the backend cannot be reached (connection refused, timeout), every operation raises
+  :class:`StateUnavailable`, so callers decide in one ``except`` whether to carry on without shared
+  state (caches, stickiness) or to refuse (limits that cannot be checked).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
@@ -26,11 +30,52 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar, Self
 
-__all__ = ["LockNotAcquired", "RateDecision", "SharedState", "parse_int", "require_positive"]
+from ...errors import ServiceUnavailable
+
+__all__ = [
+    "LockNotAcquired",
+    "RateDecision",
+    "SharedState",
+    "StateUnavailable",
+    "parse_int",
+    "require_positive",
+    "warn_unavailable",
+]
 
 
 class LockNotAcquired(RuntimeError):
     """Raised by :meth:`SharedState.lock` when the lock is still held by someone else after ``wait``."""
+
+
+class StateUnavailable(ServiceUnavailable):
+    """The shared state cannot be reached right now (connection refused or lost, timeout, pool exhausted).
+
+    A :class:`~aiproxy.errors.ServiceUnavailable`, so an ``/api`` route that needs shared state (captcha,
+    login counter) answers 503 in the envelope without handling it itself; the gateway decides per use
+    whether to serve without it or to refuse the request."""
+
+    default_message = "共享状态（Redis）暂不可用，请稍后重试"
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__()
+        #: What went wrong, for the server log; the message stays the one clients are shown.
+        self.reason = reason
+
+
+#: Seconds between two "serving without shared state" warnings from the same place: an outage is worth
+#: a line in the log, not one per request.
+WARN_EVERY = 10.0
+_warned_at: dict[str, float] = {}
+
+
+def warn_unavailable(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log that ``what`` carries on without shared state, at most once per :data:`WARN_EVERY` per ``what``."""
+    now = time.monotonic()
+    if now - _warned_at.get(what, -WARN_EVERY) < WARN_EVERY:
+        return
+    _warned_at[what] = now
+    reason = getattr(exc, "reason", "") or f"{type(exc).__name__}: {exc}"
+    logger.warning("shared state unavailable (%s): %s", reason, what)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +116,12 @@ class SharedState(ABC):
 
     #: "memory" or "redis"; lets callers (health checks, admin UI) report which backend is active.
     kind: ClassVar[str]
+
+    @property
+    def available(self) -> bool:
+        """False while the backend is known to be unreachable (its last call failed and it is not
+        being waited on until the next probe); no I/O. Always True for the in-process backend."""
+        return True
 
     # ---------------------------------------------------------------- counters
     @abstractmethod
@@ -198,7 +249,8 @@ class SharedState(ABC):
     # ---------------------------------------------------------------- lifecycle
     @abstractmethod
     async def ping(self) -> bool:
-        """True if the backend is usable (health checks); never raises."""
+        """True if the backend answers now (readiness checks, start-up); never raises. Unlike the other
+        operations it always asks the backend, even while failing fast after an outage."""
 
     @abstractmethod
     async def close(self) -> None:

@@ -5,22 +5,53 @@ Every read-modify-write runs as one Lua script, so concurrent instances cannot i
 script, never from the app host, so instances with skewed clocks still agree. Sorted-set scores are
 integer microseconds since the epoch (~1.7e15, exactly representable as a double), which keeps
 sub-second windows and leases precise.
+
+Outages: every socket operation and the wait for a pooled connection are bounded by one short
+timeout, the client never retries on its own, and a failed call opens a circuit breaker: for the
+next ``retry_interval`` seconds every call raises :class:`StateUnavailable` at once instead of
+waiting on Redis again; then one call goes through as a probe, and its success closes the breaker.
+A stalled or dead Redis thus costs a request at most one timeout, and most requests nothing.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import re
 import secrets
+import time
 import uuid
-from typing import Any, Self
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import RedisError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .base import RateDecision, SharedState, parse_int, require_positive
+from .base import RateDecision, SharedState, StateUnavailable, parse_int, require_positive
 
-__all__ = ["RedisState"]
+__all__ = ["DEFAULT_TIMEOUT", "RETRY_INTERVAL", "RedisState"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds for connecting, for each reply, and for waiting on a free pooled connection. Every command
+#: this backend sends is O(log n) on small keys and answers in well under a millisecond, so 0.5 s is
+#: hundreds of times the normal latency (no false alarms on a busy host) yet bounds what a stalled
+#: Redis adds to a request.
+DEFAULT_TIMEOUT = 0.5
+#: Seconds to fail fast after a failure before one call probes Redis again.
+RETRY_INTERVAL = 1.0
+
+#: "Redis cannot answer now", as opposed to "the command was wrong": refused or dropped connections
+#: (including a server still loading its dataset), timeouts, an exhausted pool, a demoted primary.
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError, TimeoutError)
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 # Shared prologue: server time in microseconds. Numbers passed to redis.call are converted by Redis
 # with full precision, but Lua's own tostring/`..` keeps only 14 digits, hence string.format below.
@@ -141,16 +172,44 @@ def _us(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1_000_000))
 
 
+def _guarded(
+    method: Callable[Concatenate[RedisState, _P], Awaitable[_T]],
+) -> Callable[Concatenate[RedisState, _P], Coroutine[Any, Any, _T]]:
+    """Route one operation through the circuit breaker and turn "unreachable" into StateUnavailable.
+
+    While the breaker is closed this costs one attribute test before and after the call."""
+
+    @functools.wraps(method)
+    async def guarded(self: RedisState, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        if self._open_until:
+            self._probe_or_fail()
+        try:
+            result = await method(self, *args, **kwargs)
+        except _UNREACHABLE as exc:
+            raise self._tripped(exc) from exc
+        if self._open_until:
+            self._recovered()
+        return result
+
+    return guarded
+
+
 class RedisState(SharedState):
     """:class:`SharedState` on Redis >= 6.2 (GETDEL). Use :meth:`from_url` to build one."""
 
     kind = "redis"
 
-    def __init__(self, client: Redis, *, prefix: str = "aiproxy:") -> None:
+    def __init__(
+        self, client: Redis, *, prefix: str = "aiproxy:", retry_interval: float = RETRY_INTERVAL
+    ) -> None:
         if not client.get_encoder().decode_responses:
             raise ValueError("RedisState needs a client created with decode_responses=True")
         self.prefix = prefix
         self._redis = client
+        self._retry_interval = require_positive("retry_interval", retry_interval)
+        # Circuit breaker: 0.0 while closed, else the monotonic time before which calls fail fast.
+        self._open_until = 0.0
+        self._reason = ""
         # register_script hashes once; calls use EVALSHA and reload transparently after a flush.
         self._incr = client.register_script(_INCR)
         self._hit = client.register_script(_HIT)
@@ -168,21 +227,32 @@ class RedisState(SharedState):
         *,
         prefix: str = "aiproxy:",
         max_connections: int = 128,
-        pool_timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        pool_timeout: float | None = None,
+        retry_interval: float = RETRY_INTERVAL,
         **redis_kwargs: Any,
     ) -> Self:
         """Connect to ``url`` (redis://, rediss://, unix://); connections are opened lazily.
 
-        A blocking pool makes bursts above ``max_connections`` wait up to ``pool_timeout`` for a free
-        connection instead of failing with "Too many connections" like the default pool does."""
+        ``timeout`` bounds connecting and every reply. A blocking pool makes bursts above
+        ``max_connections`` wait for a free connection instead of failing with "Too many connections"
+        like the default pool does, but only up to ``pool_timeout`` (default: ``timeout``): with
+        sub-millisecond commands, a pool that stays exhausted that long means Redis is not answering.
+        The client itself never retries; the circuit breaker decides when Redis is tried again."""
+        options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry": Retry(NoBackoff(), 0),
+            **redis_kwargs,
+        }
         pool = BlockingConnectionPool.from_url(
             url,
             decode_responses=True,
             max_connections=max_connections,
-            timeout=pool_timeout,
-            **redis_kwargs,
+            timeout=timeout if pool_timeout is None else pool_timeout,
+            **options,
         )
-        return cls(Redis.from_pool(pool), prefix=prefix)
+        return cls(Redis.from_pool(pool), prefix=prefix, retry_interval=retry_interval)
 
     @property
     def client(self) -> Redis:
@@ -192,23 +262,57 @@ class RedisState(SharedState):
     def _k(self, key: str) -> str:
         return self.prefix + key
 
+    # ---------------------------------------------------------------- circuit breaker
+    @property
+    def available(self) -> bool:
+        return not self._open_until
+
+    def _probe_or_fail(self) -> None:
+        """Breaker open: fail fast, unless the retry interval is over; then this caller is the probe
+        and the others keep failing fast until it succeeds (closes) or fails (reopens)."""
+        now = time.monotonic()
+        if now < self._open_until:
+            raise StateUnavailable(self._reason)
+        self._open_until = now + self._retry_interval
+
+    def _tripped(self, exc: BaseException) -> StateUnavailable:
+        if not self._open_until:  # one line per outage, not one per failed probe
+            log.warning(
+                "Redis unreachable (%s: %s): failing fast, probing again every %gs",
+                type(exc).__name__,
+                exc,
+                self._retry_interval,
+            )
+        self._reason = f"{type(exc).__name__}: {exc}"
+        self._open_until = time.monotonic() + self._retry_interval
+        return StateUnavailable(self._reason)
+
+    def _recovered(self) -> None:
+        self._open_until = 0.0
+        log.warning("Redis reachable again")
+
     # ---------------------------------------------------------------- counters
+    @_guarded
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         ttl_ms = "" if ttl is None else _ms(require_positive("ttl", ttl))
         return int(await self._incr(keys=[self._k(key)], args=[int(amount), ttl_ms, "INCRBY"]))
 
+    @_guarded
     async def incr_float(self, key: str, amount: float, ttl: float | None = None) -> float:
         ttl_ms = "" if ttl is None else _ms(require_positive("ttl", ttl))
         return float(await self._incr(keys=[self._k(key)], args=[repr(float(amount)), ttl_ms, "INCRBYFLOAT"]))
 
+    @_guarded
     async def get_int(self, key: str) -> int:
         return parse_int(await self._redis.get(self._k(key)))
 
+    @_guarded
     async def get_float(self, key: str) -> float:
         raw = await self._redis.get(self._k(key))
         return 0.0 if raw is None else float(raw)
 
     # ---------------------------------------------------------------- sliding window
+    @_guarded
     async def hit(self, key: str, limit: int, window: float) -> RateDecision:
         window_us = _us(require_positive("window", window))
         # The member must be unique per hit: two hits in the same microsecond are still two hits.
@@ -217,56 +321,70 @@ class RedisState(SharedState):
         )
         return RateDecision(bool(allowed), int(count), limit, int(retry_us) / 1_000_000)
 
+    @_guarded
     async def peek(self, key: str, window: float) -> int:
         window_us = _us(require_positive("window", window))
         return int(await self._peek(keys=[self._k(key)], args=[window_us]))
 
     # ---------------------------------------------------------------- slots
+    @_guarded
     async def acquire_slot(self, key: str, holder: str, limit: int, lease: float) -> bool:
         lease_us = _us(require_positive("lease", lease))
         return bool(await self._acquire(keys=[self._k(key)], args=[holder, int(limit), lease_us]))
 
+    @_guarded
     async def release_slot(self, key: str, holder: str) -> None:
         await self._redis.zrem(self._k(key), holder)
 
+    @_guarded
     async def renew_slot(self, key: str, holder: str, lease: float) -> bool:
         lease_us = _us(require_positive("lease", lease))
         return bool(await self._renew(keys=[self._k(key)], args=[holder, lease_us]))
 
+    @_guarded
     async def slot_count(self, key: str) -> int:
         return int(await self._live_slots(keys=[self._k(key)], args=["count"]))
 
+    @_guarded
     async def slot_holders(self, key: str) -> list[str]:
         return list(await self._live_slots(keys=[self._k(key)], args=["holders"]))
 
+    @_guarded
     async def reset_slots(self, key: str) -> int:
         return int(await self._reset(keys=[self._k(key)]))
 
     # ---------------------------------------------------------------- key/value
+    @_guarded
     async def get(self, key: str) -> str | None:
         return await self._redis.get(self._k(key))
 
+    @_guarded
     async def set(
         self, key: str, value: str, ttl: float | None = None, *, only_if_absent: bool = False
     ) -> bool:
         px = None if ttl is None else _ms(require_positive("ttl", ttl))
         return bool(await self._redis.set(self._k(key), value, px=px, nx=only_if_absent))
 
+    @_guarded
     async def pop(self, key: str) -> str | None:
         return await self._redis.getdel(self._k(key))
 
+    @_guarded
     async def delete(self, *keys: str) -> int:
         if not keys:
             return 0
         return int(await self._redis.delete(*(self._k(k) for k in keys)))
 
+    @_guarded
     async def expire(self, key: str, ttl: float) -> bool:
         return bool(await self._redis.pexpire(self._k(key), _ms(require_positive("ttl", ttl))))
 
+    @_guarded
     async def ttl(self, key: str) -> float | None:
         remaining = int(await self._redis.pttl(self._k(key)))
         return None if remaining < 0 else remaining / 1000  # -2: no key, -1: no ttl
 
+    @_guarded
     async def scan(self, prefix: str) -> list[str]:
         # Escape glob characters so the prefix is matched literally (a key may contain "*" or "[").
         pattern = _GLOB_SPECIAL.sub(r"\\\1", self.prefix + prefix) + "*"
@@ -275,20 +393,30 @@ class RedisState(SharedState):
         return sorted(found)  # SCAN may return a key more than once; the set dedupes
 
     # ---------------------------------------------------------------- locks
+    @_guarded
     async def acquire_lock(self, key: str, ttl: float) -> str | None:
         token = secrets.token_hex(16)
         ok = await self._redis.set(self._k(key), token, px=_ms(require_positive("ttl", ttl)), nx=True)
         return token if ok else None
 
+    @_guarded
     async def release_lock(self, key: str, token: str) -> bool:
         return bool(await self._release_lock(keys=[self._k(key)], args=[token]))
 
     # ---------------------------------------------------------------- lifecycle
     async def ping(self) -> bool:
+        # Not behind the breaker: readiness checks want Redis's answer now, and a success is as good
+        # a probe as any other call.
         try:
-            return bool(await self._redis.ping())
-        except (RedisError, OSError):
+            answered = bool(await self._redis.ping())
+        except _UNREACHABLE as exc:
+            self._tripped(exc)
             return False
+        except RedisError:  # e.g. wrong password: reachable but unusable
+            return False
+        if self._open_until:
+            self._recovered()
+        return answered
 
     async def close(self) -> None:
         await self._redis.aclose()
