@@ -6,10 +6,15 @@ in-process state, every half second with Redis): a disabled key stops working at
 this instance and within a second on the others, without a database read per request.
 Unknown keys are cached too, so a client hammering with a wrong key does not hammer the
 database.
+
+When the shared state cannot be read, the cache keeps serving: snapshots still expire after
+SNAPSHOT_TTL and are reloaded from the database, so a key disabled during the outage stops
+working within that time on every instance, only not at once.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -18,11 +23,16 @@ from sqlalchemy import select
 from ..security.api_keys import hash_api_key
 from ..store.db import Database
 from ..store.models import ApiKey, User
-from ..store.state import SharedState
+from ..store.state import SharedState, StateUnavailable, warn_unavailable
 from ..store.users import CALLERS_VERSION
+
+log = logging.getLogger(__name__)
 
 SNAPSHOT_TTL = 5.0
 MAX_CACHED = 100_000
+_SERVING_SNAPSHOTS = (
+    f"API keys served from cached snapshots (reloaded from the database every {SNAPSHOT_TTL:g} s)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +89,14 @@ class KeyCache:
         now = time.monotonic()
         if now - self._checked_at >= self._check_interval:
             self._checked_at = now
-            version = await self._state.get_int(CALLERS_VERSION)
-            if version != self._version:
-                self._entries.clear()
-                self._version = version
+            try:
+                version = await self._state.get_int(CALLERS_VERSION)
+            except StateUnavailable as exc:
+                warn_unavailable(log, _SERVING_SNAPSHOTS, exc)
+            else:
+                if version != self._version:
+                    self._entries.clear()
+                    self._version = version
         entry = self._entries.get(digest)
         if entry is not None and now - entry[0] < SNAPSHOT_TTL:
             return entry[1]

@@ -83,3 +83,5 @@ MONTHLY_QUOTA = "已达到本月费用配额"
 USER_CONCURRENCY = "并发请求数超过限制"
 NO_ACCOUNT = "没有可用的账户"
 UPSTREAM_FAILED = "上游服务请求失败"
+# Shared state (Redis) is down and this request has a limit that can only be checked there.
+STATE_UNAVAILABLE = "共享状态不可用，无法校验限额，请稍后重试"

@@ -4,6 +4,11 @@ Admin writes and account status changes bump `POOL_VERSION` in shared state. Eac
 instance compares versions (on every request with in-process state, every half second
 with Redis) and reloads the whole snapshot when they differ: pools are small, reloads
 are rare, and the hot path then reads plain Python objects.
+
+Without shared state the last snapshot keeps serving (this instance's own status marks still
+apply locally and go to the database); once the version can be read again the pool reloads
+once, whatever the version says, to catch up with changes it could not hear about, and
+announces the marks it could not announce.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from ..store.error_rules import ErrorRuleSpec, rule_spec
 from ..store.models import Account, AccountGroup, AccountGroupMember, ErrorMessage, ErrorRule, ProxyConfig
 from ..store.models.base import utcnow
 from ..store.proxies import proxy_url
-from ..store.state import SharedState
+from ..store.state import SharedState, StateUnavailable, warn_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +132,8 @@ class AccountPool:
         self._check_interval = 0.0 if state.kind == "memory" else 0.5
         self._checked_at = 0.0
         self._refresh: asyncio.Future[None] | None = None
+        self._missed_version = False  # a version check failed: reload once state answers again
+        self._unannounced = False  # a status mark could not bump the shared version
         self.version = -1
         self.accounts: dict[int, PoolAccount] = {}
         self.default_group_id: int | None = None
@@ -156,10 +163,17 @@ class AccountPool:
 
     async def _check(self) -> None:
         try:
+            if self._unannounced:
+                await bump_pool_version(self._state)
+                self._unannounced = False
             version = await self._state.get_int(POOL_VERSION)
-            if version != self.version:
+            if version != self.version or self._missed_version:
                 await self.reload(version)
-        except Exception:  # keep serving the last good snapshot through a state or database hiccup
+                self._missed_version = False
+        except StateUnavailable as exc:  # keep serving the last good snapshot
+            self._missed_version = True
+            warn_unavailable(log, "account pool served from its last snapshot", exc)
+        except Exception:  # same for a database hiccup, but that one deserves its traceback
             log.exception("account pool refresh failed")
         self._checked_at = time.monotonic()
 
@@ -219,7 +233,7 @@ class AccountPool:
             values["rate_limited_until" if status == "rate_limited" else "overloaded_until"] = stamp
         async with self._db.transaction() as session:
             await session.execute(update(Account).where(Account.id == account_id).values(**values))
-        await bump_pool_version(self._state)
+        await self._announce()
 
     async def recover(self, account_id: int) -> None:
         """Back to `valid` after a cooldown that ended by itself; the last error stays for the record."""
@@ -232,7 +246,15 @@ class AccountPool:
                 .where(Account.id == account_id, Account.status.in_(("rate_limited", "overloaded")))
                 .values(status=USABLE, status_reason="", rate_limited_until=None, overloaded_until=None)
             )
-        await bump_pool_version(self._state)
+        await self._announce()
+
+    async def _announce(self) -> None:
+        """Tell the other instances to reload; without shared state, tell them once it is back."""
+        try:
+            await bump_pool_version(self._state)
+        except StateUnavailable as exc:
+            self._unannounced = True
+            warn_unavailable(log, "account status saved; other instances see it once state is back", exc)
 
     def custom_message(self, status: int, body_text: str) -> str | None:
         lowered = body_text.lower()

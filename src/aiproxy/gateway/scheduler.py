@@ -4,20 +4,25 @@ Candidates are the pool's accounts of the route's family (or the forced type) th
 caller's key may use, in the caller's account group, able to serve the model, and not
 cooling down. They are ordered by a weighted random draw (priority × weight) without
 replacement, so failover walks the same order the draw produced. A sticky binding, when
-its account is still a candidate, goes first.
+its account is still a candidate, goes first. Bindings live in shared state; while it cannot
+be reached, requests are served without stickiness rather than refused.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import time
 from dataclasses import dataclass
 
 import orjson
 
-from ..store.state import SharedState
+from ..store.state import SharedState, StateUnavailable, warn_unavailable
 from .pool import AccountPool, PoolAccount
+
+log = logging.getLogger(__name__)
+_NOT_STICKY = "requests served without sticky sessions"
 
 SESSION_HEADERS = (b"x-session-id", b"session_id", b"session-id", b"x-claude-code-session-id")
 
@@ -110,7 +115,10 @@ def session_key(headers: dict[bytes, bytes], body: dict[str, object] | None) -> 
                 body.get("system") or body.get("systemInstruction") or body.get("instructions"),
                 value[:2],
             ]
-            return "x:" + hashlib.sha256(orjson.dumps(head)).hexdigest()[:32]
+            try:
+                return "x:" + hashlib.sha256(orjson.dumps(head)).hexdigest()[:32]
+            except orjson.JSONEncodeError:  # nested beyond what orjson serialises: no stickiness
+                return None
     return None
 
 
@@ -124,11 +132,21 @@ class StickySessions:
         return f"sticky:{key_id}:{digest}"
 
     async def get(self, key_id: int, session: str) -> int | None:
-        value = await self._state.get(self._key(key_id, session))
+        try:
+            value = await self._state.get(self._key(key_id, session))
+        except StateUnavailable as exc:
+            warn_unavailable(log, _NOT_STICKY, exc)
+            return None
         return int(value) if value else None
 
     async def bind(self, key_id: int, session: str, account_id: int, ttl: float) -> None:
-        await self._state.set(self._key(key_id, session), str(account_id), ttl=ttl)
+        try:
+            await self._state.set(self._key(key_id, session), str(account_id), ttl=ttl)
+        except StateUnavailable as exc:
+            warn_unavailable(log, _NOT_STICKY, exc)
 
     async def touch(self, key_id: int, session: str, ttl: float) -> None:
-        await self._state.expire(self._key(key_id, session), ttl)
+        try:
+            await self._state.expire(self._key(key_id, session), ttl)
+        except StateUnavailable as exc:
+            warn_unavailable(log, _NOT_STICKY, exc)
