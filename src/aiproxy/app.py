@@ -8,8 +8,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
-from sqlalchemy import func, select
+from fastapi import FastAPI, Request
+from sqlalchemy import func, select, text
 
 from . import __version__
 from .api import api_keys, auth, catalog, profile, usage
@@ -39,9 +39,13 @@ from .store.db import Database
 from .store.error_rules import seed_error_rules
 from .store.migrate import upgrade_to_head
 from .store.models import AIModel
-from .store.state import open_state
+from .store.state import SharedState, open_state
 
 log = logging.getLogger("aiproxy")
+
+#: Seconds each dependency gets to answer GET /ready: below the 1 s a load balancer or Kubernetes
+#: probe typically waits, so a slow dependency shows up as "not ready" rather than a probe timeout.
+READY_TIMEOUT = 0.8
 
 
 async def _bootstrap(services: Services) -> None:
@@ -72,7 +76,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings.ensure_data_dir()
     await asyncio.to_thread(upgrade_to_head, settings.resolved_database_url, settings.data_dir)
     db = Database(settings.resolved_database_url)
-    state = open_state(settings.redis_url, prefix=settings.redis_prefix)
+    state = open_state(settings.redis_url, prefix=settings.redis_prefix, timeout=settings.redis_timeout)
     configs = RuntimeConfigs(db)
     services = Services(
         settings=settings,
@@ -114,6 +118,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await db.close()
 
 
+async def _database_ready(db: Database) -> bool:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT), db.session() as session:
+            await session.execute(text("SELECT 1"))
+    except Exception as exc:  # whatever the cause, the answer is "not ready"; the log says why
+        log.warning("readiness: database check failed: %s: %s", type(exc).__name__, exc)
+        return False
+    return True
+
+
+async def _state_ready(state: SharedState) -> bool:
+    try:
+        return await asyncio.wait_for(state.ping(), READY_TIMEOUT)
+    except TimeoutError:
+        return False
+
+
 def create_api(settings: Settings | None = None) -> FastAPI:
     """The console/admin JSON API (FastAPI); it also owns the lifespan of shared resources."""
     app = FastAPI(
@@ -131,7 +152,24 @@ def create_api(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/health", tags=["health"])
     async def health() -> FastJSONResponse:
+        """Liveness: the process answers. Checks no dependency, so a Redis or database outage never
+        gets a healthy process restarted (it serves what it can, see /ready)."""
         return FastJSONResponse({"status": "ok"})
+
+    @app.get("/ready", tags=["health"])
+    async def ready(request: Request) -> FastJSONResponse:
+        """Readiness: the database and the shared state both answer within READY_TIMEOUT."""
+        services: Services = request.app.state.services
+        database_ok, state_ok = await asyncio.gather(
+            _database_ready(services.db), _state_ready(services.state)
+        )
+        state_word = "memory" if services.state.kind == "memory" else "ok"
+        body = {
+            "status": "ready" if database_ok and state_ok else "unavailable",
+            "database": "ok" if database_ok else "unavailable",
+            "state": state_word if state_ok else "unavailable",
+        }
+        return FastJSONResponse(body, status_code=200 if database_ok and state_ok else 503)
 
     for router in (
         auth.router,
