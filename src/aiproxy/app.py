@@ -26,6 +26,7 @@ from .api.admin import proxy_test as admin_proxy_test
 from .api.admin import users as admin_users
 from .api.envelope import FastJSONResponse
 from .api.errors import install_error_handlers
+from .billing.journal import Journal
 from .billing.model_catalog import seed_models
 from .billing.recorder import UsageRecorder
 from .config import Settings, load_settings
@@ -87,7 +88,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         jwt_secret=settings.resolved_jwt_secret,
     )
     app.state.services = services
-    gateway = Gateway(services, UsageRecorder(db, flush_interval=settings.recorder_flush_interval))
+    journal = Journal(settings.journal_dir, fsync=settings.journal_fsync) if settings.journal else None
+    recorder = UsageRecorder(db, flush_interval=settings.recorder_flush_interval, journal=journal)
+    gateway = Gateway(services, recorder)
     app.state.gateway = gateway
     try:
         if not await state.ping():
@@ -100,6 +103,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await configs.load()
         await _bootstrap(services)
         configs.start()
+        await recorder.recover(settings.journal_dir)  # what crashed processes journaled, before serving
         await gateway.start()
         # Objects alive after start-up (modules, ORM metadata, the pool) never die: keep them out of
         # the collector's full passes, which otherwise pause the loop for tens of milliseconds.

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1)
     # Seconds between usage-recorder writes; larger batches cost the database less.
     recorder_flush_interval: float = Field(default=0.25, gt=0, le=60)
+    # Write-ahead journal of recorded usage in <data dir>/journal/: a killed process loses no rows.
+    journal: bool = True
+    # fsync the journal once per recorder turn (in a thread): a power failure loses about one turn.
+    journal_fsync: bool = True
     # Trust X-Forwarded-For / X-Real-IP only when a reverse proxy in front sets them.
     trust_proxy_headers: bool = False
     # Connection limits (see serving.py): a slow or hostile client must not hold the relay.
@@ -68,6 +72,10 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_secret_key(self) -> str:
         return self.secret_key or self._persisted_secret(SECRET_KEY_FILE)
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.data_dir / "journal"
 
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,13 @@
 """The usage recorder: every finished request becomes rows, written in batches off the hot path.
 
-`record()` only appends to a buffer. A background task writes the buffer every quarter
-second by default (or sooner when it grows) in one transaction: request logs, usage records, the
-daily roll-up (upserted) and the running counters of keys and accounts. A failed write
-keeps its batch for the next try; `stop()` writes everything left, so a graceful shutdown
-loses nothing.
+`record()` appends the event to the write-ahead journal (journal.py: one line, one `os.write`)
+and to an in-memory queue. A background task writes the queue every quarter second by default
+(or sooner when it grows) in one transaction per batch: request logs, usage records, the daily
+roll-up (upserted) and the running counters of keys and accounts. A failed write keeps its batch
+for the next try; `stop()` writes everything left, so a graceful shutdown loses nothing.
+
+A killed process loses nothing either: at the next start `recover()` replays the journal
+segments of processes that are gone, skipping events whose request log is already written.
 """
 
 from __future__ import annotations
@@ -15,15 +18,17 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..store.db import Database
 from ..store.models import Account, ApiKey, DailyUsage, RequestLog, UsageRecord
+from .journal import Journal, Orphan, orphans
 from .pricing import Cost, Usage
 
 log = logging.getLogger(__name__)
@@ -119,6 +124,26 @@ class UsageEvent:
         return row
 
 
+def _build(cls: Any, data: dict[str, Any]) -> Any:
+    # Unknown keys are dropped: a journal written by another version must still replay.
+    fields = cls.__dataclass_fields__
+    return cls(**{name: value for name, value in data.items() if name in fields})
+
+
+def event_from_journal(data: dict[str, Any]) -> UsageEvent:
+    """The inverse of `orjson.dumps(event)`: nested dataclasses and the datetime restored.
+
+    orjson writes floats in their shortest round-tripping form, so costs come back bit for bit.
+    """
+    data = dict(data)
+    if data.get("usage") is not None:
+        data["usage"] = _build(Usage, data["usage"])
+    if data.get("cost") is not None:
+        data["cost"] = _build(Cost, data["cost"])
+    data["created_at"] = datetime.fromisoformat(data["created_at"])
+    return _build(UsageEvent, data)
+
+
 _DAILY_SUMS = (
     "request_count",
     "input_tokens",
@@ -152,16 +177,21 @@ def _daily_rows(usage_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class UsageRecorder:
-    def __init__(self, db: Database, *, flush_interval: float = 0.25) -> None:
+    def __init__(self, db: Database, *, flush_interval: float = 0.25, journal: Journal | None = None) -> None:
         self._db = db
         self._flush_interval = flush_interval
+        self._journal = journal
         self._pending: deque[UsageEvent] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # The journal counts commits oldest first: batches must commit in the order they were taken.
+        self._flushing = asyncio.Lock()
         self.written = 0
 
     def record(self, event: UsageEvent) -> None:
+        if self._journal is not None:
+            self._journal.append(event)
         self._pending.append(event)
         if len(self._pending) >= FLUSH_SIZE:
             self._wake.set()
@@ -172,6 +202,8 @@ class UsageRecorder:
 
     def start(self) -> None:
         if self._task is None:
+            if self._journal is not None:
+                self._journal.open()
             self._task = asyncio.create_task(self._run(), name="usage-recorder")
 
     async def stop(self) -> None:
@@ -184,15 +216,30 @@ class UsageRecorder:
         for _ in range(3):  # last chances when a write fails on the way out
             if await self._drain(everything=True):
                 break
-        if self._pending:
+        if self._journal is not None:
+            kept = self._journal.close()
+            if kept:
+                log.error("%d unwritten usage events stay in the journal for the next start", kept)
+        elif self._pending:
             log.error("usage recorder stopped with %d unwritten events", len(self._pending))
 
     async def _run(self) -> None:
+        journal = self._journal
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._flush_interval)
             self._wake.clear()
-            if not await self._drain(everything=False):
+            syncing = None
+            if journal is not None:
+                # New events go to a fresh segment, so this turn's commits can free the old one.
+                # The fsync (what was journaled until now then survives a power failure) runs in a
+                # thread meanwhile: a slow disk never holds back the database writes.
+                journal.rotate()
+                syncing = asyncio.create_task(journal.sync())
+            ok = await self._drain(everything=False)
+            if syncing is not None:
+                await syncing
+            if not ok:
                 await asyncio.sleep(1.0)  # the database is unhappy: back off, the rows stay queued
 
     async def _drain(self, *, everything: bool) -> bool:
@@ -210,20 +257,94 @@ class UsageRecorder:
         return True
 
     async def flush(self) -> bool:
-        batch: list[UsageEvent] = []
-        while self._pending and len(batch) < FLUSH_SIZE:
-            batch.append(self._pending.popleft())
-        if not batch:
+        async with self._flushing:
+            batch: list[UsageEvent] = []
+            while self._pending and len(batch) < FLUSH_SIZE:
+                batch.append(self._pending.popleft())
+            if not batch:
+                return True
+            try:
+                async with self._db.transaction() as session:
+                    await self._write(session, batch)
+            except Exception:
+                log.exception("writing %d usage events failed; will retry", len(batch))
+                self._pending.extendleft(reversed(batch))
+                return False
+            self.written += len(batch)
+            if self._journal is not None:
+                self._journal.committed(len(batch))
             return True
-        try:
-            async with self._db.transaction() as session:
-                await self._write(session, batch)
-        except Exception:
-            log.exception("writing %d usage events failed; will retry", len(batch))
-            self._pending.extendleft(reversed(batch))
-            return False
-        self.written += len(batch)
-        return True
+
+    # -- replay after a crash ------------------------------------------------------------------
+
+    async def recover(self, directory: Path) -> int:
+        """Write the journaled events of processes that died; returns how many were new.
+
+        Runs at start-up, before serving (and whether or not this process journals itself, so
+        switching the journal off never strands a crashed run's events). A segment is deleted
+        once its events are committed; one that cannot be written stays for the next start.
+        """
+        replayed = skipped = unreadable = segments = 0
+        for orphan in orphans(directory):
+            try:
+                new, old = await self._replay(orphan)
+            except Exception:
+                log.exception("replaying usage journal %s failed; it is kept for the next start", orphan.path)
+                orphan.release()
+                continue
+            orphan.remove()
+            segments += 1
+            replayed += new
+            skipped += old
+            unreadable += orphan.unreadable
+        if segments:
+            log.warning(
+                "usage journal: replayed %d events from %d segments left by stopped processes "
+                "(%d were already written, %d unreadable lines skipped)",
+                replayed,
+                segments,
+                skipped,
+                unreadable,
+            )
+        return replayed
+
+    async def _replay(self, orphan: Orphan) -> tuple[int, int]:
+        new = old = 0
+        batch: list[UsageEvent] = []
+        for record in orphan.records():
+            try:
+                batch.append(event_from_journal(record))
+            except (KeyError, TypeError, ValueError):
+                orphan.unreadable += 1
+                continue
+            if len(batch) >= FLUSH_SIZE:
+                written = await self._write_unrecorded(batch)
+                new, old, batch = new + written, old + len(batch) - written, []
+        if batch:
+            written = await self._write_unrecorded(batch)
+            new, old = new + written, old + len(batch) - written
+        return new, old
+
+    async def _write_unrecorded(self, batch: list[UsageEvent]) -> int:
+        """Write the events of `batch` that have no request log yet, in one transaction.
+
+        A process can die between committing a batch and deleting its segment: those events
+        already have their rows (all of them, the batch being one transaction), and writing them
+        again would count them twice.
+        """
+        async with self._db.transaction() as session:
+            ids = {e.request_id for e in batch}
+            known = set(
+                await session.scalars(select(RequestLog.request_id).where(RequestLog.request_id.in_(ids)))
+            )
+            fresh: list[UsageEvent] = []
+            for event in batch:
+                if event.request_id not in known:
+                    known.add(event.request_id)  # a line journaled twice is still one request
+                    fresh.append(event)
+            if fresh:
+                await self._write(session, fresh)
+        return len(fresh)
 
     async def _write(self, session: AsyncSession, batch: list[UsageEvent]) -> None:
         # Core inserts (executemany): the ORM's bulk path costs several times more per row.
