@@ -35,8 +35,14 @@ def test_count_tokens_is_relayed_free(pool: Pool) -> None:
     client.messages.create(
         model="claude-opus-4-8", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
     )
-    logs = pool.logs(expect=1)
-    assert [log["path"] for log in logs] == ["/claude/v1/messages"]  # counting is neither logged nor billed
+    logs = pool.logs(expect=2)
+    # Counting is logged like every request, but neither billed nor counted as usage.
+    assert [log["path"] for log in logs] == ["/claude/v1/messages", "/claude/v1/messages/count_tokens"]
+    counting = logs[1]
+    assert counting["status"] == "success" and counting["cost"] == 0 and counting["total_tokens"] == 0
+    assert logs[0]["cost"] > 0
+    usage = pool.user.ok("GET", "/api/usage/summary")
+    assert usage["request_count"] == 1, usage
 
 
 @pytest.mark.parametrize("kind", ["http", "socks5"])

@@ -41,8 +41,8 @@ FLUSH_SIZE = 200
 @dataclass(slots=True)
 class UsageEvent:
     request_id: str
-    user_id: int
-    api_key_id: int
+    user_id: int | None  # None: refused before the key was known
+    api_key_id: int | None
     account_id: int | None
     platform: str
     model: str

@@ -4,10 +4,16 @@ API key → caller checks (status, expiry, platform, model) → limits (per minu
 day, per month, user concurrency) → candidate accounts → attempts with failover
 (`relay.py`) → usage billed and recorded. Every refusal answers in the error shape of
 the client's own protocol.
+
+Every request that reaches the gateway ends as exactly one request-log row, whatever
+happens: served, truncated, refused (with or without a valid key), abandoned by the
+client, failed upstream, or broken by a bug. `Gateway.handle` is the one place that
+guarantees it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import random
@@ -20,15 +26,17 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
-from ..billing.pricing import ModelPrice, PriceBook, cost_of, effective_rate
+from ..billing.pricing import Cost, ModelPrice, PriceBook, cost_of, effective_rate
 from ..billing.recorder import UsageEvent, UsageRecorder
 from ..client_address import client_address
+from ..security.masking import mask_text
 from ..services import Services
 from ..state_keys import user_slots
 from ..store.accounts import ACCOUNT_TYPES
 from . import errors as e
 from .asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_whole
 from .auth import Caller, KeyCache, key_from_headers
+from .disconnect import DisconnectWatch
 from .errors import CLAUDE, GEMINI, OPENAI, RESPONSES, GatewayError, error_body
 from .limits import Limits, check_caller, check_model_allowed
 from .pool import AccountPool
@@ -38,7 +46,32 @@ from .scheduler import StickySessions
 
 log = logging.getLogger(__name__)
 JSON_HEADERS = [(b"content-type", b"application/json")]
-_LOGGED_HEADER_SKIP = frozenset({b"authorization", b"x-api-key", b"x-goog-api-key", b"api-key", b"cookie"})
+# Request headers worth keeping in the log (what the client is, which protocol options it
+# asked for, its session); everything else, credentials included, is never stored.
+_LOGGED_HEADERS = (
+    b"user-agent",
+    b"content-type",
+    b"content-encoding",
+    b"accept",
+    b"anthropic-version",
+    b"anthropic-beta",
+    b"openai-beta",
+    b"x-app",
+    b"originator",
+    b"x-goog-api-client",
+    b"x-stainless-lang",
+    b"x-stainless-package-version",
+    b"x-stainless-runtime",
+    b"x-stainless-os",
+    b"x-session-id",
+    b"session_id",
+    b"session-id",
+    b"thread-id",
+    b"x-claude-code-session-id",
+    b"x-client-request-id",
+)
+LOGGED_HEADER_MAX = 256  # bytes kept of each logged header value
+CLIENT_GONE_STATUS = 499  # the client closed the connection before the answer (nginx's convention)
 # Prefix routing for models the table does not know (contract: never free, flagged).
 _PREFIX_PLATFORMS = (
     ("claude", "claude-official"),
@@ -69,21 +102,37 @@ class Plan:
 
 @dataclass(slots=True)
 class Call:
+    """One request as the gateway learns about it; filled in step by step."""
+
     scope: Scope
     receive: Receive
-    send: Send
-    endpoint: Endpoint
-    headers: dict[bytes, bytes]
-    query: str
-    body: bytes
-    payload: dict[str, Any]
-    caller: Caller
+    _send: Send
     request_id: str
     started: float
+    endpoint: Endpoint | None = None
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    query: str = ""
+    body: bytes = b""
+    payload: dict[str, Any] = field(default_factory=dict)
+    caller: Caller | None = None  # None until the key is resolved
+    plan: Plan | None = None
     stream: bool = False
+    admitted: datetime | None = None  # set once the request counts against the key's limits
     session: str | None = None  # the sticky-session key, when there was a choice of accounts
     bound_account: int | None = None
     slots: list[tuple[str, str]] = field(default_factory=list)
+    watch: DisconnectWatch | None = None
+    responded: bool = False  # the status line has gone to the client
+    recorded: bool = False  # its request-log row is queued
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.responded = True
+        await self._send(message)
+
+    def stop_watching(self) -> None:
+        """The upstream answer is in hand: a disconnect can no longer lose it."""
+        if self.watch is not None:
+            self.watch.stop()
 
 
 def platform_of(model: str, book: PriceBook) -> str | None:
@@ -141,75 +190,73 @@ class Gateway:
     # -- entry point ---------------------------------------------------------------------------
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = match(scope["path"])
-        family = endpoint.family if endpoint else family_of_path(scope["path"])
-        started = False
-
-        async def tracked_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
+        call = Call(scope, receive, send, self._request_id(), time.perf_counter())
         try:
-            if endpoint is None:
-                raise GatewayError(404, f"unknown endpoint {scope['path']}")
-            await self._handle(endpoint, scope, receive, tracked_send)
+            await self._handle(call)
         except GatewayError as exc:
-            headers = JSON_HEADERS + [(k.encode(), v.encode()) for k, v in exc.headers.items()]
-            await send_whole(send, exc.status, headers, error_body(family, exc.status, exc.message, exc.code))
-        except Exception:
-            # A bug or an outage (database, Redis): the client still gets its own error shape.
+            self._record_refusal(call, exc)
+            if not call.responded:
+                headers = JSON_HEADERS + [(k.encode(), v.encode()) for k, v in exc.headers.items()]
+                await send_whole(
+                    send,
+                    exc.status,
+                    headers,
+                    error_body(self._family(call), exc.status, exc.message, exc.code),
+                )
+        except Exception as exc:
+            # A bug or an outage (database, Redis): still one row, and the client's own error shape.
             log.exception("proxy request %s %s failed", scope["method"], scope["path"])
-            if not started:
-                await send_whole(send, 500, list(JSON_HEADERS), error_body(family, 500, "internal error"))
+            self._record_refusal(call, GatewayError(500, f"internal error: {type(exc).__name__}"))
+            if not call.responded:
+                await send_whole(
+                    send, 500, list(JSON_HEADERS), error_body(self._family(call), 500, "internal error")
+                )
 
-    async def _handle(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
-        expected = "GET" if endpoint.kind == "models" else "POST"
-        if scope["method"] != expected:
-            raise GatewayError(405, f"use {expected} for this endpoint")
-        headers = dict(scope["headers"])
+    @staticmethod
+    def _family(call: Call) -> str:
+        return call.endpoint.family if call.endpoint else family_of_path(call.scope["path"])
+
+    async def _handle(self, call: Call) -> None:
+        scope = call.scope
+        headers = call.headers = dict(scope["headers"])
+        endpoint = call.endpoint = match(scope["path"])
+        if endpoint is None:
+            raise GatewayError(404, f"unknown endpoint {scope['path']}")
         query = scope.get("query_string", b"").decode("latin-1")
         query_key = None
         if endpoint.family == GEMINI and "key=" in query:
             params = parse_qsl(query, keep_blank_values=True)
             query_key = next((v for k, v in params if k == "key"), None)
             query = urlencode([(k, v) for k, v in params if k != "key"])  # never forward the relay key
+        call.query = query
         raw_key = key_from_headers(headers, query_key)
         if not raw_key:
             raise GatewayError(401, e.MISSING_KEY)
-        caller = await self.keys.resolve(raw_key)
+        caller = call.caller = await self.keys.resolve(raw_key)
         if caller is None:
             raise GatewayError(401, e.INVALID_KEY)
         check_caller(caller, time.time())
+        expected = "GET" if endpoint.kind == "models" else "POST"
+        if scope["method"] != expected:
+            raise GatewayError(405, f"use {expected} for this endpoint")
         await self.pool.fresh()
         await self._refresh_prices()
         if endpoint.kind == "models":
-            await send_whole(send, 200, list(JSON_HEADERS), self._model_list(endpoint.family, caller))
+            await send_whole(call.send, 200, list(JSON_HEADERS), self._model_list(endpoint.family, caller))
+            self._record(call, self._event(call, "success", 200, ""))
             return
         try:
-            body = await read_body(receive)
+            call.body = await read_body(call.receive)
         except BodyTooLarge:
             raise GatewayError(413, "request body too large") from None
         try:
-            payload = orjson.loads(body) if body else {}
+            payload = orjson.loads(call.body) if call.body else {}
         except orjson.JSONDecodeError:
             raise GatewayError(400, "request body is not valid JSON") from None
         if not isinstance(payload, dict):
             raise GatewayError(400, "request body must be a JSON object")
-        call = Call(
-            scope,
-            receive,
-            send,
-            endpoint,
-            headers,
-            query,
-            body,
-            payload,
-            caller,
-            self._request_id(),
-            time.perf_counter(),
-        )
-        await self._serve(call)
+        call.payload = payload
+        await self._serve(call, caller)
 
     # -- one request ---------------------------------------------------------------------------
 
@@ -259,45 +306,61 @@ class Gateway:
         if not any(t in caller.allowed_platforms for t in types):
             raise GatewayError(403, e.PLATFORM_FORBIDDEN)
 
-    async def _serve(self, call: Call) -> None:
-        caller = call.caller
-        plan: Plan | None = None
-        try:
-            plan = self._plan(call)
-            self._check_platform(caller, plan)
-            check_model_allowed(caller, plan.model)
-            call.stream = self._wants_stream(call)
-            if call.endpoint.kind == "count_tokens" or call.endpoint.action == "countTokens":
-                await self.relay.run(call, plan)  # free to call: neither limited nor billed
-                return
-            admitted = await self.limits.admit(caller)
-        except GatewayError as exc:
-            self._record_refusal(call, plan, exc, "rejected")
-            raise
+    async def _serve(self, call: Call, caller: Caller) -> None:
+        plan = call.plan = self._plan(call)
+        self._check_platform(caller, plan)
+        check_model_allowed(caller, plan.model)
+        call.stream = self._wants_stream(call)
+        if call.endpoint.kind == "count_tokens" or call.endpoint.action == "countTokens":
+            # Free to call: neither limited nor billed, but logged like any request.
+            outcome = await self._relay(call, plan)
+            outcome.usage = None
+            self._record_outcome(call, plan, outcome, None)
+            return
+        admitted = call.admitted = await self.limits.admit(caller)
         try:
             await self.limits.take_user_slot(caller, call.request_id, self.slot_lease())
-        except GatewayError as exc:
+        except GatewayError:
             await self.limits.refund_day(caller, admitted)
-            self._record_refusal(call, plan, exc, "rejected")
+            call.admitted = None  # refused: it did not count
             raise
         if caller.user_max_concurrency > 0:
             call.slots.append((user_slots(caller.user_id), call.request_id))
-        outcome: Outcome | None = None
         try:
-            outcome = await self.relay.run(call, plan)
-        except GatewayError as exc:  # no account could take it: it does not use up the day's allowance
+            outcome = await self._relay(call, plan)
+        except GatewayError:  # no account could take it: it does not use up the day's allowance
             await self.limits.refund_day(caller, admitted)
-            self._record_refusal(call, plan, exc, "error")
             raise
         finally:
             await self.limits.release_user_slot(caller, call.request_id)
-            if outcome is not None:
-                await self._bill(call, plan, outcome, admitted)
+        if outcome.status == "client_gone" and outcome.account_id is None:
+            await self.limits.refund_day(caller, admitted)  # nothing was served
+        await self._bill(call, plan, outcome, admitted)
+
+    async def _relay(self, call: Call, plan: Plan) -> Outcome:
+        """The attempts, cancelled at once if the client goes away before the answer is in hand."""
+        task = asyncio.current_task()
+        assert task is not None
+        watch = call.watch = DisconnectWatch(task, call.receive)
+        try:
+            return await self.relay.run(call, plan)
+        except asyncio.CancelledError:
+            if not watch.gone:
+                raise
+            task.uncancel()
+            return Outcome(
+                "client_gone", CLIENT_GONE_STATUS, error="client closed the connection before the answer"
+            )
+        finally:
+            watch.stop()
 
     def _wants_stream(self, call: Call) -> bool:
         if call.endpoint.kind == "gemini_native":
             return call.endpoint.action == "streamGenerateContent"
-        return call.payload.get("stream") is True
+        stream = call.payload.get("stream")
+        if stream is not None and not isinstance(stream, bool):
+            raise GatewayError(400, "stream: must be a boolean")
+        return stream is True
 
     def slot_lease(self) -> float:
         return float(self.configs.get("timeout")) + 60.0
@@ -306,6 +369,7 @@ class Gateway:
 
     async def _bill(self, call: Call, plan: Plan, outcome: Outcome, admitted: datetime) -> None:
         caller = call.caller
+        assert caller is not None
         cost = None
         if outcome.usage is not None and plan.price is not None:
             price = self.prices.lookup(outcome.upstream_model) or plan.price
@@ -316,7 +380,10 @@ class Gateway:
             )
             cost = cost_of(outcome.usage, price, rate)
             await self.limits.add_cost(caller, cost.total, admitted)
-        event = self._event(call, plan, outcome.status, outcome.status_code, outcome.error)
+        self._record_outcome(call, plan, outcome, cost)
+
+    def _record_outcome(self, call: Call, plan: Plan, outcome: Outcome, cost: Cost | None) -> None:
+        event = self._event(call, outcome.status, outcome.status_code, outcome.error)
         event.account_id = outcome.account_id
         event.platform = outcome.account_type or event.platform
         event.upstream_model = outcome.upstream_model
@@ -325,19 +392,36 @@ class Gateway:
         event.first_byte_ms = int(outcome.first_byte * 1000) if outcome.first_byte else 0
         event.retries = outcome.retries
         event.flags = plan.flags + outcome.flags
+        self._record(call, event)
+
+    def _record_refusal(self, call: Call, exc: GatewayError) -> None:
+        """Refused and failed requests are logged too (never billed), so admins see who hits what.
+
+        A request that got past admission and then failed (or hit a bug) is an `error`; one
+        refused before it counted against any limit is `rejected`.
+        """
+        status = "error" if call.admitted is not None or exc.status == 500 else "rejected"
+        self._record(call, self._event(call, status, exc.status, exc.message))
+
+    def _record(self, call: Call, event: UsageEvent) -> None:
+        """Queue the request's one row (a second attempt to log the same request is a bug)."""
+        if call.recorded:
+            log.error("request %s was about to be logged twice", call.request_id)
+            return
+        call.recorded = True
         self.recorder.record(event)
 
-    def _record_refusal(self, call: Call, plan: Plan | None, exc: GatewayError, status: str) -> None:
-        """Refused requests are logged too (never billed), so admins see who hits which limit."""
-        self.recorder.record(self._event(call, plan, status, exc.status, exc.message))
-
-    def _event(self, call: Call, plan: Plan | None, status: str, status_code: int, error: str) -> UsageEvent:
-        caller = call.caller
-        model = plan.model if plan else str(call.payload.get("model") or call.endpoint.model)
+    def _event(self, call: Call, status: str, status_code: int, error: str) -> UsageEvent:
+        caller, plan, endpoint = call.caller, call.plan, call.endpoint
+        if plan is not None:
+            model = plan.model
+        else:
+            raw_model = call.payload.get("model")
+            model = raw_model if isinstance(raw_model, str) else endpoint.model if endpoint else ""
         return UsageEvent(
             request_id=call.request_id,
-            user_id=caller.user_id,
-            api_key_id=caller.key_id,
+            user_id=caller.user_id if caller else None,
+            api_key_id=caller.key_id if caller else None,
             account_id=None,
             platform=plan.platform if plan else "",
             model=model,
@@ -351,11 +435,12 @@ class Gateway:
             duration_ms=int((time.perf_counter() - call.started) * 1000),
             first_byte_ms=0,
             created_at=datetime.now(UTC),
+            method=call.scope["method"][:8],
             client_ip=self._client_ip(call),
-            user_agent=call.headers.get(b"user-agent", b"").decode("latin-1"),
+            user_agent=mask_text(call.headers.get(b"user-agent", b"").decode("latin-1")),
             session_hash=hashlib.sha256(call.session.encode()).hexdigest()[:16] if call.session else "",
             flags=list(plan.flags) if plan else [],
-            error_message=error,
+            error_message=mask_text(error),
             request_headers=self._logged_headers(call.headers),
             request_body=self._captured_body(call.body),
         )
@@ -372,18 +457,18 @@ class Gateway:
 
     @staticmethod
     def _logged_headers(headers: dict[bytes, bytes]) -> str:
-        kept = {
-            k.decode("latin-1"): v.decode("latin-1")
-            for k, v in headers.items()
-            if k not in _LOGGED_HEADER_SKIP
-        }
+        kept = {}
+        for name in _LOGGED_HEADERS:
+            value = headers.get(name)
+            if value is not None:
+                kept[name.decode()] = mask_text(value[:LOGGED_HEADER_MAX].decode("latin-1"))
         return orjson.dumps(kept).decode()
 
     def _captured_body(self, body: bytes) -> str:
-        if not self.configs.get("capture_request_body"):
+        if not body or not self.configs.get("capture_request_body"):
             return ""
         cap = int(self.configs.get("capture_body_max_bytes"))
-        return body[:cap].decode("utf-8", errors="replace")
+        return mask_text(body[:cap].decode("utf-8", errors="replace"))
 
     # -- local answers -------------------------------------------------------------------------
 

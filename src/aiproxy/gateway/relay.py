@@ -8,6 +8,7 @@ invalid, or nothing: a request-shaped error goes straight back to the client).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import time
@@ -20,14 +21,15 @@ import orjson
 
 from .. import state_keys
 from ..billing.pricing import Usage
+from ..security.masking import mask_bytes, mask_text
 from ..store.error_rules import classify_error
 from . import errors as e
 from .convert.gemini_chat import chat_request_to_gemini
 from .convert.openai_claude import chat_request_to_claude, claude_error_to_openai, wants_stream_usage
-from .errors import GEMINI, OPENAI, RESPONSES, GatewayError, error_body
+from .errors import OPENAI, RESPONSES, GatewayError, error_body
 from .pool import PoolAccount
 from .scheduler import Candidate, StickySessions, candidates, session_key, weighted_order
-from .streaming import relay_stream, send_answer
+from .streaming import AnswerUnreadable, UpstreamBroke, prepare_answer, relay_stream, send_answer
 from .upstream import UpstreamClients, build_call
 
 if TYPE_CHECKING:
@@ -55,10 +57,15 @@ class Outcome:
 
 @dataclass(slots=True)
 class Failure:
-    status: int  # 0 = no HTTP answer (network)
+    status: int  # 0 = no usable HTTP answer (network, cut or unreadable body)
     body: bytes
     headers: dict[str, str]
-    message: str
+    message: str  # masked: it is stored and may be shown
+
+
+def network_failure(what: str, exc: BaseException | None = None) -> Failure:
+    detail = f"{what}: {type(exc).__name__}: {exc}" if exc is not None else what
+    return Failure(0, b"", {}, mask_text(detail[:500]))
 
 
 def reset_after(headers: dict[str, str], now: float) -> float | None:
@@ -74,6 +81,15 @@ def reset_after(headers: dict[str, str], now: float) -> float | None:
         with contextlib.suppress(TypeError, ValueError):
             return parsedate_to_datetime(retry).timestamp()
     return None
+
+
+def _is_json_object(body: bytes) -> bool:
+    if not body.lstrip().startswith(b"{"):
+        return False
+    try:
+        return isinstance(orjson.loads(body), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 class Relay:
@@ -113,13 +129,13 @@ class Relay:
         last: Failure | None = None
         last_account: PoolAccount | None = None
         tried = 0
-        state = self.gateway.services.state
+        limits = self.gateway.limits
         for candidate in ordered:
             if tried > switches_allowed:
                 break
             account = candidate.account
             slot = state_keys.account_slots(account.id)
-            if account.max_concurrency > 0 and not await state.acquire_slot(
+            if account.max_concurrency > 0 and not await limits.take_account_slot(
                 slot, call.request_id, account.max_concurrency, self.gateway.slot_lease()
             ):
                 continue  # busy: the next candidate, without counting a switch
@@ -129,7 +145,7 @@ class Relay:
             finally:
                 call.slots.remove((slot, call.request_id))
                 if account.max_concurrency > 0:
-                    await state.release_slot(slot, call.request_id)
+                    await limits.release_slot(slot, call.request_id)
             if isinstance(result, Outcome):
                 result.retries = tried
                 await self._remember(call, account.id)
@@ -141,7 +157,7 @@ class Relay:
             if not await self._should_switch(candidate, result):
                 break
         if last is None:
-            raise GatewayError(429, e.NO_ACCOUNT + "（账户并发已满）")
+            raise limits.no_free_account()
         outcome = await self._give_up(call, plan, last, tried)
         if last_account is not None:
             outcome.account_id, outcome.account_type = last_account.id, last_account.type
@@ -210,20 +226,37 @@ class Relay:
                 timeout=timeout,
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return Failure(0, b"", {}, f"{type(exc).__name__}: {exc}"[:500])
+            return network_failure("upstream request failed", exc)
         try:
             headers = {k.lower(): v for k, v in response.headers.items()}
             rejected = headers.get("anthropic-ratelimit-unified-status") == "rejected"
             if response.status >= 400 or rejected:
-                body = await response.content.read(ERROR_BODY_LIMIT)
-                return Failure(response.status, body, headers, body[:500].decode("utf-8", "replace"))
+                try:
+                    body = await response.content.read(ERROR_BODY_LIMIT)
+                except (aiohttp.ClientError, TimeoutError):
+                    body = b""
+                message = mask_text(body[:500].decode("utf-8", "replace"))
+                return Failure(response.status, body, headers, message)
             outcome = Outcome("success", response.status, account.id, account.type, candidate.upstream_model)
             # The protocol on the wire: a plain OpenAI account answers the Responses API in its format.
             wire = RESPONSES if endpoint.family == RESPONSES else account.family
             if call.stream:
-                await relay_stream(call, plan, wire, response, headers, outcome, self.gateway)
-            else:
-                await send_answer(call, plan, wire, response, headers, outcome)
+                try:
+                    await relay_stream(call, plan, wire, response, headers, outcome, self.gateway)
+                except UpstreamBroke as exc:  # nothing reached the client yet: another account may serve
+                    return network_failure("upstream stream broke before any byte", exc.__cause__ or exc)
+                return outcome
+            # The whole answer is read before anything is sent, so a cut body fails over too.
+            try:
+                body = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                return network_failure("upstream answer broke", exc)
+            try:
+                answer = prepare_answer(call, plan, wire, headers, body, outcome)
+            except AnswerUnreadable as exc:
+                return network_failure(f"upstream answer unreadable: {exc}")
+            call.stop_watching()
+            await send_answer(call, response.status, answer, outcome)
             return outcome
         finally:
             response.release()
@@ -259,14 +292,15 @@ class Relay:
             )
             until = now + float(rest)
         reason = f"HTTP {failure.status}: {failure.message}"
-        await pool.mark(candidate.account.id, target, until=until, reason=reason)
+        # Shielded: a client leaving mid-failover must not leave the mark half written.
+        await asyncio.shield(pool.mark(candidate.account.id, target, until=until, reason=reason))
         return True
 
     async def _give_up(self, call: Call, plan: Plan, last: Failure, tried: int) -> Outcome:
         """Every attempt failed: the client gets the last upstream error (or a 502)."""
+        call.stop_watching()  # the answer is decided: a disconnect now changes nothing
         family = call.endpoint.family
         outcome = Outcome("error", last.status or 502, retries=max(0, tried - 1), error=last.message)
-        content_type = "application/json"
         if last.status == 0:
             body, status = error_body(family, 502, e.UPSTREAM_FAILED), 502
         elif last.status < 400:  # only "rejected" 200s, on every account
@@ -276,15 +310,15 @@ class Relay:
             custom = self.gateway.pool.custom_message(status, last.body.decode("utf-8", "replace"))
             if custom is not None:
                 body = error_body(family, status, custom)
+            elif not _is_json_object(last.body):
+                # An HTML page from a proxy, plain text, nothing: the client's SDK expects its own shape.
+                body = error_body(family, status, last.message or f"upstream returned HTTP {status}")
             elif plan.convert == "chat_to_claude":
-                body = claude_error_to_openai(status, last.body)
-            elif plan.convert == "chat_to_gemini" or family != GEMINI or last.body.startswith(b"{"):
-                body = last.body  # the vendor's own error, as the client's SDK expects it
-                content_type = last.headers.get("content-type", content_type)
+                body = mask_bytes(claude_error_to_openai(status, last.body))
             else:
-                body = error_body(family, status, last.message)
+                body = mask_bytes(last.body)  # the vendor's own error, as the client's SDK expects it
         outcome.status_code = status
-        headers = [(b"content-type", content_type.encode("latin-1"))]
+        headers = [(b"content-type", b"application/json")]
         if "retry-after" in last.headers:
             headers.append((b"retry-after", last.headers["retry-after"].encode()))
         await call.send(

@@ -4,13 +4,17 @@ Streams are flushed per chunk as they arrive (`X-Accel-Buffering: no` keeps reve
 proxies from holding them), watched by a usage tap, converted when the client speaks
 another protocol, and cut cleanly when either side goes away: a client that disconnects
 cancels the upstream read at once, and whatever usage was seen is still billed.
+
+Nothing is sent before the upstream's first body bytes are in hand: an upstream that
+answers 200 and then breaks (or says nothing) raises `UpstreamBroke`, and the relay fails
+over as for any other upstream error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
@@ -28,6 +32,14 @@ if TYPE_CHECKING:
 JSON_ARRAY_LIMIT = 16 * 1024 * 1024
 
 
+class UpstreamBroke(Exception):
+    """The upstream stream failed before anything reached the client (the cause is chained)."""
+
+
+class AnswerUnreadable(Exception):
+    """A whole upstream answer that cannot be converted for the client."""
+
+
 def client_headers(upstream: dict[str, str], *, content_type: str | None = None) -> list[tuple[bytes, bytes]]:
     headers = [
         (name.encode("latin-1"), value.encode("latin-1"))
@@ -40,24 +52,29 @@ def client_headers(upstream: dict[str, str], *, content_type: str | None = None)
     return headers
 
 
-async def send_answer(
-    call: Call,
-    plan: Plan,
-    family: str,
-    response: aiohttp.ClientResponse,
-    headers: dict[str, str],
-    outcome: Outcome,
-) -> None:
-    body = await response.read()
+def prepare_answer(
+    call: Call, plan: Plan, family: str, headers: dict[str, str], body: bytes, outcome: Outcome
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Headers and body for the client, with the usage read; raises `AnswerUnreadable`."""
     outcome.usage = usage_from_body(family, body)
     if plan.convert == "chat_to_claude":
-        body = orjson.dumps(claude_response_to_chat(orjson.loads(body), model=plan.model))
+        try:
+            body = orjson.dumps(claude_response_to_chat(orjson.loads(body), model=plan.model))
+        except Exception as exc:  # an untrusted body: any shape error means "unreadable"
+            raise AnswerUnreadable(f"{type(exc).__name__}") from exc
         out_headers = client_headers(headers, content_type="application/json")
     else:
         out_headers = client_headers(headers)
     out_headers.append((b"content-length", str(len(body)).encode()))
+    return out_headers, body
+
+
+async def send_answer(
+    call: Call, status: int, answer: tuple[list[tuple[bytes, bytes]], bytes], outcome: Outcome
+) -> None:
+    out_headers, body = answer
     outcome.first_byte = time.perf_counter() - call.started
-    await call.send({"type": "http.response.start", "status": response.status, "headers": out_headers})
+    await call.send({"type": "http.response.start", "status": status, "headers": out_headers})
     await call.send({"type": "http.response.body", "body": body})
     if outcome.usage is None and call.endpoint.kind != "count_tokens":
         outcome.flags.append("no_usage")
@@ -117,17 +134,23 @@ async def relay_stream(
     out_headers.append((b"x-accel-buffering", b"no"))
     if "cache-control" not in headers:
         out_headers.append((b"cache-control", b"no-cache"))
+    chunks = response.content.iter_any().__aiter__()
+    try:
+        first = await chunks.__anext__()
+    except StopAsyncIteration:
+        raise UpstreamBroke("the upstream answered with an empty stream") from None
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+        raise UpstreamBroke from exc
     send = call.send
     await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
     outcome.first_byte = time.perf_counter() - call.started
 
-    task = asyncio.current_task()
-    assert task is not None
-    watch = _DisconnectWatch(task, call)
+    watch = call.watch
     renew_every = gateway.slot_lease() / 3
     renewed = time.monotonic()
     try:
-        async for chunk in response.content.iter_any():
+        chunk = first
+        while True:
             if tap is not None:
                 tap.feed(chunk)
             elif len(buffered) < JSON_ARRAY_LIMIT:
@@ -138,16 +161,22 @@ async def relay_stream(
             if call.slots and time.monotonic() - renewed > renew_every:
                 renewed = time.monotonic()
                 await _renew(gateway, call)
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                break
     except asyncio.CancelledError:
-        if not watch.gone:
+        if watch is None or not watch.gone:
             raise
+        task = asyncio.current_task()
+        assert task is not None
         task.uncancel()
         outcome.status = "client_gone"
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
         outcome.status = "truncated"
         outcome.error = f"upstream stream broke: {type(exc).__name__}"
     finally:
-        watch.stop()
+        call.stop_watching()  # the stream is over: usage seen so far can no longer be lost
     if tap is not None:
         outcome.usage = tap.usage if tap.saw_usage else None
         complete = tap.complete
@@ -187,30 +216,4 @@ def _cut_notice(family: str) -> bytes:
 
 
 async def _renew(gateway: Gateway, call: Call) -> None:
-    lease = gateway.slot_lease()
-    for key, holder in call.slots:
-        await gateway.services.state.renew_slot(key, holder, lease)
-
-
-class _DisconnectWatch:
-    """Cancels the streaming task when the client goes away (ASGI `http.disconnect`)."""
-
-    __slots__ = ("_future", "_task", "gone", "stopped")
-
-    def __init__(self, task: asyncio.Task[Any], call: Call) -> None:
-        self._task = task
-        self.gone = False
-        self.stopped = False
-        self._future = asyncio.ensure_future(call.receive())
-        self._future.add_done_callback(self._on_message)
-
-    def _on_message(self, future: asyncio.Future[Any]) -> None:
-        if self.stopped or future.cancelled() or future.exception() is not None:
-            return
-        if future.result().get("type") == "http.disconnect":
-            self.gone = True
-            self._task.cancel()
-
-    def stop(self) -> None:
-        self.stopped = True
-        self._future.cancel()
+    await gateway.limits.renew_slots(call.slots, gateway.slot_lease())

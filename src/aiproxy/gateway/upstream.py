@@ -1,9 +1,11 @@
 """Talking to vendors: one aiohttp session per outbound proxy, and per-family request building.
 
-Bodies travel as bytes. Client headers pass through except hop-by-hop ones, the client's
-own credentials and anything identifying the client's network; the account's credentials
-are added. `accept-encoding: identity` keeps answers uncompressed, so the relay can read
-usage from them while still passing them on unchanged.
+Bodies travel as bytes. Of the client's headers only those the vendor's protocol uses pass
+through (an allow-list per wire protocol: versions, betas, SDK and client identification,
+session ids); credentials, cookies, hop-by-hop and network headers never do, nor anything a
+client invents. The account's credentials are added. `accept-encoding: identity` keeps
+answers uncompressed, so the relay can read usage from them while still passing them on
+unchanged.
 """
 
 from __future__ import annotations
@@ -20,33 +22,41 @@ from .errors import CLAUDE, GEMINI, OPENAI, RESPONSES
 from .pool import PoolAccount
 
 ANTHROPIC_VERSION = "2023-06-01"
-_DROP_REQUEST_HEADERS = frozenset(
-    {
-        b"host",
-        b"content-length",
-        b"connection",
-        b"keep-alive",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"authorization",
-        b"x-api-key",
-        b"x-goog-api-key",
-        b"api-key",
-        b"accept-encoding",
-        b"cookie",
-        b"forwarded",
-        b"x-forwarded-for",
-        b"x-forwarded-host",
-        b"x-forwarded-proto",
-        b"x-real-ip",
-        b"via",
-        b"expect",
-    }
-)
+_FORWARD_ANY = (b"content-type", b"accept", b"user-agent")
+_FORWARD_HEADERS: dict[str, frozenset[bytes]] = {
+    CLAUDE: frozenset(
+        {
+            *_FORWARD_ANY,
+            b"anthropic-version",
+            b"anthropic-beta",
+            b"anthropic-dangerous-direct-browser-access",
+            b"x-app",
+            b"x-claude-code-session-id",
+        }
+    ),
+    OPENAI: frozenset({*_FORWARD_ANY, b"openai-beta", b"x-client-request-id"}),
+    RESPONSES: frozenset(
+        {
+            *_FORWARD_ANY,
+            b"openai-beta",
+            b"originator",
+            b"version",
+            b"session_id",
+            b"session-id",
+            b"thread-id",
+            b"conversation_id",
+            b"x-client-request-id",
+        }
+    ),
+    GEMINI: frozenset({*_FORWARD_ANY, b"x-goog-api-client"}),
+}
+# Header families the official SDKs and CLIs send (runtime and retry metadata).
+_FORWARD_PREFIXES: dict[str, tuple[bytes, ...]] = {
+    CLAUDE: (b"x-stainless-",),
+    OPENAI: (b"x-stainless-",),
+    RESPONSES: (b"x-stainless-", b"x-codex-"),
+    GEMINI: (),
+}
 DROP_RESPONSE_HEADERS = frozenset(
     {
         "connection",
@@ -72,11 +82,14 @@ class UpstreamCall:
     headers: dict[str, str]
 
 
-def forwarded_headers(client_headers: dict[bytes, bytes]) -> dict[str, str]:
+def forwarded_headers(client_headers: dict[bytes, bytes], wire: str) -> dict[str, str]:
+    """The client headers the vendor of `wire` needs; nothing else leaves the relay."""
+    allowed = _FORWARD_HEADERS[wire]
+    prefixes = _FORWARD_PREFIXES[wire]
     return {
         name.decode("latin-1"): value.decode("latin-1")
         for name, value in client_headers.items()
-        if name not in _DROP_REQUEST_HEADERS
+        if name in allowed or (prefixes and name.startswith(prefixes))
     }
 
 
@@ -100,7 +113,8 @@ def build_call(
     count_tokens: bool = False,
 ) -> UpstreamCall:
     """URL and headers for one attempt on one account."""
-    headers = forwarded_headers(client_headers)
+    wire = RESPONSES if route_family == RESPONSES else account.family
+    headers = forwarded_headers(client_headers, wire)
     headers["accept-encoding"] = "identity"
     creds = account.credentials
     family = account.family

@@ -106,6 +106,10 @@ async def _answer(call: Call, route: Route) -> web.StreamResponse:
         await asyncio.sleep(behaviour.latency_ms / 1000)
     if behaviour.mode in ERROR_MODES:
         return route.vendor.error(call, behaviour.mode)
+    if behaviour.mode == "html":  # what a gateway or CDN in front of a vendor answers when it fails
+        call.record["status"] = 502
+        page = behaviour.body or "<html><body><h1>502 Bad Gateway</h1></body></html>"
+        return web.Response(status=502, text=page, content_type="text/html")
     return await route.handler(call)
 
 
@@ -190,7 +194,16 @@ async def _get_requests(request: web.Request) -> web.Response:
     limit = request.query.get("limit")
     if limit is not None and limit.isdigit():
         records = records[-int(limit) :] if int(limit) else []
-    return _json(records)
+    return _json([_serialisable(record) for record in records])
+
+
+def _serialisable(record: Any) -> Any:
+    """A record whose body nests deeper than JSON encoders go is listed without that body."""
+    try:
+        orjson.dumps(record)
+    except orjson.JSONEncodeError:
+        return {**record, "json": "<body nested too deeply to list>"}
+    return record
 
 
 async def _clear_requests(request: web.Request) -> web.Response:

@@ -19,7 +19,7 @@ from typing import Any
 
 from multidict import CIMultiDictProxy
 
-MODES = frozenset({"ok", "429", "529", "500", "401", "403", "slow", "cut", "rejected"})
+MODES = frozenset({"ok", "429", "529", "500", "401", "403", "slow", "cut", "rejected", "html"})
 # Modes answered with an HTTP error before any generation happens.
 ERROR_MODES = frozenset({"429", "529", "500", "401", "403"})
 
