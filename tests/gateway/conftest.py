@@ -18,7 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from ..support import Api, RelayServer, free_port
+from ..conftest import BACKENDS
+from ..support import Api, RelayServer, create_pg_database, drop_pg_database, free_port, redis_url_or_skip
+from .restarts import Backend
 
 
 @dataclass
@@ -129,3 +131,21 @@ def pool(admin: Api, relay: RelayServer, upstream: Upstream, make_user: Callable
         "PUT", f"/api/admin/api-keys/{created['id']}", json={"account_group_id": group["id"], "rate_limit": 0}
     )
     return Pool(admin, relay, upstream, group["id"], user, uid, created["key"], created["id"])
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """Storage for relays a test starts, kills and starts again (so not the shared `relay`)."""
+    if request.param == "sqlite":
+        yield Backend("sqlite", {})
+        return
+    env = {
+        "AIPROXY_REDIS_URL": redis_url_or_skip(),
+        "AIPROXY_REDIS_PREFIX": f"aiproxy-test:{uuid.uuid4().hex[:8]}:",
+    }
+    url, name = create_pg_database()
+    env["AIPROXY_DATABASE_URL"] = url
+    try:
+        yield Backend(request.param, env, name)
+    finally:
+        drop_pg_database(name)

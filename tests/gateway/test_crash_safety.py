@@ -8,33 +8,22 @@ rows (what the recorder's in-memory queue held), or the test proves nothing.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
 
-from aiproxy.billing.journal import SEGMENT_SUFFIX
-from aiproxy.store.db import Database
-from aiproxy.store.models import RequestLog
-
-from ..conftest import BACKENDS
 from ..support import (
     ADMIN_PASSWORD,
     Api,
     RelayServer,
-    create_pg_database,
-    drop_pg_database,
-    redis_url_or_skip,
 )
 from .conftest import Upstream
+from .restarts import Backend, journal_segments, logged
 
 MODEL = "claude-opus-4-8"
 CLIENTS = 6
@@ -46,34 +35,6 @@ ANSWERED_BEFORE_KILL = 380
 # longer ago than this must all have their row.
 GATEWAY_WINDOW_MS = 100.0
 GATEWAY_WINDOW_LOSSES = CLIENTS
-
-
-@dataclass
-class Backend:
-    name: str
-    env: dict[str, str]
-    pg_name: str | None = None
-
-    def database_url(self, data_dir: Path) -> str:
-        return self.env.get("AIPROXY_DATABASE_URL") or f"sqlite+aiosqlite:///{data_dir}/aiproxy.db"
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    """Storage for relays this module starts, kills and starts again (so not the shared `relay`)."""
-    if request.param == "sqlite":
-        yield Backend("sqlite", {})
-        return
-    env = {
-        "AIPROXY_REDIS_URL": redis_url_or_skip(),
-        "AIPROXY_REDIS_PREFIX": f"aiproxy-test:{uuid.uuid4().hex[:8]}:",
-    }
-    url, name = create_pg_database()
-    env["AIPROXY_DATABASE_URL"] = url
-    try:
-        yield Backend(request.param, env, name)
-    finally:
-        drop_pg_database(name)
 
 
 @dataclass
@@ -163,28 +124,6 @@ class Load:
         for thread in self.threads:
             thread.join(timeout=60)
             assert not thread.is_alive()
-
-
-async def _logged(url: str, key_id: int) -> list[tuple[str, str]]:
-    db = Database(url)
-    try:
-        async with db.session() as session:
-            rows = await session.execute(
-                select(RequestLog.request_id, RequestLog.user_agent).where(RequestLog.api_key_id == key_id)
-            )
-            return [(request_id, agent) for request_id, agent in rows]
-    finally:
-        await db.close()
-
-
-def logged(backend: Backend, data_dir: Path, key_id: int) -> list[tuple[str, str]]:
-    """(request_id, user agent) of every request log of the key, read from the database itself."""
-    return asyncio.run(_logged(backend.database_url(data_dir), key_id))
-
-
-def journal_segments(data_dir: Path) -> list[Path]:
-    directory = data_dir / "journal"
-    return sorted(directory.glob("*" + SEGMENT_SUFFIX)) if directory.is_dir() else []
 
 
 @pytest.mark.parametrize("journal", [True, False], ids=["journal", "control-without-journal"])

@@ -1,0 +1,50 @@
+"""Storage for relays a test stops, kills and starts again (so not the session-wide `relay`).
+
+The `backend` fixture (in conftest) gives each such test its own SQLite file or PostgreSQL
+database and Redis prefix; `logged` reads the request log straight from that database, so a
+test can count rows while no relay is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from aiproxy.billing.journal import SEGMENT_SUFFIX
+from aiproxy.store.db import Database
+from aiproxy.store.models import RequestLog
+
+
+@dataclass
+class Backend:
+    name: str
+    env: dict[str, str]
+    pg_name: str | None = None
+
+    def database_url(self, data_dir: Path) -> str:
+        return self.env.get("AIPROXY_DATABASE_URL") or f"sqlite+aiosqlite:///{data_dir}/aiproxy.db"
+
+
+async def _logged(url: str, key_id: int) -> list[tuple[str, str]]:
+    db = Database(url)
+    try:
+        async with db.session() as session:
+            rows = await session.execute(
+                select(RequestLog.request_id, RequestLog.user_agent).where(RequestLog.api_key_id == key_id)
+            )
+            return [(request_id, agent) for request_id, agent in rows]
+    finally:
+        await db.close()
+
+
+def logged(backend: Backend, data_dir: Path, key_id: int) -> list[tuple[str, str]]:
+    """(request_id, user agent) of every request log of the key, read from the database itself."""
+    return asyncio.run(_logged(backend.database_url(data_dir), key_id))
+
+
+def journal_segments(data_dir: Path) -> list[Path]:
+    directory = data_dir / "journal"
+    return sorted(directory.glob("*" + SEGMENT_SUFFIX)) if directory.is_dir() else []
