@@ -181,3 +181,28 @@ def test_connection_cap_answers_503_in_the_route_shape(tmp_path: Path) -> None:
         for sock in held:
             sock.close()
         server.stop()
+
+
+def test_many_half_sent_requests_neither_block_others_nor_stay_open(guarded: RelayServer) -> None:
+    """Connections stuck mid-header (under the cap of 100): the relay serves others, closes them on time."""
+    stuck = []
+    for _ in range(90):
+        sock = _connect(guarded)
+        sock.sendall(b"POST /claude/v1/messages HTTP/1.1\r\nhost: relay\r\nx-api-key: sk-")
+        stuck.append(sock)
+    started = time.monotonic()
+    assert httpx.get(f"{guarded.base_url}/health", timeout=5).status_code == 200
+    assert time.monotonic() - started < 1.0
+    time.sleep(2.5)  # past the 1.5 s header deadline
+    closed = 0
+    for sock in stuck:
+        sock.settimeout(1)
+        try:
+            data = sock.recv(4096)
+        except (ConnectionResetError, TimeoutError):
+            data = b"?"
+        closed += data == b"" or data.startswith(b"HTTP/1.1 408")
+        sock.close()
+    assert closed == len(stuck)
+    # Their slots under the cap are free again.
+    assert httpx.get(f"{guarded.base_url}/health", timeout=5).status_code == 200
