@@ -14,6 +14,11 @@ the opposite, so this protocol adds, per connection:
   request is answered 503 with `retry-after` in the error shape of its route.
 
 Idle keep-alive connections are closed by uvicorn after `AIPROXY_KEEPALIVE_TIMEOUT`.
+
+It also tells a request when its client goes away, without the task per request that watching
+ASGI `receive()` for `http.disconnect` would cost: each request's scope carries a
+`DisconnectSignal` under `scope["extensions"]["aiproxy.disconnect"]`, whose callback (set by the
+gateway while it waits on the upstream) runs as soon as the connection is lost.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .config import load_settings
+from .gateway.disconnect import DISCONNECT_EXTENSION, DisconnectSignal
 from .gateway.errors import error_body
 from .gateway.routes import family_of_path, is_gateway_path
 
@@ -156,6 +162,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         self._body_pending = False
         super().connection_lost(exc)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.scope["extensions"][DISCONNECT_EXTENSION].fire()
 
     def data_received(self, data: bytes) -> None:
         if self._body_pending:
@@ -202,6 +211,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self.scope["extensions"] = {DISCONNECT_EXTENSION: DisconnectSignal()}
         busy = self._cap is not None and (len(self.connections) > self._cap or len(self.tasks) >= self._cap)
         app = self.app
         if busy:

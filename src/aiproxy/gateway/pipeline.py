@@ -14,6 +14,7 @@ guarantees it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import random
@@ -48,27 +49,29 @@ log = logging.getLogger(__name__)
 JSON_HEADERS = [(b"content-type", b"application/json")]
 # Request headers worth keeping in the log (what the client is, which protocol options it
 # asked for, its session); everything else, credentials included, is never stored.
-_LOGGED_HEADERS = (
-    b"user-agent",
-    b"content-type",
-    b"content-encoding",
-    b"accept",
-    b"anthropic-version",
-    b"anthropic-beta",
-    b"openai-beta",
-    b"x-app",
-    b"originator",
-    b"x-goog-api-client",
-    b"x-stainless-lang",
-    b"x-stainless-package-version",
-    b"x-stainless-runtime",
-    b"x-stainless-os",
-    b"x-session-id",
-    b"session_id",
-    b"session-id",
-    b"thread-id",
-    b"x-claude-code-session-id",
-    b"x-client-request-id",
+_LOGGED_HEADERS = frozenset(
+    {
+        b"user-agent",
+        b"content-type",
+        b"content-encoding",
+        b"accept",
+        b"anthropic-version",
+        b"anthropic-beta",
+        b"openai-beta",
+        b"x-app",
+        b"originator",
+        b"x-goog-api-client",
+        b"x-stainless-lang",
+        b"x-stainless-package-version",
+        b"x-stainless-runtime",
+        b"x-stainless-os",
+        b"x-session-id",
+        b"session_id",
+        b"session-id",
+        b"thread-id",
+        b"x-claude-code-session-id",
+        b"x-client-request-id",
+    }
 )
 LOGGED_HEADER_MAX = 256  # bytes kept of each logged header value
 CLIENT_GONE_STATUS = 499  # the client closed the connection before the answer (nginx's convention)
@@ -133,6 +136,12 @@ class Call:
         """The upstream answer is in hand: a disconnect can no longer lose it."""
         if self.watch is not None:
             self.watch.stop()
+
+
+@functools.lru_cache(maxsize=4096)
+def _logged_value(value: bytes) -> str:
+    """A header value as stored: cut, decoded, masked (cached: clients repeat the same few values)."""
+    return mask_text(value[:LOGGED_HEADER_MAX].decode("latin-1"))
 
 
 def platform_of(model: str, book: PriceBook) -> str | None:
@@ -341,7 +350,7 @@ class Gateway:
         """The attempts, cancelled at once if the client goes away before the answer is in hand."""
         task = asyncio.current_task()
         assert task is not None
-        watch = call.watch = DisconnectWatch(task, call.receive)
+        watch = call.watch = DisconnectWatch(task, call.scope, call.receive)
         try:
             return await self.relay.run(call, plan)
         except asyncio.CancelledError:
@@ -437,7 +446,7 @@ class Gateway:
             created_at=datetime.now(UTC),
             method=call.scope["method"][:8],
             client_ip=self._client_ip(call),
-            user_agent=mask_text(call.headers.get(b"user-agent", b"").decode("latin-1")),
+            user_agent=_logged_value(call.headers.get(b"user-agent", b"")),
             session_hash=hashlib.sha256(call.session.encode()).hexdigest()[:16] if call.session else "",
             flags=list(plan.flags) if plan else [],
             error_message=mask_text(error),
@@ -457,11 +466,9 @@ class Gateway:
 
     @staticmethod
     def _logged_headers(headers: dict[bytes, bytes]) -> str:
-        kept = {}
-        for name in _LOGGED_HEADERS:
-            value = headers.get(name)
-            if value is not None:
-                kept[name.decode()] = mask_text(value[:LOGGED_HEADER_MAX].decode("latin-1"))
+        kept = {
+            name.decode(): _logged_value(value) for name, value in headers.items() if name in _LOGGED_HEADERS
+        }
         return orjson.dumps(kept).decode()
 
     def _captured_body(self, body: bytes) -> str:
