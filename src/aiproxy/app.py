@@ -26,6 +26,7 @@ from .api.admin import proxy_test as admin_proxy_test
 from .api.admin import users as admin_users
 from .api.envelope import FastJSONResponse
 from .api.errors import install_error_handlers
+from .api.openapi import install_openapi
 from .billing.journal import Journal
 from .billing.model_catalog import seed_models
 from .billing.recorder import UsageRecorder
@@ -153,6 +154,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or load_settings()
     install_error_handlers(app)
+    install_openapi(app)
 
     @app.get("/health", tags=["health"])
     async def health() -> FastJSONResponse:

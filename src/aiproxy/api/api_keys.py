@@ -11,6 +11,7 @@ from ..store import users as user_store
 from ..store.models import ApiKey
 from .deps import CurrentUser, ServicesDep, SessionDep
 from .envelope import FastJSONResponse, created, ok
+from .numbers import PathId
 from .schemas import ApiKeyCreate, ApiKeyUpdate
 from .views import api_key_view
 
@@ -23,7 +24,7 @@ async def list_keys(user: CurrentUser, session: SessionDep) -> FastJSONResponse:
     return ok([api_key_view(k) for k in keys])
 
 
-@router.post("")
+@router.post("", status_code=201)
 async def create_key(
     body: ApiKeyCreate, user: CurrentUser, services: ServicesDep, session: SessionDep
 ) -> FastJSONResponse:
@@ -39,13 +40,13 @@ async def create_key(
 
 
 @router.get("/{key_id}")
-async def get_key(key_id: int, user: CurrentUser, session: SessionDep) -> FastJSONResponse:
+async def get_key(key_id: PathId, user: CurrentUser, session: SessionDep) -> FastJSONResponse:
     return ok(api_key_view(await user_store.get_user_key(session, user_id=user.id, key_id=key_id)))
 
 
 @router.get("/{key_id}/reveal")
 async def reveal_key(
-    key_id: int, user: CurrentUser, services: ServicesDep, session: SessionDep
+    key_id: PathId, user: CurrentUser, services: ServicesDep, session: SessionDep
 ) -> FastJSONResponse:
     """The full key again, to its owner only (admins cannot reveal other users' keys)."""
     key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
@@ -57,7 +58,7 @@ async def reveal_key(
 
 @router.put("/{key_id}")
 async def update_key(
-    key_id: int, body: ApiKeyUpdate, user: CurrentUser, session: SessionDep, services: ServicesDep
+    key_id: PathId, body: ApiKeyUpdate, user: CurrentUser, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
     user_store.apply_key_fields(key, body.model_dump(exclude_unset=True))
@@ -68,7 +69,7 @@ async def update_key(
 
 @router.delete("/{key_id}")
 async def delete_key(
-    key_id: int, user: CurrentUser, session: SessionDep, services: ServicesDep
+    key_id: PathId, user: CurrentUser, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
     await session.delete(key)
@@ -79,7 +80,7 @@ async def delete_key(
 
 @router.put("/{key_id}/toggle")
 async def toggle_key(
-    key_id: int, user: CurrentUser, session: SessionDep, services: ServicesDep
+    key_id: PathId, user: CurrentUser, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
     user_store.toggle_key(key)

@@ -110,17 +110,18 @@ async def _record(request: Request, body: bytes, status_code: int) -> None:
     services: Services = request.app.state.services
     body_text = _masked_body(body)
     action, resource, resource_id, description = describe(request.method, request.url.path, body_text)
+    # Every text is cut to its column: a refused write is recorded too, and its path may be long.
     entry = OperationLog(
         user_id=user.id,
         username=user.username,
-        action=action,
-        resource=resource,
-        resource_id=resource_id,
+        action=action[:32],
+        resource=resource[:64],
+        resource_id=resource_id[:64],
         description=description,
         method=request.method,
         path=request.url.path[:255],
         status_code=status_code,
-        ip=client_ip(request),
+        ip=client_ip(request)[:64],
         user_agent=request.headers.get("user-agent", "")[:512],
         request_body=body_text,
     )

@@ -18,6 +18,7 @@ from ..store.models import utcnow
 from .deps import ServicesDep, SessionDep, client_ip
 from .envelope import FastJSONResponse, created, ok
 from .errors import describe_validation_error
+from .openapi import error_responses
 from .schemas import LoginBody, RegisterBody
 from .views import user_view
 
@@ -41,7 +42,7 @@ async def captcha_status(services: ServicesDep) -> FastJSONResponse:
     )
 
 
-@router.get("/captcha")
+@router.get("/captcha", responses=error_responses(429))
 async def new_captcha(request: Request, services: ServicesDep) -> FastJSONResponse:
     configs = services.configs
     if not configs.get("captcha_enabled"):
@@ -84,7 +85,7 @@ def _parse(model: type[BodyT], payload: Any) -> BodyT:
         raise BadRequest(describe_validation_error(exc.errors()[0])) from None
 
 
-@router.post("/login", openapi_extra=_documented_body(LoginBody))
+@router.post("/login", openapi_extra=_documented_body(LoginBody), responses=error_responses(401, 403, 429))
 async def login(request: Request, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     configs = services.configs
     ip = client_ip(request)
@@ -122,7 +123,12 @@ async def login(request: Request, services: ServicesDep, session: SessionDep) ->
     return ok({"token": token, "user": user_view(user)})
 
 
-@router.post("/register", openapi_extra=_documented_body(RegisterBody))
+@router.post(
+    "/register",
+    openapi_extra=_documented_body(RegisterBody),
+    status_code=201,
+    responses=error_responses(403),
+)
 async def register(request: Request, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     configs = services.configs
     if not configs.get("allow_register"):

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..client_address import client_address
@@ -14,8 +14,7 @@ from ..errors import ADMIN_REQUIRED, Forbidden, Unauthorized
 from ..security.tokens import TokenError, decode_token
 from ..services import Services
 from ..store.models import User
-
-MAX_PAGE_SIZE = 100
+from .numbers import MAX_PAGE_SIZE, PageNumber, PageSize
 
 
 def get_services(request: Request) -> Services:
@@ -80,10 +79,7 @@ class PageParams:
         return (self.page - 1) * self.page_size
 
 
-def page_params(
-    page: Annotated[int, Query(ge=1)] = 1,
-    page_size: Annotated[int, Query(ge=1)] = 20,
-) -> PageParams:
+def page_params(page: PageNumber = 1, page_size: PageSize = 20) -> PageParams:
     return PageParams(page=page, page_size=min(page_size, MAX_PAGE_SIZE))
 
 

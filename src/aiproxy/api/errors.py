@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import AppError
 from .envelope import FastJSONResponse, error
+from .request_guard import RequestGuard
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +22,24 @@ _HTTP_MESSAGES = {
     405: "method not allowed",
     413: "request body too large",
 }
+# Error texts name the field but never echo much of the input: a location can hold a key taken
+# from the body (a model_mapping entry), a message the value a validator refused.
+MAX_FIELD_PART = 64
+MAX_MESSAGE = 300
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def describe_validation_error(err: dict[str, Any]) -> str:
     """One readable sentence naming the offending field, e.g. `name: field required`."""
-    loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path", "header")]
-    field = ".".join(loc)
+    loc = [
+        _clip(str(part), MAX_FIELD_PART)
+        for part in err.get("loc", ())
+        if part not in ("body", "query", "path", "header")
+    ]
+    field = ".".join(loc[:8])
     kind = err.get("type", "")
     if kind == "missing":
         if not field:
@@ -38,7 +51,7 @@ def describe_validation_error(err: dict[str, Any]) -> str:
         return "request body must be a JSON object"
     else:
         reason = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-    return f"{field}: {reason}" if field else reason
+    return _clip(f"{field}: {reason}" if field else reason, MAX_MESSAGE)
 
 
 async def _app_error(_request: Request, exc: Exception) -> FastJSONResponse:
@@ -66,6 +79,8 @@ async def _unexpected_error(request: Request, exc: Exception) -> FastJSONRespons
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    # Input no parser or database can take (deep nesting, NUL characters) is refused before any route.
+    app.add_middleware(RequestGuard)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

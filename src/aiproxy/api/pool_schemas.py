@@ -8,22 +8,25 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from ..store.accounts import ACCOUNT_TYPES, CREDENTIAL_FIELDS
+from .numbers import Id
 from .schemas import Body, _normalise_csv
 
 AccountStatus = Literal["valid", "rate_limited", "overloaded", "invalid"]
 # The same values as store.error_rules.TARGET_STATUSES; "valid" means "ignore the error".
 TargetStatus = Literal["invalid", "rate_limited", "overloaded", "valid"]
 ProxyType = Literal["http", "socks5"]
-Rank = Annotated[int, Field(ge=1, le=1000)]
-AccountConcurrency = Annotated[int, Field(ge=0, le=100000)]
+Rank = Annotated[int, Field(strict=True, ge=1, le=1000)]
+AccountConcurrency = Annotated[int, Field(strict=True, ge=0, le=100000)]
 Secret = Annotated[str, Field(max_length=20000)]  # OAuth tokens can be long
 Short = Annotated[str, Field(max_length=128)]
 Remark = Annotated[str, Field(max_length=255)]
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 Platform = Annotated[str, Field(max_length=32, pattern=r"^[a-z0-9-]*$")]
 Host = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._\-:\[\]]+$")]
-Port = Annotated[int, Field(ge=1, le=65535)]
-StatusCode = Annotated[int, Field(ge=0, le=599)]
+Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
+StatusCode = Annotated[int, Field(strict=True, ge=0, le=599)]
+RulePriority = Annotated[int, Field(strict=True, ge=0, le=10000)]
+Cooldown = Annotated[int, Field(strict=True, ge=0, le=30 * 86400)]
 
 
 def _check_base_url(value: str | None) -> str | None:
@@ -77,9 +80,9 @@ class AccountFields(Body):
     organization_id: Short | None = None
     model_mapping: dict[str, str] | None = None
     allowed_models: str | None = None
-    proxy_config_id: int | None = None
+    proxy_config_id: Id | None = None
     remark: Remark | None = None
-    group_ids: Annotated[list[int], Field(max_length=1000)] | None = None
+    group_ids: Annotated[list[Id], Field(max_length=1000)] | None = None
 
     _url = field_validator("endpoint", "base_url")(_check_base_url)
     _csv = field_validator("allowed_models")(_normalise_csv)
@@ -146,7 +149,7 @@ class GroupUpdate(Body):
 
 
 class GroupMemberBody(Body):
-    account_id: int
+    account_id: Id
 
 
 class ProxyCreate(Body):
@@ -175,14 +178,14 @@ class ProxyUpdate(Body):
 class ProxyTestBody(Body):
     """Either a stored proxy (`id`) or the connection fields of an unsaved one."""
 
-    id: int | None = None
+    id: Id | None = None
     type: ProxyType = "http"
     host: Host | None = None
     port: Port | None = None
     username: Remark = ""
     password: Remark = ""
     target: Annotated[str, Field(max_length=300, pattern=r"^[A-Za-z0-9._\-:\[\]]+:\d{1,5}$")] | None = None
-    timeout: Annotated[float, Field(gt=0, le=60)] = 10.0
+    timeout: Annotated[float, Field(strict=True, gt=0, le=60, allow_inf_nan=False)] = 10.0
 
 
 class ErrorRuleCreate(Body):
@@ -190,8 +193,8 @@ class ErrorRuleCreate(Body):
     status_code: StatusCode = 0
     keyword: Remark = ""
     target_status: TargetStatus
-    priority: Annotated[int, Field(ge=0, le=10000)] = 0
-    cooldown_seconds: Annotated[int, Field(ge=0, le=30 * 86400)] = 0
+    priority: RulePriority = 0
+    cooldown_seconds: Cooldown = 0
     enabled: bool = True
     description: Remark = ""
 
@@ -201,8 +204,8 @@ class ErrorRuleUpdate(Body):
     status_code: StatusCode | None = None
     keyword: Remark | None = None
     target_status: TargetStatus | None = None
-    priority: Annotated[int, Field(ge=0, le=10000)] | None = None
-    cooldown_seconds: Annotated[int, Field(ge=0, le=30 * 86400)] | None = None
+    priority: RulePriority | None = None
+    cooldown_seconds: Cooldown | None = None
     enabled: bool | None = None
     description: Remark | None = None
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .numbers import INT64_MAX, Amount, Count32, Id, Int32
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LIST_ITEM_RE = re.compile(r"^[A-Za-z0-9._:/@,\- ]*$")
@@ -15,8 +18,10 @@ Username = Annotated[str, Field(min_length=3, max_length=50, pattern=r"^[A-Za-z0
 Password = Annotated[str, Field(min_length=6, max_length=128)]
 Role = Literal["admin", "user"]
 UserStatus = Literal["active", "disabled"]
-PriceRate = Annotated[float, Field(ge=0, le=1000)]
-Concurrency = Annotated[int, Field(ge=0, le=100000)]
+Email = Annotated[str, Field(max_length=255)]  # the column's length
+ShortList = Annotated[str, Field(max_length=255)]  # comma-separated lists stored in VARCHAR(255)
+PriceRate = Annotated[float, Field(strict=True, ge=0, le=1000, allow_inf_nan=False)]
+Concurrency = Annotated[int, Field(strict=True, ge=0, le=100000)]
 
 
 def _check_email(value: str | None) -> str | None:
@@ -42,7 +47,7 @@ class LoginBody(Body):
 class RegisterBody(Body):
     username: Username
     password: Password
-    email: str | None = None
+    email: Email | None = None
     captcha_id: str = ""
     captcha: str = ""
 
@@ -50,7 +55,7 @@ class RegisterBody(Body):
 
 
 class ProfileUpdate(Body):
-    email: str | None = None
+    email: Email | None = None
 
     _email = field_validator("email")(_check_email)
 
@@ -70,12 +75,12 @@ def _normalise_csv(value: str | None) -> str | None:
 
 
 class ApiKeyFields(Body):
-    allowed_platforms: str | None = None
+    allowed_platforms: ShortList | None = None
     allowed_models: str | None = None
-    allowed_clients: str | None = None
-    rate_limit: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
-    daily_limit: Annotated[int, Field(ge=0, le=1_000_000_000)] | None = None
-    monthly_quota: Annotated[float, Field(ge=0)] | None = None
+    allowed_clients: ShortList | None = None
+    rate_limit: Annotated[int, Field(strict=True, ge=0, le=1_000_000)] | None = None
+    daily_limit: Annotated[int, Field(strict=True, ge=0, le=1_000_000_000)] | None = None
+    monthly_quota: Amount | None = None
     expires_at: datetime | None = None
 
     _csv = field_validator("allowed_platforms", "allowed_models", "allowed_clients")(_normalise_csv)
@@ -89,7 +94,10 @@ class ApiKeyFields(Body):
             value = value.replace(tzinfo=UTC)
         if value <= datetime.now(UTC):
             raise ValueError("must be in the future")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:59:59-23:59 is in year 10000 in UTC
+            raise ValueError("is beyond the last representable date") from None
 
 
 class ApiKeyCreate(ApiKeyFields):
@@ -103,12 +111,12 @@ class ApiKeyUpdate(ApiKeyFields):
 
 class AdminApiKeyCreate(ApiKeyCreate):
     price_rate: PriceRate | None = None
-    account_group_id: int | None = None
+    account_group_id: Id | None = None
 
 
 class AdminApiKeyUpdate(ApiKeyUpdate):
     price_rate: PriceRate | None = None
-    account_group_id: int | None = None
+    account_group_id: Id | None = None
 
 
 class ApiKeyLookup(Body):
@@ -118,32 +126,32 @@ class ApiKeyLookup(Body):
 class UserCreate(Body):
     username: Username
     password: Password
-    email: str | None = None
+    email: Email | None = None
     role: Role = "user"
     status: UserStatus = "active"
     price_rate: PriceRate = 1.0
     max_concurrency: Concurrency | None = None
-    balance: Annotated[float, Field(ge=0)] = 0.0
-    account_group_id: int | None = None
+    balance: Amount = 0.0
+    account_group_id: Id | None = None
 
     _email = field_validator("email")(_check_email)
 
 
 class UserUpdate(Body):
-    email: str | None = None
+    email: Email | None = None
     role: Role | None = None
     status: UserStatus | None = None
     price_rate: PriceRate | None = None
     max_concurrency: Concurrency | None = None
-    balance: Annotated[float, Field(ge=0)] | None = None
+    balance: Amount | None = None
     password: Password | None = None
-    account_group_id: int | None = None
+    account_group_id: Id | None = None
 
     _email = field_validator("email")(_check_email)
 
 
 class BatchPriceRate(Body):
-    user_ids: list[int] = Field(min_length=1, max_length=10000)
+    user_ids: list[Id] = Field(min_length=1, max_length=10000)
     price_rate: PriceRate
 
 
@@ -151,7 +159,7 @@ class AllPriceRate(Body):
     price_rate: PriceRate
 
 
-Price = Annotated[float, Field(ge=0, le=100000)]
+Price = Annotated[float, Field(strict=True, ge=0, le=100000, allow_inf_nan=False)]
 
 
 class ModelCreate(Body):
@@ -164,11 +172,11 @@ class ModelCreate(Body):
     cache_read_price: Price = 0.0
     cache_creation_1h_price: Price = 0.0
     mode: Literal["chat", "responses", "embedding", "image"] = "chat"
-    max_input_tokens: Annotated[int, Field(ge=0)] = 0
-    max_output_tokens: Annotated[int, Field(ge=0)] = 0
+    max_input_tokens: Count32 = 0
+    max_output_tokens: Count32 = 0
     aliases: str = ""
     enabled: bool = True
-    sort_order: int = 0
+    sort_order: Int32 = 0
 
 
 class ModelUpdate(Body):
@@ -181,11 +189,11 @@ class ModelUpdate(Body):
     cache_read_price: Price | None = None
     cache_creation_1h_price: Price | None = None
     mode: Literal["chat", "responses", "embedding", "image"] | None = None
-    max_input_tokens: Annotated[int, Field(ge=0)] | None = None
-    max_output_tokens: Annotated[int, Field(ge=0)] | None = None
+    max_input_tokens: Count32 | None = None
+    max_output_tokens: Count32 | None = None
     aliases: str | None = None
     enabled: bool | None = None
-    sort_order: int | None = None
+    sort_order: Int32 | None = None
 
 
 class ConfigUpdate(Body):
@@ -193,3 +201,12 @@ class ConfigUpdate(Body):
     key: str = Field(min_length=1, max_length=64)
     # Any JSON scalar: the config's declared type decides (and explains) what is accepted.
     value: bool | int | float | str | None = Field(...)
+
+    @field_validator("value")
+    @classmethod
+    def _representable(cls, value: bool | float | str | None) -> bool | float | str | None:
+        """Numbers finite and within 64 bits, so that the answer echoing the value can be encoded."""
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and (not math.isfinite(value) or abs(value) > INT64_MAX):  # type: ignore[arg-type]
+            raise ValueError("must be a finite number within 64 bits")
+        return value

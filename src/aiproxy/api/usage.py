@@ -26,9 +26,10 @@ from ..billing.usage_queries import (
 )
 from ..errors import BadRequest
 from ..store import users as user_store
-from .admin.operation_logs import parse_day
+from .admin.operation_logs import EARLIEST_DAY, LATEST_DAY, parse_day
 from .deps import CurrentUser, Paging, SessionDep
 from .envelope import FastJSONResponse, ok, page
+from .numbers import IdFilter, PathId
 
 router = APIRouter(prefix="/api", tags=["usage"])
 
@@ -79,7 +80,7 @@ async def daily(
 async def monthly(
     user: CurrentUser,
     session: SessionDep,
-    year: Annotated[int | None, Query(ge=1970, le=9999)] = None,
+    year: Annotated[int | None, Query(ge=EARLIEST_DAY.year, le=LATEST_DAY.year)] = None,
     month: Annotated[int | None, Query(ge=1, le=12)] = None,
 ) -> FastJSONResponse:
     today = utc_today()
@@ -98,7 +99,7 @@ async def records(
     start_date: str | None = None,
     end_date: str | None = None,
     model: ModelQuery = None,
-    api_key_id: int | None = None,
+    api_key_id: IdFilter = None,
 ) -> FastJSONResponse:
     start, end = date_range(start_date, end_date)
     # The user id is always part of the scope, so another user's key id simply matches nothing.
@@ -142,7 +143,7 @@ async def db_models(
 
 
 @router.get("/api-keys/{key_id}/usage")
-async def key_usage(key_id: int, user: CurrentUser, session: SessionDep) -> FastJSONResponse:
+async def key_usage(key_id: PathId, user: CurrentUser, session: SessionDep) -> FastJSONResponse:
     """One of the caller's keys: its totals and its last 30 days (404 for anyone else's key)."""
     key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
     start, end = date_range(None, None, default_days=DEFAULT_DAYS)

@@ -14,6 +14,7 @@ from ...store.models import Account, AccountGroup, AccountGroupMember
 from ..audit import AuditedRoute
 from ..deps import Paging, ServicesDep, SessionDep, admin_user
 from ..envelope import FastJSONResponse, created, ok, page
+from ..numbers import PathId
 from ..pool_schemas import GroupCreate, GroupMemberBody, GroupUpdate
 from ..pool_views import account_brief, group_view
 from .accounts import get_account
@@ -99,7 +100,7 @@ async def all_groups(session: SessionDep) -> FastJSONResponse:
     return ok(await _views(session, groups))
 
 
-@router.post("")
+@router.post("", status_code=201)
 async def create_group(body: GroupCreate, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     await _ensure_unique(session, body.name)
     group = AccountGroup(**body.model_dump())
@@ -113,13 +114,13 @@ async def create_group(body: GroupCreate, services: ServicesDep, session: Sessio
 
 
 @router.get("/{group_id}")
-async def get_group(group_id: int, session: SessionDep) -> FastJSONResponse:
+async def get_group(group_id: PathId, session: SessionDep) -> FastJSONResponse:
     return ok(await _detail(session, await _get(session, group_id)))
 
 
 @router.put("/{group_id}")
 async def update_group(
-    group_id: int, body: GroupUpdate, services: ServicesDep, session: SessionDep
+    group_id: PathId, body: GroupUpdate, services: ServicesDep, session: SessionDep
 ) -> FastJSONResponse:
     group = await _get(session, group_id)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
@@ -135,7 +136,7 @@ async def update_group(
 
 
 @router.delete("/{group_id}")
-async def delete_group(group_id: int, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
+async def delete_group(group_id: PathId, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     group = await _get(session, group_id)
     # Memberships go with the group; keys and users bound to it fall back to no group (FK SET NULL).
     await session.execute(delete(AccountGroupMember).where(AccountGroupMember.group_id == group.id))
@@ -147,7 +148,7 @@ async def delete_group(group_id: int, services: ServicesDep, session: SessionDep
 
 @router.post("/{group_id}/accounts")
 async def add_member(
-    group_id: int, body: GroupMemberBody, services: ServicesDep, session: SessionDep
+    group_id: PathId, body: GroupMemberBody, services: ServicesDep, session: SessionDep
 ) -> FastJSONResponse:
     group = await _get(session, group_id)
     account = await get_account(session, body.account_id)
@@ -161,7 +162,7 @@ async def add_member(
 
 @router.delete("/{group_id}/accounts/{account_id}")
 async def remove_member(
-    group_id: int, account_id: int, services: ServicesDep, session: SessionDep
+    group_id: PathId, account_id: PathId, services: ServicesDep, session: SessionDep
 ) -> FastJSONResponse:
     group = await _get(session, group_id)
     result = await session.execute(

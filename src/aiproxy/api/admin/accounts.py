@@ -23,6 +23,7 @@ from ...store.models import Account, AccountGroup, AccountGroupMember, ProxyConf
 from ..audit import AuditedRoute
 from ..deps import Paging, ServicesDep, SessionDep, admin_user
 from ..envelope import FastJSONResponse, created, ok, page
+from ..numbers import IdFilter, PathId
 from ..pool_schemas import AccountCreate, AccountStatusBody, AccountUpdate
 from ..pool_views import account_view
 
@@ -126,7 +127,7 @@ async def list_accounts(
     status: Annotated[str | None, Query(pattern="^(valid|rate_limited|overloaded|invalid)$")] = None,
     enabled: bool | None = None,
     keyword: Annotated[str | None, Query(max_length=100)] = None,
-    group_id: int | None = None,
+    group_id: IdFilter = None,
 ) -> FastJSONResponse:
     conditions = []
     if type:
@@ -155,7 +156,7 @@ async def list_accounts(
     return page(items, total=int(total or 0), page=paging.page, page_size=paging.page_size)
 
 
-@router.post("")
+@router.post("", status_code=201)
 async def create_account(body: AccountCreate, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     columns = body.columns()
     await _check_refs(session, body.proxy_config_id, body.group_ids)
@@ -173,7 +174,9 @@ async def create_account(body: AccountCreate, services: ServicesDep, session: Se
 
 
 @router.get("/{account_id}")
-async def get_account_route(account_id: int, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
+async def get_account_route(
+    account_id: PathId, services: ServicesDep, session: SessionDep
+) -> FastJSONResponse:
     return ok(await _view(session, services, await get_account(session, account_id)))
 
 
@@ -192,7 +195,7 @@ def _apply_credentials(box: SecretBox, account: Account, body: AccountUpdate) ->
 
 @router.put("/{account_id}")
 async def update_account(
-    account_id: int, body: AccountUpdate, services: ServicesDep, session: SessionDep
+    account_id: PathId, body: AccountUpdate, services: ServicesDep, session: SessionDep
 ) -> FastJSONResponse:
     account = await get_account(session, account_id)
     columns = body.columns()
@@ -212,7 +215,7 @@ async def update_account(
 
 
 @router.delete("/{account_id}")
-async def delete_account(account_id: int, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
+async def delete_account(account_id: PathId, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     account = await get_account(session, account_id)
     # Explicit, so memberships go even where the database does not enforce the cascade.
     await session.execute(delete(AccountGroupMember).where(AccountGroupMember.account_id == account.id))
@@ -231,7 +234,7 @@ def _mark_valid(account: Account) -> None:
 
 @router.put("/{account_id}/status")
 async def set_account_status(
-    account_id: int, body: AccountStatusBody, services: ServicesDep, session: SessionDep
+    account_id: PathId, body: AccountStatusBody, services: ServicesDep, session: SessionDep
 ) -> FastJSONResponse:
     account = await get_account(session, account_id)
     if body.status == "valid":
@@ -246,7 +249,7 @@ async def set_account_status(
 
 
 @router.post("/{account_id}/recover")
-async def recover_account(account_id: int, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
+async def recover_account(account_id: PathId, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     account = await get_account(session, account_id)
     _mark_valid(account)
     account.last_error = ""

@@ -15,6 +15,8 @@ from ...store.models import ApiKey, User
 from ..audit import AuditedRoute
 from ..deps import Paging, ServicesDep, SessionDep, admin_user
 from ..envelope import FastJSONResponse, ok, page
+from ..numbers import IdFilter, PathId
+from ..openapi import error_responses
 from ..schemas import AdminApiKeyUpdate, ApiKeyLookup
 from ..views import api_key_view, user_view
 
@@ -41,7 +43,7 @@ async def _get_key(session: AsyncSession, key_id: int) -> ApiKey:
 async def list_keys(
     session: SessionDep,
     paging: Paging,
-    user_id: int | None = None,
+    user_id: IdFilter = None,
     status: Annotated[str | None, Query(pattern="^(active|disabled)$")] = None,
     keyword: Annotated[str | None, Query(max_length=100)] = None,
 ) -> FastJSONResponse:
@@ -62,7 +64,7 @@ async def list_keys(
     return page(items, total=int(total or 0), page=paging.page, page_size=paging.page_size)
 
 
-@router.post("/lookup")
+@router.post("/lookup", responses=error_responses(404))
 async def lookup_key(body: ApiKeyLookup, session: SessionDep) -> FastJSONResponse:
     """Who owns this full `sk-` key (the body keeps the key out of URLs and access logs)."""
     key = await session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(body.key.strip())))
@@ -73,14 +75,14 @@ async def lookup_key(body: ApiKeyLookup, session: SessionDep) -> FastJSONRespons
 
 
 @router.get("/{key_id}")
-async def get_key(key_id: int, session: SessionDep) -> FastJSONResponse:
+async def get_key(key_id: PathId, session: SessionDep) -> FastJSONResponse:
     key = await _get_key(session, key_id)
     return ok(_with_owner(key, await session.get(User, key.user_id)))
 
 
 @router.put("/{key_id}")
 async def update_key(
-    key_id: int, body: AdminApiKeyUpdate, session: SessionDep, services: ServicesDep
+    key_id: PathId, body: AdminApiKeyUpdate, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     key = await _get_key(session, key_id)
     changes = body.model_dump(exclude_unset=True)
@@ -93,7 +95,7 @@ async def update_key(
 
 
 @router.put("/{key_id}/toggle")
-async def toggle_key(key_id: int, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
+async def toggle_key(key_id: PathId, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     key = await _get_key(session, key_id)
     user_store.toggle_key(key)
     await session.commit()
@@ -102,7 +104,7 @@ async def toggle_key(key_id: int, session: SessionDep, services: ServicesDep) ->
 
 
 @router.delete("/{key_id}")
-async def delete_key(key_id: int, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
+async def delete_key(key_id: PathId, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     key = await _get_key(session, key_id)
     await session.delete(key)
     await session.commit()

@@ -13,6 +13,7 @@ from ...store.models import ErrorMessage, ErrorRule
 from ..audit import AuditedRoute
 from ..deps import ServicesDep, SessionDep, admin_user
 from ..envelope import FastJSONResponse, created, ok
+from ..numbers import PathId
 from ..pool_schemas import ErrorMessageCreate, ErrorMessageUpdate, ErrorRuleCreate, ErrorRuleUpdate
 from ..pool_views import error_message_view, error_rule_view
 
@@ -52,7 +53,7 @@ async def list_rules(session: SessionDep) -> FastJSONResponse:
     return ok([error_rule_view(r) for r in rules])
 
 
-@router.post("")
+@router.post("", status_code=201)
 async def create_rule(body: ErrorRuleCreate, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     rule = ErrorRule(**body.model_dump(), is_default=False)
     session.add(rule)
@@ -72,13 +73,13 @@ async def reset_default_rules(services: ServicesDep, session: SessionDep) -> Fas
 
 
 @router.get("/{rule_id}")
-async def get_rule(rule_id: int, session: SessionDep) -> FastJSONResponse:
+async def get_rule(rule_id: PathId, session: SessionDep) -> FastJSONResponse:
     return ok(error_rule_view(await _get_rule(session, rule_id)))
 
 
 @router.put("/{rule_id}")
 async def update_rule(
-    rule_id: int, body: ErrorRuleUpdate, services: ServicesDep, session: SessionDep
+    rule_id: PathId, body: ErrorRuleUpdate, services: ServicesDep, session: SessionDep
 ) -> FastJSONResponse:
     rule = await _get_rule(session, rule_id)
     for name, value in body.model_dump(exclude_unset=True).items():
@@ -90,7 +91,7 @@ async def update_rule(
 
 
 @router.delete("/{rule_id}")
-async def delete_rule(rule_id: int, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
+async def delete_rule(rule_id: PathId, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     await session.delete(await _get_rule(session, rule_id))
     await session.commit()
     await bump_pool_version(services.state)
@@ -98,7 +99,7 @@ async def delete_rule(rule_id: int, services: ServicesDep, session: SessionDep) 
 
 
 @router.put("/{rule_id}/toggle")
-async def toggle_rule(rule_id: int, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
+async def toggle_rule(rule_id: PathId, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     rule = await _get_rule(session, rule_id)
     rule.enabled = not rule.enabled
     await session.commit()
@@ -113,7 +114,7 @@ async def list_messages(session: SessionDep) -> FastJSONResponse:
     return ok([error_message_view(m) for m in messages])
 
 
-@messages_router.post("")
+@messages_router.post("", status_code=201)
 async def create_message(
     body: ErrorMessageCreate, services: ServicesDep, session: SessionDep
 ) -> FastJSONResponse:
@@ -125,13 +126,13 @@ async def create_message(
 
 
 @messages_router.get("/{message_id}")
-async def get_message(message_id: int, session: SessionDep) -> FastJSONResponse:
+async def get_message(message_id: PathId, session: SessionDep) -> FastJSONResponse:
     return ok(error_message_view(await _get_message(session, message_id)))
 
 
 @messages_router.put("/{message_id}")
 async def update_message(
-    message_id: int, body: ErrorMessageUpdate, services: ServicesDep, session: SessionDep
+    message_id: PathId, body: ErrorMessageUpdate, services: ServicesDep, session: SessionDep
 ) -> FastJSONResponse:
     message = await _get_message(session, message_id)
     for name, value in body.model_dump(exclude_unset=True).items():
@@ -143,7 +144,7 @@ async def update_message(
 
 
 @messages_router.delete("/{message_id}")
-async def delete_message(message_id: int, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
+async def delete_message(message_id: PathId, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     await session.delete(await _get_message(session, message_id))
     await session.commit()
     await bump_pool_version(services.state)
@@ -151,7 +152,7 @@ async def delete_message(message_id: int, services: ServicesDep, session: Sessio
 
 
 @messages_router.put("/{message_id}/toggle")
-async def toggle_message(message_id: int, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
+async def toggle_message(message_id: PathId, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     message = await _get_message(session, message_id)
     message.enabled = not message.enabled
     await session.commit()

@@ -14,6 +14,7 @@ from ...store.models import utcnow
 from ..audit import AuditedRoute
 from ..deps import Paging, SessionDep, admin_user
 from ..envelope import FastJSONResponse, ok, page
+from ..numbers import IdFilter, PathId
 from ..usage import date_range
 
 router = APIRouter(
@@ -25,9 +26,9 @@ router = APIRouter(
 
 
 def log_filter(
-    user_id: int | None = None,
-    api_key_id: int | None = None,
-    account_id: int | None = None,
+    user_id: IdFilter = None,
+    api_key_id: IdFilter = None,
+    account_id: IdFilter = None,
     model: Annotated[str | None, Query(max_length=128)] = None,
     platform: Annotated[str | None, Query(max_length=32)] = None,
     status: Annotated[str | None, Query(max_length=16)] = None,
@@ -82,7 +83,7 @@ async def usage_by_user(
 
 
 @router.get("/{log_id}")
-async def get_request_log(log_id: int, session: SessionDep) -> FastJSONResponse:
+async def get_request_log(log_id: PathId, session: SessionDep) -> FastJSONResponse:
     entry = await get_log(session, log_id)
     if entry is None:
         raise NotFound("request log not found")

@@ -15,6 +15,7 @@ from ...store.models import AIModel
 from ..audit import AuditedRoute
 from ..deps import Paging, ServicesDep, SessionDep, admin_user
 from ..envelope import FastJSONResponse, created, ok, page
+from ..numbers import PathId
 from ..schemas import ModelCreate, ModelUpdate
 from ..views import model_view
 
@@ -74,7 +75,7 @@ async def platforms(session: SessionDep) -> FastJSONResponse:
     return ok(sorted(set(MODEL_PLATFORMS) | set(stored)))
 
 
-@router.post("")
+@router.post("", status_code=201)
 async def create_model(body: ModelCreate, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     await _ensure_unique(session, body.model_id)
     model = AIModel(**body.model_dump(), is_default=False)
@@ -101,13 +102,13 @@ async def reset_defaults(session: SessionDep, services: ServicesDep) -> FastJSON
 
 
 @router.get("/{model_pk}")
-async def get_model(model_pk: int, session: SessionDep) -> FastJSONResponse:
+async def get_model(model_pk: PathId, session: SessionDep) -> FastJSONResponse:
     return ok(model_view(await _get(session, model_pk)))
 
 
 @router.put("/{model_pk}")
 async def update_model(
-    model_pk: int, body: ModelUpdate, session: SessionDep, services: ServicesDep
+    model_pk: PathId, body: ModelUpdate, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     model = await _get(session, model_pk)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
@@ -121,7 +122,7 @@ async def update_model(
 
 
 @router.delete("/{model_pk}")
-async def delete_model(model_pk: int, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
+async def delete_model(model_pk: PathId, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     await session.delete(await _get(session, model_pk))
     await session.commit()
     await bump_pool_version(services.state)  # gateways reload their price book
@@ -129,7 +130,7 @@ async def delete_model(model_pk: int, session: SessionDep, services: ServicesDep
 
 
 @router.put("/{model_pk}/toggle")
-async def toggle_model(model_pk: int, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
+async def toggle_model(model_pk: PathId, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     model = await _get(session, model_pk)
     model.enabled = not model.enabled
     await session.commit()

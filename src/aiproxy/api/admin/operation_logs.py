@@ -14,6 +14,7 @@ from ...store.models import OperationLog, utcnow
 from ..audit import AuditedRoute
 from ..deps import Paging, ServicesDep, SessionDep, admin_user
 from ..envelope import FastJSONResponse, ok, page
+from ..numbers import IdFilter, PathId
 from ..views import operation_log_view
 
 router = APIRouter(
@@ -24,13 +25,21 @@ router = APIRouter(
 )
 
 
+# Day filters become [start, end + 1 day) windows: a day at the calendar's edge would overflow.
+EARLIEST_DAY = date(1970, 1, 1)
+LATEST_DAY = date(9998, 12, 31)
+
+
 def parse_day(value: str | None, field: str) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(value[:10])
+        day = date.fromisoformat(value[:10])
     except ValueError:
         raise BadRequest(f"{field}: expected a date as YYYY-MM-DD") from None
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise BadRequest(f"{field}: must be between {EARLIEST_DAY} and {LATEST_DAY}")
+    return day
 
 
 def _conditions(
@@ -62,7 +71,7 @@ def _conditions(
 async def list_logs(
     session: SessionDep,
     paging: Paging,
-    user_id: int | None = None,
+    user_id: IdFilter = None,
     action: Annotated[str | None, Query(max_length=32)] = None,
     resource: Annotated[str | None, Query(max_length=64)] = None,
     start_date: str | None = None,
@@ -120,14 +129,17 @@ async def cleanup(
     """Delete entries older than `days` days (default: the `operation_log_retention_days` config)."""
     if days is None:
         days = int(services.configs.get("operation_log_retention_days"))
-    cutoff = utcnow() - timedelta(days=days)
+    try:
+        cutoff = utcnow() - timedelta(days=days)
+    except OverflowError:  # a configured retention longer than the calendar keeps everything
+        return ok({"deleted": 0, "days": days})
     result = await session.execute(delete(OperationLog).where(OperationLog.created_at < cutoff))
     await session.commit()
     return ok({"deleted": result.rowcount, "days": days})  # type: ignore[attr-defined]
 
 
 @router.get("/{log_id}")
-async def get_log(log_id: int, session: SessionDep) -> FastJSONResponse:
+async def get_log(log_id: PathId, session: SessionDep) -> FastJSONResponse:
     entry = await session.get(OperationLog, log_id)
     if entry is None:
         raise NotFound("operation log not found")

@@ -14,6 +14,8 @@ from ...store.proxies import test_proxy
 from ..audit import AuditedRoute
 from ..deps import ServicesDep, SessionDep, admin_user
 from ..envelope import FastJSONResponse, created, ok
+from ..numbers import PathId
+from ..openapi import error_responses
 from ..pool_schemas import ProxyCreate, ProxyTestBody, ProxyUpdate
 from ..pool_views import proxy_view
 
@@ -72,7 +74,7 @@ async def clear_default_proxy(services: ServicesDep, session: SessionDep) -> Fas
     return ok({"cleared": cleared})
 
 
-@router.post("/test")
+@router.post("/test", responses=error_responses(404))  # an unknown stored proxy id
 async def test_proxy_route(
     body: ProxyTestBody, services: ServicesDep, session: SessionDep
 ) -> FastJSONResponse:
@@ -94,7 +96,7 @@ async def test_proxy_route(
     return ok(result)
 
 
-@router.post("")
+@router.post("", status_code=201)
 async def create_proxy(body: ProxyCreate, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     fields = body.model_dump(exclude={"password"})
     proxy = ProxyConfig(**fields, password_encrypted=services.secrets.encrypt_optional(body.password))
@@ -105,13 +107,13 @@ async def create_proxy(body: ProxyCreate, services: ServicesDep, session: Sessio
 
 
 @router.get("/{proxy_id}")
-async def get_proxy(proxy_id: int, session: SessionDep) -> FastJSONResponse:
+async def get_proxy(proxy_id: PathId, session: SessionDep) -> FastJSONResponse:
     return ok(proxy_view(await _get(session, proxy_id)))
 
 
 @router.put("/{proxy_id}")
 async def update_proxy(
-    proxy_id: int, body: ProxyUpdate, services: ServicesDep, session: SessionDep
+    proxy_id: PathId, body: ProxyUpdate, services: ServicesDep, session: SessionDep
 ) -> FastJSONResponse:
     proxy = await _get(session, proxy_id)
     changes = body.model_dump(exclude_unset=True, exclude={"password", "clear_password"})
@@ -128,7 +130,7 @@ async def update_proxy(
 
 
 @router.delete("/{proxy_id}")
-async def delete_proxy(proxy_id: int, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
+async def delete_proxy(proxy_id: PathId, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     # Accounts that used it lose their proxy (FK SET NULL) and connect directly.
     await session.delete(await _get(session, proxy_id))
     await session.commit()
@@ -137,7 +139,7 @@ async def delete_proxy(proxy_id: int, services: ServicesDep, session: SessionDep
 
 
 @router.put("/{proxy_id}/toggle")
-async def toggle_proxy(proxy_id: int, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
+async def toggle_proxy(proxy_id: PathId, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     proxy = await _get(session, proxy_id)
     proxy.enabled = not proxy.enabled
     await session.commit()
@@ -146,7 +148,9 @@ async def toggle_proxy(proxy_id: int, services: ServicesDep, session: SessionDep
 
 
 @router.put("/{proxy_id}/default")
-async def make_default_proxy(proxy_id: int, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
+async def make_default_proxy(
+    proxy_id: PathId, services: ServicesDep, session: SessionDep
+) -> FastJSONResponse:
     proxy = await _get(session, proxy_id)
     await _clear_defaults(session, keep_id=proxy.id)
     proxy.is_default = True

@@ -9,6 +9,8 @@ from ...gateway.probe import probe_account
 from ..audit import AuditedRoute
 from ..deps import admin_user
 from ..envelope import FastJSONResponse, ok
+from ..numbers import Id
+from ..openapi import error_responses
 from ..schemas import Body
 
 router = APIRouter(
@@ -20,12 +22,12 @@ router = APIRouter(
 
 
 class ProbeBody(Body):
-    account_id: int
+    account_id: Id
     model: str | None = Field(default=None, max_length=128)
     message: str = Field(default="Hello", min_length=1, max_length=4000)
 
 
-@router.post("/test")
+@router.post("/test", responses=error_responses(404))  # an unknown account_id
 async def test_account(body: ProbeBody, request: Request) -> FastJSONResponse:
     gateway = request.app.state.gateway
     result = await probe_account(

@@ -15,6 +15,7 @@ from ...store.models import ApiKey, User
 from ..audit import AuditedRoute
 from ..deps import AdminUser, Paging, ServicesDep, SessionDep, admin_user
 from ..envelope import FastJSONResponse, created, ok, page
+from ..numbers import PathId
 from ..schemas import AdminApiKeyCreate, AllPriceRate, BatchPriceRate, UserCreate, UserUpdate
 from ..views import api_key_view, user_view
 
@@ -57,7 +58,7 @@ async def all_users(session: SessionDep) -> FastJSONResponse:
     return ok([user_view(u) for u in users])
 
 
-@router.post("")
+@router.post("", status_code=201)
 async def create_user(body: UserCreate, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     max_concurrency = body.max_concurrency
     if max_concurrency is None:
@@ -99,13 +100,13 @@ async def all_price_rate(body: AllPriceRate, session: SessionDep, services: Serv
 
 
 @router.get("/{user_id}")
-async def get_user(user_id: int, session: SessionDep) -> FastJSONResponse:
+async def get_user(user_id: PathId, session: SessionDep) -> FastJSONResponse:
     return ok(user_view(await user_store.get_user(session, user_id)))
 
 
 @router.put("/{user_id}")
 async def update_user(
-    user_id: int, body: UserUpdate, admin: AdminUser, session: SessionDep, services: ServicesDep
+    user_id: PathId, body: UserUpdate, admin: AdminUser, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     user = await user_store.get_user(session, user_id)
     changes = body.model_dump(exclude_unset=True)
@@ -129,7 +130,7 @@ async def update_user(
 
 @router.delete("/{user_id}")
 async def delete_user(
-    user_id: int, admin: AdminUser, session: SessionDep, services: ServicesDep
+    user_id: PathId, admin: AdminUser, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     user = await user_store.get_user(session, user_id)
     if user.id == admin.id:
@@ -141,13 +142,13 @@ async def delete_user(
 
 
 @router.get("/{user_id}/usage/summary")
-async def user_usage_summary(user_id: int, session: SessionDep) -> FastJSONResponse:
+async def user_usage_summary(user_id: PathId, session: SessionDep) -> FastJSONResponse:
     await user_store.get_user(session, user_id)
     return ok(await usage_summary(session, user_id=user_id))
 
 
 @router.get("/{user_id}/concurrency")
-async def user_concurrency(user_id: int, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
+async def user_concurrency(user_id: PathId, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     user = await user_store.get_user(session, user_id)
     key = state_keys.user_slots(user.id)
     return ok(
@@ -162,7 +163,7 @@ async def user_concurrency(user_id: int, services: ServicesDep, session: Session
 
 @router.delete("/{user_id}/concurrency")
 async def reset_user_concurrency(
-    user_id: int, services: ServicesDep, session: SessionDep
+    user_id: PathId, services: ServicesDep, session: SessionDep
 ) -> FastJSONResponse:
     user = await user_store.get_user(session, user_id)
     released = await services.state.reset_slots(state_keys.user_slots(user.id))
@@ -170,15 +171,15 @@ async def reset_user_concurrency(
 
 
 @router.get("/{user_id}/api-keys")
-async def list_user_keys(user_id: int, session: SessionDep) -> FastJSONResponse:
+async def list_user_keys(user_id: PathId, session: SessionDep) -> FastJSONResponse:
     await user_store.get_user(session, user_id)
     keys = await session.scalars(select(ApiKey).where(ApiKey.user_id == user_id).order_by(ApiKey.id))
     return ok([api_key_view(k) for k in keys])
 
 
-@router.post("/{user_id}/api-keys")
+@router.post("/{user_id}/api-keys", status_code=201)
 async def create_user_key(
-    user_id: int, body: AdminApiKeyCreate, services: ServicesDep, session: SessionDep
+    user_id: PathId, body: AdminApiKeyCreate, services: ServicesDep, session: SessionDep
 ) -> FastJSONResponse:
     await user_store.get_user(session, user_id)
     key, raw = await user_store.create_api_key(
@@ -195,7 +196,7 @@ async def create_user_key(
 
 @router.delete("/{user_id}/api-keys/{key_id}")
 async def delete_user_key(
-    user_id: int, key_id: int, session: SessionDep, services: ServicesDep
+    user_id: PathId, key_id: PathId, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user_id, key_id=key_id)
     await session.delete(key)
@@ -206,7 +207,7 @@ async def delete_user_key(
 
 @router.put("/{user_id}/api-keys/{key_id}/toggle")
 async def toggle_user_key(
-    user_id: int, key_id: int, session: SessionDep, services: ServicesDep
+    user_id: PathId, key_id: PathId, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user_id, key_id=key_id)
     user_store.toggle_key(key)
