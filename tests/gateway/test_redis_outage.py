@@ -212,6 +212,12 @@ def test_redis_down_unlimited_keys_served_limits_refused(pool: Pool, redis_serve
         f"{base}/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}, timeout=10
     )
     assert login.status_code == 503 and login.json()["code"] == 503, login.text
+    # Admin writes are saved and answered as saved: the instances pick them up once Redis is back.
+    status, body = pool.admin.put(f"/api/admin/api-keys/{rated_id}", json={"rate_limit": 2000})
+    assert status == 200, body
+    account_id = next(iter(pool.accounts.values()))
+    status, body = pool.admin.put(f"/api/admin/accounts/{account_id}", json={"priority": 60})
+    assert status == 200, body
 
     redis_server.start()  # same port, empty: the relay must reconnect and re-seed what it needs
 

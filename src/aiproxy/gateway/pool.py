@@ -163,8 +163,7 @@ class AccountPool:
 
     async def _check(self) -> None:
         try:
-            if self._unannounced:
-                await bump_pool_version(self._state)
+            if self._unannounced and await bump_pool_version(self._state):
                 self._unannounced = False
             version = await self._state.get_int(POOL_VERSION)
             if version != self.version or self._missed_version:
@@ -250,11 +249,8 @@ class AccountPool:
 
     async def _announce(self) -> None:
         """Tell the other instances to reload; without shared state, tell them once it is back."""
-        try:
-            await bump_pool_version(self._state)
-        except StateUnavailable as exc:
+        if not await bump_pool_version(self._state):
             self._unannounced = True
-            warn_unavailable(log, "account status saved; other instances see it once state is back", exc)
 
     def custom_message(self, status: int, body_text: str) -> str | None:
         lowered = body_text.lower()

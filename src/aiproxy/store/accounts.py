@@ -7,13 +7,16 @@ state, and each gateway instance reloads its view when it sees a new version.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from ..security.secretbox import SecretBox
-from .state import SharedState
+from .state import SharedState, StateUnavailable, warn_unavailable
+
+log = logging.getLogger(__name__)
 
 POOL_VERSION = "pool:version"
 
@@ -90,5 +93,15 @@ def mask_secret(value: str) -> str:
     return f"{value[:4]}***{value[-4:]}"
 
 
-async def bump_pool_version(state: SharedState) -> int:
-    return await state.incr(POOL_VERSION)
+async def bump_pool_version(state: SharedState) -> bool:
+    """Tell every instance to reload its account pool; False when shared state is down.
+
+    A change saved in the database is never reported as failed for that: instances that could
+    not check the version during the outage reload once shared state is back.
+    """
+    try:
+        await state.incr(POOL_VERSION)
+    except StateUnavailable as exc:
+        warn_unavailable(log, "pool change saved; instances reload it once shared state is back", exc)
+        return False
+    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 
@@ -13,7 +14,9 @@ from ..security.api_keys import display_prefix, generate_api_key, hash_api_key
 from ..security.passwords import hash_password
 from ..security.secretbox import SecretBox
 from .models import AccountGroup, ApiKey, User
-from .state import SharedState
+from .state import SharedState, StateUnavailable, warn_unavailable
+
+log = logging.getLogger(__name__)
 
 MAX_KEYS_PER_USER = 10
 # Bumped by every change to a key or a user that the gateway's caller snapshots depend on.
@@ -21,7 +24,12 @@ CALLERS_VERSION = "callers:version"
 
 
 async def bump_callers_version(state: SharedState) -> None:
-    await state.incr(CALLERS_VERSION)
+    """Empty every instance's caller cache. Without shared state the change still arrives: cached
+    callers are reloaded from the database within seconds anyway."""
+    try:
+        await state.incr(CALLERS_VERSION)
+    except StateUnavailable as exc:
+        warn_unavailable(log, "key/user change saved; caller caches refresh within seconds", exc)
 
 
 async def check_group(session: AsyncSession, group_id: int | None) -> None:
