@@ -121,10 +121,6 @@ class Limits:
         if not ok:
             raise GatewayError(429, e.USER_CONCURRENCY)
 
-    async def release_user_slot(self, caller: Caller, holder: str) -> None:
-        if caller.user_max_concurrency > 0:
-            await self.release_slot(state_keys.user_slots(caller.user_id), holder)
-
     # -- concurrency slots of accounts, and of any request in flight ------------------------------
 
     async def take_account_slot(self, key: str, holder: str, limit: int, lease: float) -> bool:

@@ -322,9 +322,13 @@ class Gateway:
         call.stream = self._wants_stream(call)
         if call.endpoint.kind == "count_tokens" or call.endpoint.action == "countTokens":
             # Free to call: neither limited nor billed, but logged like any request.
-            outcome = await self._relay(call, plan)
-            outcome.usage = None
-            self._record_outcome(call, plan, outcome, None)
+            try:
+                outcome = await self._relay(call, plan)
+                outcome.usage = None
+                self._record_outcome(call, plan, outcome, None)
+                await self.relay.settle(call, outcome)
+            finally:
+                await self._release_slots(call)
             return
         admitted = call.admitted = await self.limits.admit(caller)
         try:
@@ -336,15 +340,23 @@ class Gateway:
         if caller.user_max_concurrency > 0:
             call.slots.append((user_slots(caller.user_id), call.request_id))
         try:
-            outcome = await self._relay(call, plan)
-        except GatewayError:  # no account could take it: it does not use up the day's allowance
-            await self.limits.refund_day(caller, admitted)
-            raise
+            try:
+                outcome = await self._relay(call, plan)
+            except GatewayError:  # no account could take it: it does not use up the day's allowance
+                await self.limits.refund_day(caller, admitted)
+                raise
+            # Logged first, before anything else waits: a crash from here on cannot lose the row.
+            await self._bill(call, plan, outcome, admitted)
+            if outcome.status == "client_gone" and outcome.account_id is None:
+                await self.limits.refund_day(caller, admitted)  # nothing was served
+            await self.relay.settle(call, outcome)
         finally:
-            await self.limits.release_user_slot(caller, call.request_id)
-        if outcome.status == "client_gone" and outcome.account_id is None:
-            await self.limits.refund_day(caller, admitted)  # nothing was served
-        await self._bill(call, plan, outcome, admitted)
+            await self._release_slots(call)
+
+    async def _release_slots(self, call: Call) -> None:
+        """The user's slot and the serving account's, once the request is logged (or failed)."""
+        while call.slots:
+            await self.limits.release_slot(*call.slots.pop())
 
     async def _relay(self, call: Call, plan: Plan) -> Outcome:
         """The attempts, cancelled at once if the client goes away before the answer is in hand."""
@@ -388,8 +400,9 @@ class Gateway:
                 global_rate=float(self.configs.get("global_price_rate")),
             )
             cost = cost_of(outcome.usage, price, rate)
-            await self.limits.add_cost(caller, cost.total, admitted)
         self._record_outcome(call, plan, outcome, cost)
+        if cost is not None:
+            await self.limits.add_cost(caller, cost.total, admitted)
 
     def _record_outcome(self, call: Call, plan: Plan, outcome: Outcome, cost: Cost | None) -> None:
         event = self._event(call, outcome.status, outcome.status_code, outcome.error)

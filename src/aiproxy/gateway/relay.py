@@ -139,19 +139,19 @@ class Relay:
                 slot, call.request_id, account.max_concurrency, self.gateway.slot_lease()
             ):
                 continue  # busy: the next candidate, without counting a switch
-            call.slots.append((slot, call.request_id))
+            held = (slot, call.request_id) if account.max_concurrency > 0 else None
+            if held is not None:
+                call.slots.append(held)
             try:
                 result = await self._attempt(call, plan, candidate)
-            finally:
-                call.slots.remove((slot, call.request_id))
-                if account.max_concurrency > 0:
-                    await limits.release_slot(slot, call.request_id)
+            except BaseException:
+                await self._free(call, held)
+                raise
             if isinstance(result, Outcome):
+                # The slot stays held until the pipeline has logged the request (see `settle`).
                 result.retries = tried
-                await self._remember(call, account.id)
-                if account.status != "valid":  # its cooldown ended by itself: make that visible
-                    await self.gateway.pool.recover(account.id)
                 return result
+            await self._free(call, held)
             tried += 1
             last, last_account = result, account
             if not await self._should_switch(candidate, result):
@@ -162,6 +162,20 @@ class Relay:
         if last_account is not None:
             outcome.account_id, outcome.account_type = last_account.id, last_account.type
         return outcome
+
+    async def _free(self, call: Call, held: tuple[str, str] | None) -> None:
+        if held is not None:
+            call.slots.remove(held)
+            await self.gateway.limits.release_slot(*held)
+
+    async def settle(self, call: Call, outcome: Outcome) -> None:
+        """After the request is logged: remember the session's account, show an ended cooldown."""
+        if outcome.status == "error" or outcome.account_id is None:
+            return
+        await self._remember(call, outcome.account_id)
+        account = self.gateway.pool.accounts.get(outcome.account_id)
+        if account is not None and account.status != "valid":  # its cooldown ended by itself
+            await self.gateway.pool.recover(account.id)
 
     def _timeout(self, read: float) -> aiohttp.ClientTimeout:
         if self._client_timeout is None or self._client_timeout.sock_read != read:
