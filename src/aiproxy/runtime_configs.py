@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -89,6 +90,10 @@ SPECS_BY_KEY: dict[str, ConfigSpec] = {spec.key: spec for spec in CONFIG_SPECS}
 CATEGORIES: tuple[str, ...] = tuple(dict.fromkeys(spec.category for spec in CONFIG_SPECS))
 
 
+# Without a maximum of its own, a number is still kept where every use stays in range (seconds,
+# minutes and days become TTLs and date arithmetic; 1e8 days is the edge of what dates can hold).
+NUMBER_CEILING = 100_000_000
+
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
 
 
@@ -122,10 +127,13 @@ def coerce(spec: ConfigSpec, raw: Any) -> ConfigValue:
     except (TypeError, ValueError):
         raise BadRequest(f"config '{spec.key}' expects {_TYPE_NAMES[spec.type]} value") from None
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise BadRequest(f"config '{spec.key}' must be a finite number")
         if spec.minimum is not None and value < spec.minimum:
             raise BadRequest(f"config '{spec.key}' must be >= {spec.minimum:g}")
-        if spec.maximum is not None and value > spec.maximum:
-            raise BadRequest(f"config '{spec.key}' must be <= {spec.maximum:g}")
+        ceiling = spec.maximum if spec.maximum is not None else NUMBER_CEILING
+        if value > ceiling:
+            raise BadRequest(f"config '{spec.key}' must be <= {ceiling:g}")
     if spec.choices and value not in spec.choices:
         raise BadRequest(f"config '{spec.key}' must be one of {', '.join(spec.choices)}")
     return value

@@ -7,8 +7,8 @@ the opposite, so this protocol adds, per connection:
 - a header budget (`AIPROXY_MAX_HEADER_BYTES`, request line included): beyond it, 431 and close
   before any of it reaches the application (nothing stored, nothing forwarded);
 - a header deadline (`AIPROXY_HEADER_TIMEOUT`): a connection that has not delivered a whole
-  header block that long after it opened (or after its previous answer) is answered 408 and
-  closed, however slowly it trickles bytes;
+  header block that long after it opened (or after the request's first byte) is answered 408
+  and closed, however slowly it trickles bytes;
 - a body idle limit (`AIPROXY_BODY_IDLE_TIMEOUT`): a request whose body stops arriving is closed;
 - a cap on open connections and requests in flight (`AIPROXY_MAX_CONNECTIONS`): beyond it, each new
   request is answered 503 with `retry-after` in the error shape of its route.
@@ -106,6 +106,22 @@ def _plain_answer(status: bytes, message: bytes) -> bytes:
     )
 
 
+_READING_NOTHING, _READING_HEADERS, _READING_BODY = 0, 1, 2
+
+
+def _sweep(loop: asyncio.AbstractEventLoop, connections: set[Any], interval: float) -> None:
+    """Close connections past their read deadline; runs every `interval` seconds.
+
+    One sweep over the open connections instead of a timer per request: a request costs one
+    clock reading, and the deadlines hold to within `interval`.
+    """
+    now = loop.time()
+    for connection in list(connections):
+        if isinstance(connection, GuardedHttpToolsProtocol):
+            connection.check_deadline(now)
+    loop.call_later(interval, _sweep, loop, connections, interval)
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits described in the module docstring."""
 
@@ -118,61 +134,62 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # The cap is checked here (answering in the route's shape), not by uvicorn (plain text).
         self._cap = self.limit_concurrency
         self.limit_concurrency = None
-        self._header_bytes = 0
-        self._deadline: asyncio.TimerHandle | None = None
-        self._body_pending = False
-        self._last_data = 0.0
+        self._reading = _READING_HEADERS
+        self._since = 0.0  # when the current header block began, or the body last moved
+        self._header_bytes = 0  # bytes received while reading the current header block
+        self._too_large = False
+        self._signal = DisconnectSignal()
+        self._extensions = {DISCONNECT_EXTENSION: self._signal}
 
-    # -- deadlines -----------------------------------------------------------------------------
+    def _start_sweeping(self) -> None:
+        state = self.server_state
+        if not getattr(state, "aiproxy_sweeping", False):
+            state.aiproxy_sweeping = True  # type: ignore[attr-defined]
+            interval = min(1.0, self._header_timeout / 4, self._body_idle_timeout / 4)
+            self.loop.call_later(interval, _sweep, self.loop, self.connections, interval)
 
-    def _arm(self, delay: float, callback: Any) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(delay, callback)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _header_deadline_passed(self) -> None:
-        self._deadline = None
-        if not self.transport.is_closing():
-            self.transport.write(_plain_answer(b"408 Request Timeout", b"request header timeout"))
+    def check_deadline(self, now: float) -> None:
+        if self._reading == _READING_HEADERS and now - self._since > self._header_timeout:
+            self._reading = _READING_NOTHING
+            if not self.transport.is_closing():
+                self.transport.write(_plain_answer(b"408 Request Timeout", b"request header timeout"))
+                self.transport.close()
+        elif self._reading == _READING_BODY and now - self._since > self._body_idle_timeout:
+            self._reading = _READING_NOTHING
+            # The request task sees a disconnect and ends (and logs) the request itself.
             self.transport.close()
-
-    def _body_idle_check(self) -> None:
-        """Lazy re-arming: one timer per idle period, not one per received chunk."""
-        self._deadline = None
-        if not self._body_pending or self.transport.is_closing():
-            return
-        idle = self.loop.time() - self._last_data
-        if idle < self._body_idle_timeout:
-            self._deadline = self.loop.call_later(self._body_idle_timeout - idle, self._body_idle_check)
-            return
-        # The request task sees a disconnect and ends (and logs) the request itself.
-        self.transport.close()
 
     # -- protocol events -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm(self._header_timeout, self._header_deadline_passed)
+        self._since = self.loop.time()
+        self._start_sweeping()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        self._body_pending = False
+        self._reading = _READING_NOTHING
         super().connection_lost(exc)
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
-            cycle.scope["extensions"][DISCONNECT_EXTENSION].fire()
+            self._signal.fire()
 
     def data_received(self, data: bytes) -> None:
-        if self._body_pending:
-            self._last_data = self.loop.time()
+        if self._reading == _READING_BODY:
+            self._since = self.loop.time()
+        else:  # a header block, or the start of the next request's
+            self._header_bytes += len(data)
         try:
             super().data_received(data)
         except _HeadersTooLarge:  # re-raised by send_400_response below
-            self._disarm()
+            self._refuse_headers()
+            return
+        # Still inside the header block and over the budget: refuse without parsing further.
+        if self._reading == _READING_HEADERS and self._header_bytes > self._max_header_bytes:
+            self._refuse_headers()
+
+    def _refuse_headers(self) -> None:
+        self._reading = _READING_NOTHING
+        if not self.transport.is_closing():
             self.transport.write(
                 _plain_answer(b"431 Request Header Fields Too Large", b"request header fields too large")
             )
@@ -181,37 +198,32 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         # httptools wraps an exception raised in a callback into a parse error, which uvicorn
         # answers 400; when its cause is the header budget, the answer is 431 instead.
-        if self._header_bytes > self._max_header_bytes:
+        if self._too_large:
             raise _HeadersTooLarge
         super().send_400_response(msg)
 
     def handle_websocket_upgrade(self) -> None:
-        self._disarm()  # the WebSocket protocol takes the transport over with its own timeouts
-        self._body_pending = False
+        self._reading = _READING_NOTHING  # the WebSocket protocol has its own timeouts
         super().handle_websocket_upgrade()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._header_bytes = 0
-        if self._deadline is None:  # a pipelined or keep-alive request: a fresh header deadline
-            self._arm(self._header_timeout, self._header_deadline_passed)
+        if self._reading != _READING_HEADERS:  # a keep-alive or pipelined request: a new deadline
+            self._reading = _READING_HEADERS
+            self._since = self.loop.time()
 
-    def _count(self, size: int) -> None:
-        self._header_bytes += size
-        if self._header_bytes > self._max_header_bytes:
-            raise _HeadersTooLarge  # stops the parser before the application sees the request
-
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)  # ": " and CRLF
-        super().on_header(name, value)
+    def _header_block_size(self) -> int:
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def on_headers_complete(self) -> None:
-        self._disarm()
-        self.scope["extensions"] = {DISCONNECT_EXTENSION: DisconnectSignal()}
+        # The bytes counted may include body bytes that came in the same packet: measure exactly
+        # only then (rarely), so an ordinary request pays nothing for the check.
+        if self._header_bytes > self._max_header_bytes and self._header_block_size() > self._max_header_bytes:
+            self._too_large = True
+            raise _HeadersTooLarge  # stops the parser before the application sees the request
+        self._reading = _READING_BODY
+        self._since = self.loop.time()
+        self.scope["extensions"] = self._extensions
         busy = self._cap is not None and (len(self.connections) > self._cap or len(self.tasks) >= self._cap)
         app = self.app
         if busy:
@@ -222,11 +234,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.app = app
         if busy and self.cycle is not None:
             self.cycle.keep_alive = False
-        self._body_pending = True
-        self._last_data = self.loop.time()
-        self._arm(self._body_idle_timeout, self._body_idle_check)
 
     def on_message_complete(self) -> None:
-        self._body_pending = False
-        self._disarm()
+        self._reading = _READING_NOTHING
+        self._header_bytes = 0
         super().on_message_complete()

@@ -41,6 +41,13 @@ def test_configs_grouped_typed_and_validated(admin: Api) -> None:
         ),
         ({"key": "site_name"}, "value: field required"),
         ({"key": "retry_count", "value": None}, "config 'retry_count' expects an integer value"),
+        # Numbers without a maximum of their own still stay where TTLs and dates can use them.
+        (
+            {"key": "login_rate_limit_window", "value": 10**20},
+            "config 'login_rate_limit_window' must be <= 1e+08",
+        ),
+        ({"key": "session_ttl", "value": "99999999999999999999999"}, "config 'session_ttl' must be <= 1e+08"),
+        ({"key": "global_price_rate", "value": "nan"}, "config 'global_price_rate' must be a finite number"),
     ]
     for payload, message in bad:
         assert admin.put("/api/admin/configs", json=payload) == (400, {"code": 400, "message": message})

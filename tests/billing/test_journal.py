@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,26 +23,7 @@ from aiproxy.billing.journal import SEGMENT_SUFFIX, Journal
 from aiproxy.billing.pricing import Cost, Usage
 from aiproxy.billing.recorder import FLUSH_SIZE, UsageEvent, UsageRecorder, event_from_journal
 from aiproxy.store.db import Database
-from aiproxy.store.migrate import upgrade_to_head
 from aiproxy.store.models import ApiKey, DailyUsage, RequestLog, UsageRecord, User
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One migrated SQLite file, copied for every test (migrating costs a second each time)."""
-    directory = tmp_path_factory.mktemp("journal-template")
-    path = directory / "aiproxy.db"
-    upgrade_to_head(f"sqlite+aiosqlite:///{path}", directory)
-    return path
-
-
-@pytest.fixture
-async def db(migrated: Path, tmp_path: Path) -> AsyncIterator[Database]:
-    path = tmp_path / "aiproxy.db"
-    shutil.copy(migrated, path)
-    database = Database(f"sqlite+aiosqlite:///{path}")
-    yield database
-    await database.close()
 
 
 async def new_key(db: Database) -> tuple[int, int]:

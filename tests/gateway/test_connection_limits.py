@@ -206,3 +206,14 @@ def test_many_half_sent_requests_neither_block_others_nor_stay_open(guarded: Rel
     assert closed == len(stuck)
     # Their slots under the cap are free again.
     assert httpx.get(f"{guarded.base_url}/health", timeout=5).status_code == 200
+
+
+def test_header_budget_holds_for_the_next_request_on_a_kept_alive_connection(guarded: RelayServer) -> None:
+    sock = _connect(guarded)
+    sock.sendall(b"GET /health HTTP/1.1\r\nhost: relay\r\n\r\n")
+    first = sock.recv(4096)
+    assert first.startswith(b"HTTP/1.1 200")
+    sock.sendall(b"GET /health HTTP/1.1\r\nhost: relay\r\nx-big: " + b"b" * 20_000 + b"\r\n\r\n")
+    answer = _read_all(sock)
+    sock.close()
+    assert b"HTTP/1.1 431" in answer, answer[:300]

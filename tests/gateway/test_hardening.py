@@ -236,3 +236,15 @@ def test_every_request_that_reaches_the_gateway_is_one_row(pool: Pool) -> None:
         time.sleep(0.1)
     assert sorted(r["status_code"] for r in anonymous) == [401, 401, 404]
     assert all(r["user_id"] is None for r in anonymous)
+
+
+def test_nul_characters_in_a_request_do_not_stop_the_request_log(pool: Pool) -> None:
+    """PostgreSQL refuses NUL in text: such a row is stored cleaned, and later rows still arrive."""
+    pool.add_account()
+    body = {**CLAUDE_BODY, "model": "claude-x\u0000"}
+    odd = _post(pool, "/claude/v1/messages", body, **{"x-api-key": pool.key})
+    assert odd.status_code == 200, odd.text  # an unknown model is served (allow_unknown_models)
+    assert _post(pool, "/claude/v1/messages", CLAUDE_BODY, **{"x-api-key": pool.key}).status_code == 200
+    rows = pool.logs(expect=2)
+    assert sorted(r["status_code"] for r in rows) == sorted([odd.status_code, 200])
+    assert any("\ufffd" in r["model"] for r in rows)

@@ -2,7 +2,8 @@
 
 Every admin router uses `AuditedRoute`: after a POST/PUT/PATCH/DELETE by an admin, one
 `operation_logs` row records who did what to which resource, from where, with the request
-body kept after masking passwords, keys, tokens and anything shaped like an `sk-` key.
+body kept after masking passwords, keys, tokens and anything shaped like a credential
+(`sk-…` keys, bearer tokens, Google and AWS keys, JWTs: see `security/masking.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import AppError
+from ..security.masking import mask_text
 from ..services import Services
 from ..store.models import OperationLog, User
 from .deps import client_ip
@@ -32,7 +34,6 @@ _SECRET_NAME = re.compile(
     r"(password|secret|token|api_key|apikey|session_key|private_key|cookie|authorization|credentials?)$",
     re.IGNORECASE,
 )
-_KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")
 _METHOD_ACTIONS = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
 # Trailing path words that name the action better than the HTTP method does.
 _ACTION_WORDS = frozenset(
@@ -70,7 +71,7 @@ def mask_secrets(value: Any) -> Any:
     if isinstance(value, list):
         return [mask_secrets(v) for v in value]
     if isinstance(value, str):
-        return _KEY_LIKE.sub("sk-" + MASK, value)
+        return mask_text(value)
     return value
 
 

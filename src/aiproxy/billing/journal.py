@@ -73,11 +73,15 @@ class Journal:
         self._resync = False  # the last write failed part-way: start the next one on a fresh line
         self._loose = 0  # events recorded before the first segment existed (ahead of all in order)
         self.failed_writes = 0  # events kept in memory only (the write failed); reported per turn
+        self._pending: list[bytes] = []  # lines of this event-loop iteration, written together
+        self._write_scheduled = False
 
     # -- the request path ----------------------------------------------------------------------
 
     def append(self, event: Any) -> None:
-        """Journal one event: one `orjson.dumps`, one `os.write`. Never raises."""
+        """Journal one event: one `orjson.dumps` now, and one `os.write` for every event recorded
+        in the same event-loop iteration, at its end (under load, one system call serves many
+        requests). Never raises."""
         segment = self._current
         if segment is None:  # not opened yet (or closed): the event lives in memory only
             self._loose += 1
@@ -87,20 +91,44 @@ class Journal:
         # event is in the recorder's queue all the same.
         segment.outstanding += 1
         try:
-            line = orjson.dumps(event, option=_APPEND)
-            if self._resync:
-                line = b"\n" + line  # ends a torn fragment so that it spoils only itself
-                self._resync = False
-            written = os.write(segment.fd, line)
-            while written < len(line):  # short write (disk nearly full): finish the line
-                written += os.write(segment.fd, line[written:])
-        except (OSError, TypeError) as exc:
-            self._resync = True
+            self._pending.append(orjson.dumps(event, option=_APPEND))
+        except TypeError as exc:
             self.failed_writes += 1
-            if self.failed_writes == 1:
+            log.error("usage event cannot be journaled: %s", exc)
+            return
+        if not self._write_scheduled:
+            try:
+                asyncio.get_running_loop().call_soon(self.write_pending)
+            except RuntimeError:  # no event loop (a script, a test): write at once
+                self.write_pending()
+                return
+            self._write_scheduled = True
+
+    def write_pending(self) -> None:
+        """Write the lines appended since the last call, in one system call. Never raises."""
+        self._write_scheduled = False
+        lines, segment = self._pending, self._current
+        if not lines:
+            return
+        self._pending = []
+        if segment is None:
+            self.failed_writes += len(lines)
+            return
+        data = lines[0] if len(lines) == 1 else b"".join(lines)
+        if self._resync:
+            data = b"\n" + data  # ends a torn fragment so that it spoils only itself
+            self._resync = False
+        try:
+            written = os.write(segment.fd, data)
+            while written < len(data):  # short write (disk nearly full): finish the lines
+                written += os.write(segment.fd, data[written:])
+        except OSError as exc:
+            self._resync = True
+            self.failed_writes += len(lines)
+            if self.failed_writes == len(lines):
                 log.error("usage journal write to %s failed: %s", segment.path, exc)
             return
-        segment.lines += 1
+        segment.lines += len(lines)
 
     # -- the recorder's turn -------------------------------------------------------------------
 
@@ -114,6 +142,7 @@ class Journal:
 
     def rotate(self) -> None:
         """Start a new segment if the current one has lines, so committed ones can be deleted."""
+        self.write_pending()  # lines counted in the current segment go to it
         current = self._current
         if current is None or not current.lines or len(self._segments) >= MAX_OPEN_SEGMENTS:
             return
@@ -126,6 +155,7 @@ class Journal:
         May run while the recorder commits and deletes segments: the thread works on duplicated
         descriptors, so a segment closed meanwhile is still a valid (if pointless) fsync target.
         """
+        self.write_pending()
         if self.failed_writes:
             log.error("%d usage events could not be journaled (kept in memory only)", self.failed_writes)
             self.failed_writes = 0
@@ -177,6 +207,7 @@ class Journal:
 
         Returns the number of events left in the kept segments.
         """
+        self.write_pending()
         left = 0
         kept = [segment for segment in self._segments if segment.outstanding]
         if kept and self.fsync:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 # Rows per transaction. Turning rows into statement parameters runs on the event loop, so
 # modest batches keep each pause short (tail latency) while still amortising the commit.
 FLUSH_SIZE = 200
+# Failed writes of one batch before its events are tried one by one (see `_isolate`).
+ISOLATE_AFTER = 3
 
 
 @dataclass(slots=True)
@@ -74,7 +78,7 @@ class UsageEvent:
             "api_key_id": self.api_key_id,
             "account_id": self.account_id,
             "platform": self.platform,
-            "model": self.model[:128],
+            "model": _text(self.model, 128),
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
             "cache_creation_tokens": usage.cache_creation_tokens,
@@ -86,9 +90,9 @@ class UsageEvent:
     def log_row(self) -> dict[str, Any]:
         row = self._shared(self.usage or Usage())
         row.update(
-            upstream_model=self.upstream_model[:128],
+            upstream_model=_text(self.upstream_model, 128),
             method=self.method,
-            path=self.path[:255],
+            path=_text(self.path, 255),
             stream=self.stream,
             status=self.status,
             status_code=self.status_code,
@@ -97,13 +101,13 @@ class UsageEvent:
             first_byte_ms=self.first_byte_ms,
             retries=self.retries,
             client_ip=self.client_ip[:64],
-            user_agent=self.user_agent[:512],
+            user_agent=_text(self.user_agent, 512),
             client_type="",
             session_hash=self.session_hash,
             flags=",".join(self.flags),
-            error_message=self.error_message[:4000],
-            request_headers=self.request_headers,
-            request_body=self.request_body,
+            error_message=_text(self.error_message, 4000),
+            request_headers=_text(self.request_headers, 1 << 20),
+            request_body=_text(self.request_body, 1 << 24),
             response_body="",
         )
         return row
@@ -122,6 +126,40 @@ class UsageEvent:
             cost=cost.total,
         )
         return row
+
+
+def _text(value: str, limit: int) -> str:
+    """A client-supplied string as a column takes it: cut to the column, without NUL characters
+    (PostgreSQL refuses them in text, and one refused row would hold back every row after it)."""
+    value = value[:limit]
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+_TEXT_FIELDS = ("model", "upstream_model", "path", "client_ip", "user_agent", "error_message", "session_hash")
+_COUNT_FIELDS = ("status_code", "duration_ms", "first_byte_ms", "retries")
+_BIG = 2**31 - 1
+
+
+def _ascii(value: str, limit: int) -> str:
+    return value[:limit].encode("ascii", "replace").decode("ascii")
+
+
+def _clamp(value: int) -> int:
+    return max(0, min(int(value), _BIG))
+
+
+def _defanged(event: UsageEvent) -> UsageEvent:
+    """The event with nothing a database could refuse: ASCII text, counts in range, finite costs."""
+    changes: dict[str, Any] = {name: _ascii(getattr(event, name), 4000) for name in _TEXT_FIELDS}
+    changes.update({name: _clamp(getattr(event, name)) for name in _COUNT_FIELDS})
+    changes.update(flags=[_ascii(flag, 32) for flag in event.flags], request_headers="{}", request_body="")
+    if event.usage is not None:
+        changes["usage"] = Usage(*(_clamp(value) for value in dataclasses.astuple(event.usage)))
+    if event.cost is not None:
+        changes["cost"] = Cost(
+            *(value if math.isfinite(value) else 0.0 for value in dataclasses.astuple(event.cost))
+        )
+    return dataclasses.replace(event, **changes)
 
 
 def _build(cls: Any, data: dict[str, Any]) -> Any:
@@ -187,7 +225,9 @@ class UsageRecorder:
         self._stopping = False
         # The journal counts commits oldest first: batches must commit in the order they were taken.
         self._flushing = asyncio.Lock()
+        self._failures = 0  # consecutive failed writes of the batch at the queue's head
         self.written = 0
+        self.defanged = 0  # events stored without values the database refused (see `_isolate`)
 
     def record(self, event: UsageEvent) -> None:
         if self._journal is not None:
@@ -266,14 +306,51 @@ class UsageRecorder:
             try:
                 async with self._db.transaction() as session:
                     await self._write(session, batch)
+                done = len(batch)
             except Exception:
-                log.exception("writing %d usage events failed; will retry", len(batch))
-                self._pending.extendleft(reversed(batch))
+                self._failures += 1
+                done = await self._isolate(batch) if self._failures >= ISOLATE_AFTER else 0
+                if done < len(batch):
+                    log.exception("writing %d usage events failed; will retry", len(batch) - done)
+                    self._pending.extendleft(reversed(batch[done:]))
+            self.written += done
+            if self._journal is not None and done:
+                self._journal.committed(done)  # always the oldest ones: batches are written in order
+            if done < len(batch):
                 return False
-            self.written += len(batch)
-            if self._journal is not None:
-                self._journal.committed(len(batch))
+            self._failures = 0
             return True
+
+    async def _isolate(self, batch: list[UsageEvent]) -> int:
+        """A batch that keeps failing, one event at a time; how many at its head are now written.
+
+        An event the database refuses on its own is written again without what it can refuse
+        (free text cleaned to ASCII, numbers clamped): its tokens and cost still count, and one
+        odd request cannot hold back every row after it. When even that fails the database
+        itself is refusing, and the rest of the batch waits as before.
+        """
+        done = 0
+        for event in batch:
+            if not await self._write_alone(event):
+                if not await self._write_alone(_defanged(event)):
+                    break
+                self.defanged += 1
+                log.error(
+                    "usage event %s (%s %s) held values the database refuses; stored without them",
+                    event.request_id,
+                    event.method,
+                    _ascii(event.path, 255),
+                )
+            done += 1
+        return done
+
+    async def _write_alone(self, event: UsageEvent) -> bool:
+        try:
+            async with self._db.transaction() as session:
+                await self._write(session, [event])
+        except Exception:
+            return False
+        return True
 
     # -- replay after a crash ------------------------------------------------------------------
 
