@@ -148,7 +148,6 @@ async def test_limits_fail_closed_and_release_quietly(server: RedisServer, state
         # Giving back and renewing never raise: the leases expire by themselves.
         await limits.release_slot("slots:account:1", "req-1")
         await limits.renew_slots([("slots:account:1", "req-1"), ("slots:user:1", "req-1")], 60.0)
-        await limits.release_user_slot(_caller(user_max_concurrency=2), "req-1")
         await limits.refund_day(_caller(daily_limit=3), datetime.now(UTC))
         await limits.add_cost(_caller(monthly_quota=5.0), 0.5, datetime.now(UTC))
 

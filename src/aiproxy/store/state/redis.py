@@ -15,6 +15,7 @@ A stalled or dead Redis thus costs a request at most one timeout, and most reque
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -184,7 +185,10 @@ def _guarded(
         if self._open_until:
             self._probe_or_fail()
         try:
-            result = await method(self, *args, **kwargs)
+            # One deadline for the whole operation (a script's reload included), not one per socket
+            # read and write: redis-py's own socket timeout costs a task and a timer per command.
+            async with asyncio.timeout(self._timeout):
+                result = await method(self, *args, **kwargs)
         except _UNREACHABLE as exc:
             raise self._tripped(exc) from exc
         if self._open_until:
@@ -200,12 +204,18 @@ class RedisState(SharedState):
     kind = "redis"
 
     def __init__(
-        self, client: Redis, *, prefix: str = "aiproxy:", retry_interval: float = RETRY_INTERVAL
+        self,
+        client: Redis,
+        *,
+        prefix: str = "aiproxy:",
+        timeout: float = DEFAULT_TIMEOUT,
+        retry_interval: float = RETRY_INTERVAL,
     ) -> None:
         if not client.get_encoder().decode_responses:
             raise ValueError("RedisState needs a client created with decode_responses=True")
         self.prefix = prefix
         self._redis = client
+        self._timeout = require_positive("timeout", timeout)
         self._retry_interval = require_positive("retry_interval", retry_interval)
         # Circuit breaker: 0.0 while closed, else the monotonic time before which calls fail fast.
         self._open_until = 0.0
@@ -234,13 +244,12 @@ class RedisState(SharedState):
     ) -> Self:
         """Connect to ``url`` (redis://, rediss://, unix://); connections are opened lazily.
 
-        ``timeout`` bounds connecting and every reply. A blocking pool makes bursts above
+        ``timeout`` bounds connecting and every operation. A blocking pool makes bursts above
         ``max_connections`` wait for a free connection instead of failing with "Too many connections"
         like the default pool does, but only up to ``pool_timeout`` (default: ``timeout``): with
         sub-millisecond commands, a pool that stays exhausted that long means Redis is not answering.
         The client itself never retries; the circuit breaker decides when Redis is tried again."""
         options: dict[str, Any] = {
-            "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
             "retry": Retry(NoBackoff(), 0),
             **redis_kwargs,
@@ -252,7 +261,7 @@ class RedisState(SharedState):
             timeout=timeout if pool_timeout is None else pool_timeout,
             **options,
         )
-        return cls(Redis.from_pool(pool), prefix=prefix, retry_interval=retry_interval)
+        return cls(Redis.from_pool(pool), prefix=prefix, timeout=timeout, retry_interval=retry_interval)
 
     @property
     def client(self) -> Redis:
@@ -408,7 +417,8 @@ class RedisState(SharedState):
         # Not behind the breaker: readiness checks want Redis's answer now, and a success is as good
         # a probe as any other call.
         try:
-            answered = bool(await self._redis.ping())
+            async with asyncio.timeout(self._timeout):
+                answered = bool(await self._redis.ping())
         except _UNREACHABLE as exc:
             self._tripped(exc)
             return False
