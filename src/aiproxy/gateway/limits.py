@@ -165,7 +165,13 @@ class Limits:
                 select(func.count(RequestLog.id)).where(
                     RequestLog.api_key_id == key_id,
                     RequestLog.created_at >= start,
+                    # What admission counted: requests that reached an account. Refusals, model
+                    # lists and requests no account took are logged too, but never counted;
+                    # token counting is free.
                     RequestLog.status != "rejected",
+                    RequestLog.account_id.is_not(None),
+                    RequestLog.path.not_like("%count_tokens"),
+                    RequestLog.path.not_like("%:countTokens"),
                 )
             )
         await self._state.set(key, str(int(count or 0)), ttl=DAY_TTL, only_if_absent=True)

@@ -1,0 +1,54 @@
+"""The daily request count of a key, rebuilt from the request log after a restart, counts what
+admission counts: requests that reached an account, not refusals, model lists or token counting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from ..support import ADMIN_PASSWORD, Api, RelayServer
+from .conftest import Upstream
+from .restarts import Backend
+
+BODY = {"model": "claude-opus-4-8", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_daily_count_after_a_restart_ignores_uncounted_rows(
+    tmp_path: Path, backend: Backend, upstream: Upstream
+) -> None:
+    relay = RelayServer(data_dir=tmp_path, env_overrides=backend.env)
+    assert relay.cli("migrate").returncode == 0
+    assert relay.cli("config", "set", "captcha_enabled", "false").returncode == 0
+    relay.start()
+    try:
+        admin = Api(relay.base_url)
+        admin.login("admin", ADMIN_PASSWORD)
+        admin.ok(
+            "POST",
+            "/api/admin/accounts",
+            json={
+                "name": "a",
+                "type": "claude-official",
+                "api_key": "seed-test",
+                "base_url": upstream.base_url,
+            },
+        )
+        created = admin.ok("POST", "/api/api-keys", json={"name": "daily"})
+        admin.ok("PUT", f"/api/admin/api-keys/{created['id']}", json={"daily_limit": 3, "rate_limit": 0})
+        headers = {"x-api-key": created["key"]}
+        claude = f"{relay.base_url}/claude/v1/messages"
+        assert httpx.post(claude, json=BODY, headers=headers).status_code == 200
+        for _ in range(2):
+            assert httpx.get(f"{relay.base_url}/claude/v1/models", headers=headers).status_code == 200
+        assert httpx.post(f"{claude}/count_tokens", json=BODY, headers=headers).status_code == 200
+        assert httpx.post(claude, content=b"{bad", headers=headers).status_code == 400
+        admin.close()
+    finally:
+        relay.stop()
+    relay.start()  # in-process counters are gone: the day's count is rebuilt from the log
+    try:
+        statuses = [httpx.post(claude, json=BODY, headers=headers).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429], statuses
+    finally:
+        relay.stop()
