@@ -43,7 +43,7 @@ def test_configs_grouped_typed_and_validated(admin: Api) -> None:
         ({"key": "retry_count", "value": None}, "config 'retry_count' expects an integer value"),
         # Numbers without a maximum of their own still stay where TTLs and dates can use them.
         (
-            {"key": "login_rate_limit_window", "value": 10**20},
+            {"key": "login_rate_limit_window", "value": 10**12},
             "config 'login_rate_limit_window' must be <= 1e+08",
         ),
         ({"key": "session_ttl", "value": "99999999999999999999999"}, "config 'session_ttl' must be <= 1e+08"),
