@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,21 +21,23 @@ from .support import (
 BACKENDS = ["sqlite", "postgres+redis"]
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def relay(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayServer]:
-    """A running relay: SQLite + in-process state, or PostgreSQL + Redis (the scale-out mode)."""
-    data_dir: Path = tmp_path_factory.mktemp(request.param.replace("+", "-"))
+@contextlib.contextmanager
+def running_relay(
+    backend: str, data_dir: Path, *, redis_prefix: str = "aiproxy-test"
+) -> Iterator[RelayServer]:
+    """A relay on `backend` (SQLite + in-process state, or PostgreSQL + Redis), set up for scripted
+    tests, running until the block ends; its PostgreSQL database is dropped afterwards."""
     overrides: dict[str, str] = {}
     pg_name = None
-    if request.param == "postgres+redis":
+    if backend == "postgres+redis":
         overrides["AIPROXY_REDIS_URL"] = redis_url_or_skip()
-        overrides["AIPROXY_REDIS_PREFIX"] = f"aiproxy-test:{uuid.uuid4().hex[:8]}:"
+        overrides["AIPROXY_REDIS_PREFIX"] = f"{redis_prefix}:{uuid.uuid4().hex[:8]}:"
         url, pg_name = create_pg_database()
         overrides["AIPROXY_DATABASE_URL"] = url
     server = RelayServer(data_dir=data_dir, env_overrides=overrides)
-    # Scripted logins need the captcha off; the captcha tests switch it back on.
     server.cli("migrate")
-    # Every test logs in from 127.0.0.1; the rate-limit test lowers this again for itself.
+    # Scripted logins need the captcha off (the captcha tests switch it back on), and every test
+    # logs in from 127.0.0.1 (the rate-limit test lowers this again for itself).
     for key, value in (("captcha_enabled", "false"), ("login_rate_limit_max", "1000")):
         result = server.cli("config", "set", key, value)
         assert result.returncode == 0, result.stderr
@@ -45,6 +48,13 @@ def relay(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         server.stop()
         if pg_name:
             drop_pg_database(pg_name)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def relay(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayServer]:
+    """A running relay: SQLite + in-process state, or PostgreSQL + Redis (the scale-out mode)."""
+    with running_relay(request.param, tmp_path_factory.mktemp(request.param.replace("+", "-"))) as server:
+        yield server
 
 
 @pytest.fixture

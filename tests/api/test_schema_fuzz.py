@@ -33,16 +33,9 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
 
-from ..support import (
-    ADMIN_PASSWORD,
-    Api,
-    RelayServer,
-    create_pg_database,
-    drop_pg_database,
-    redis_url_or_skip,
-)
+from ..conftest import BACKENDS, running_relay
+from ..support import ADMIN_PASSWORD, Api, RelayServer
 
-BACKENDS = ["sqlite", "postgres+redis"]
 # Small per operation: ~110 operations x 2 tokens x 2 backends must stay within CI's budget.
 # AIPROXY_TEST_FUZZ_EXAMPLES raises it for a deeper run by hand.
 MAX_EXAMPLES = int(os.environ.get("AIPROXY_TEST_FUZZ_EXAMPLES", "15"))
@@ -67,25 +60,8 @@ def fuzz_relay(
 ) -> Iterator[RelayServer]:
     """A relay of this module's own, set up like the session's shared one."""
     data_dir: Path = tmp_path_factory.mktemp("fuzz-" + request.param.replace("+", "-"))
-    overrides: dict[str, str] = {}
-    pg_name = None
-    if request.param == "postgres+redis":
-        overrides["AIPROXY_REDIS_URL"] = redis_url_or_skip()
-        overrides["AIPROXY_REDIS_PREFIX"] = f"aiproxy-fuzz:{uuid.uuid4().hex[:8]}:"
-        url, pg_name = create_pg_database()
-        overrides["AIPROXY_DATABASE_URL"] = url
-    server = RelayServer(data_dir=data_dir, env_overrides=overrides)
-    server.cli("migrate")
-    for key, value in (("captcha_enabled", "false"), ("login_rate_limit_max", "1000")):
-        result = server.cli("config", "set", key, value)
-        assert result.returncode == 0, result.stderr
-    server.start()
-    try:
+    with running_relay(request.param, data_dir, redis_prefix="aiproxy-fuzz") as server:
         yield server
-    finally:
-        server.stop()
-        if pg_name:
-            drop_pg_database(pg_name)
 
 
 @dataclass

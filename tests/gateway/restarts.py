@@ -17,6 +17,8 @@ from aiproxy.billing.journal import SEGMENT_SUFFIX
 from aiproxy.store.db import Database
 from aiproxy.store.models import RequestLog
 
+from ..support import ADMIN_PASSWORD, Api, RelayServer
+
 
 @dataclass
 class Backend:
@@ -48,3 +50,24 @@ def logged(backend: Backend, data_dir: Path, key_id: int) -> list[tuple[str, str
 def journal_segments(data_dir: Path) -> list[Path]:
     directory = data_dir / "journal"
     return sorted(directory.glob("*" + SEGMENT_SUFFIX)) if directory.is_dir() else []
+
+
+def started_relay(data_dir: Path, env: dict[str, str]) -> RelayServer:
+    """A relay of its own on `data_dir`, migrated, with scripted logins (no captcha), running."""
+    relay = RelayServer(data_dir=data_dir, env_overrides=env)
+    assert relay.cli("migrate").returncode == 0
+    assert relay.cli("config", "set", "captcha_enabled", "false").returncode == 0
+    relay.start()
+    return relay
+
+
+def admin_with_account(relay: RelayServer, credential: str, upstream_url: str) -> Api:
+    """The admin, logged in, after adding one Claude account on the fake upstream."""
+    admin = Api(relay.base_url)
+    admin.login("admin", ADMIN_PASSWORD)
+    admin.ok(
+        "POST",
+        "/api/admin/accounts",
+        json={"name": credential, "type": "claude-official", "api_key": credential, "base_url": upstream_url},
+    )
+    return admin

@@ -22,7 +22,7 @@ import httpx
 
 from ..support import ADMIN_PASSWORD, Api, RelayServer
 from .conftest import Upstream
-from .restarts import Backend, journal_segments, logged
+from .restarts import Backend, journal_segments, logged, started_relay
 
 MODEL = "claude-opus-4-8"
 BODY = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
@@ -122,12 +122,7 @@ def _one_stream(base_url: str, lane: Lane) -> None:
 def test_mixed_faults_then_sigterm_log_every_request_once(
     tmp_path: Path, backend: Backend, upstream: Upstream
 ) -> None:
-    relay = RelayServer(
-        data_dir=tmp_path, env_overrides={**backend.env, "AIPROXY_RECORDER_FLUSH_INTERVAL": "60"}
-    )
-    assert relay.cli("migrate").returncode == 0
-    assert relay.cli("config", "set", "captcha_enabled", "false").returncode == 0
-    relay.start()
+    relay = started_relay(tmp_path, {**backend.env, "AIPROXY_RECORDER_FLUSH_INTERVAL": "60"})
     admin = Api(relay.base_url)
     admin.login("admin", ADMIN_PASSWORD)
     try:

@@ -23,7 +23,7 @@ from ..support import (
     RelayServer,
 )
 from .conftest import Upstream
-from .restarts import Backend, journal_segments, logged
+from .restarts import Backend, admin_with_account, journal_segments, logged, started_relay
 
 MODEL = "claude-opus-4-8"
 CLIENTS = 6
@@ -46,24 +46,9 @@ class Setup:
 
 
 def start_relay(data_dir: Path, backend: Backend, upstream: Upstream, **env: str) -> Setup:
-    relay = RelayServer(data_dir=data_dir, env_overrides={**backend.env, **env})
-    assert relay.cli("migrate").returncode == 0
-    assert relay.cli("config", "set", "captcha_enabled", "false").returncode == 0
-    relay.start()
-    admin = Api(relay.base_url)
-    admin.login("admin", ADMIN_PASSWORD)
-    # No concurrency limits: with them the relay releases its slots (Redis round trips in the
-    # PostgreSQL mode) after the answer and before recording it, a window this test is not about.
-    admin.ok(
-        "POST",
-        "/api/admin/accounts",
-        json={
-            "name": "only",
-            "type": "claude-official",
-            "api_key": "crash-test",
-            "base_url": upstream.base_url,
-        },
-    )
+    relay = started_relay(data_dir, {**backend.env, **env})
+    # No concurrency limits: this test is about the recorder, not about slots.
+    admin = admin_with_account(relay, "crash-test", upstream.base_url)
     user = admin.ok(
         "POST",
         "/api/admin/users",

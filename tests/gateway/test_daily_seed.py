@@ -7,9 +7,8 @@ from pathlib import Path
 
 import httpx
 
-from ..support import ADMIN_PASSWORD, Api, RelayServer
 from .conftest import Upstream
-from .restarts import Backend
+from .restarts import Backend, admin_with_account, started_relay
 
 BODY = {"model": "claude-opus-4-8", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -17,23 +16,9 @@ BODY = {"model": "claude-opus-4-8", "max_tokens": 8, "messages": [{"role": "user
 def test_daily_count_after_a_restart_ignores_uncounted_rows(
     tmp_path: Path, backend: Backend, upstream: Upstream
 ) -> None:
-    relay = RelayServer(data_dir=tmp_path, env_overrides=backend.env)
-    assert relay.cli("migrate").returncode == 0
-    assert relay.cli("config", "set", "captcha_enabled", "false").returncode == 0
-    relay.start()
+    relay = started_relay(tmp_path, backend.env)
     try:
-        admin = Api(relay.base_url)
-        admin.login("admin", ADMIN_PASSWORD)
-        admin.ok(
-            "POST",
-            "/api/admin/accounts",
-            json={
-                "name": "a",
-                "type": "claude-official",
-                "api_key": "seed-test",
-                "base_url": upstream.base_url,
-            },
-        )
+        admin = admin_with_account(relay, "seed-test", upstream.base_url)
         created = admin.ok("POST", "/api/api-keys", json={"name": "daily"})
         admin.ok("PUT", f"/api/admin/api-keys/{created['id']}", json={"daily_limit": 3, "rate_limit": 0})
         headers = {"x-api-key": created["key"]}
