@@ -28,15 +28,15 @@ from .convert.gemini_chat import chat_request_to_gemini
 from .convert.openai_claude import chat_request_to_claude, claude_error_to_openai, wants_stream_usage
 from .errors import OPENAI, RESPONSES, GatewayError, error_body
 from .pool import PoolAccount
+from .providers import RESPONSES_INCAPABLE, UpstreamRequest, provider_for
 from .scheduler import Candidate, StickySessions, candidates, session_key, weighted_order
 from .streaming import AnswerUnreadable, UpstreamBroke, prepare_answer, relay_stream, send_answer
-from .upstream import UpstreamClients, build_call
+from .upstream import UpstreamClients
 
 if TYPE_CHECKING:
     from .pipeline import Call, Gateway, Plan
 
 ERROR_BODY_LIMIT = 64 * 1024
-_NO_RESPONSES = frozenset({"azure-openai"})
 
 
 @dataclass(slots=True)
@@ -110,7 +110,7 @@ class Relay:
             model=plan.model,
             group_id=call.caller.account_group_id,
             # Azure deployments speak Chat Completions only.
-            excluded_types=_NO_RESPONSES if call.endpoint.family == RESPONSES else frozenset(),
+            excluded_types=RESPONSES_INCAPABLE if call.endpoint.family == RESPONSES else frozenset(),
         )
         ordered = weighted_order(found, self.rng)
         if len(ordered) > 1:  # with one candidate there is nothing to stick to
@@ -219,15 +219,17 @@ class Relay:
         query = call.query
         if plan.convert == "chat_to_gemini" and call.stream:
             query = "alt=sse"
-        upstream = build_call(
+        provider = provider_for(account, endpoint.family)
+        upstream = provider.build(
             account,
-            endpoint.family,
-            model=candidate.upstream_model,
-            client_headers=call.headers,
-            query=query,
-            gemini_action=gemini_action,
-            gemini_version=endpoint.version,
-            count_tokens=endpoint.kind == "count_tokens",
+            UpstreamRequest(
+                model=candidate.upstream_model,
+                client_headers=call.headers,
+                query=query,
+                gemini_action=gemini_action,
+                gemini_version=endpoint.version,
+                count_tokens=endpoint.kind == "count_tokens",
+            ),
         )
         session, proxy = await self.clients.for_proxy(account.proxy_url)
         timeout = self._timeout(float(self.gateway.configs.get("timeout")))
@@ -252,8 +254,7 @@ class Relay:
                 message = mask_text(body[:500].decode("utf-8", "replace"))
                 return Failure(response.status, body, headers, message)
             outcome = Outcome("success", response.status, account.id, account.type, candidate.upstream_model)
-            # The protocol on the wire: a plain OpenAI account answers the Responses API in its format.
-            wire = RESPONSES if endpoint.family == RESPONSES else account.family
+            wire = provider.wire  # a plain OpenAI account answers the Responses API in that format
             if call.stream:
                 try:
                     await relay_stream(call, plan, wire, response, headers, outcome, self.gateway)
