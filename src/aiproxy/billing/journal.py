@@ -1,10 +1,11 @@
 """Write-ahead journal of the usage recorder: what a crash cannot take away.
 
 Every recorded event is appended, as one JSON line, to a segment file in `<data dir>/journal/`
-with a single unbuffered `os.write` (O_APPEND) before it waits in memory for its database batch.
-The bytes are then the kernel's: a killed process (SIGKILL, the OOM killer, a crash) loses none of
-them. An `fsync` per recorder turn, run in a thread, bounds what a power failure or kernel crash
-can lose to about one flush interval.
+before it waits in memory for its database batch: the lines of one event-loop iteration go out
+together in one unbuffered `os.write` (O_APPEND) at the end of that iteration. The bytes are then
+the kernel's: a killed process (SIGKILL, the OOM killer, a crash) loses none of them. An `fsync`
+per recorder turn, run in a thread, bounds what a power failure or kernel crash can lose to about
+one flush interval.
 
 Segments are rotated every recorder turn and a segment is deleted as soon as every event in it is
 in the database. Events are committed in the order they were recorded (the recorder's queue is

@@ -160,7 +160,7 @@ async def relay_stream(
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             if call.slots and time.monotonic() - renewed > renew_every:
                 renewed = time.monotonic()
-                await _renew(gateway, call)
+                await gateway.limits.renew_slots(call.slots, gateway.slot_lease())
             try:
                 chunk = await chunks.__anext__()
             except StopAsyncIteration:
@@ -213,7 +213,3 @@ def _cut_notice(family: str) -> bytes:
     if family == OPENAI:
         return b"data: " + orjson.dumps({"error": {"message": message, "type": "api_error"}}) + b"\n\n"
     return b""  # Gemini streams have no error event: the stream just ends without a finishReason
-
-
-async def _renew(gateway: Gateway, call: Call) -> None:
-    await gateway.limits.renew_slots(call.slots, gateway.slot_lease())
