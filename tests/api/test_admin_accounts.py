@@ -148,7 +148,11 @@ def test_validation_errors_name_the_field(admin: Api) -> None:
 
     good = {"name": _name(), "type": "openai", "api_key": OPENAI_KEY}
     assert refused({"type": "openai", "api_key": OPENAI_KEY}) == "name: field required"
-    assert refused({**good, "type": "bedrock"}).startswith("type: must be one of claude-official")
+    assert refused({**good, "type": "vertex"}).startswith("type: must be one of claude-official")
+    assert refused({**good, "type": "bedrock"}) == "api_secret: required for bedrock accounts"
+    bedrock = {**good, "type": "bedrock", "api_secret": "s" * 40}
+    assert refused(bedrock) == "region: required for bedrock accounts"
+    assert refused({**good, "type": "claude-ccr"}) == "endpoint: required for claude-ccr accounts"
     assert refused({**good, "api_key": ""}) == "api_key: required for openai accounts"
     assert refused({**good, "priority": 0}).startswith("priority:")
     assert refused({**good, "weight": 1001}).startswith("weight:")

@@ -11,7 +11,7 @@ from ..store.accounts import ACCOUNT_TYPES, CREDENTIAL_FIELDS
 from .numbers import Id
 from .schemas import Body, _normalise_csv
 
-AccountStatus = Literal["valid", "rate_limited", "overloaded", "invalid"]
+AccountStatus = Literal["valid", "rate_limited", "overloaded", "invalid", "token_expired"]
 # The same values as store.error_rules.TARGET_STATUSES; "valid" means "ignore the error".
 TargetStatus = Literal["invalid", "rate_limited", "overloaded", "valid"]
 ProxyType = Literal["http", "socks5"]
@@ -72,6 +72,7 @@ class AccountFields(Body):
     refresh_token: Secret | None = None
     id_token: Secret | None = None
     session_key: Secret | None = None
+    session_token: Secret | None = None
     region: Annotated[str, Field(max_length=64)] | None = None
     endpoint: Annotated[str, Field(max_length=512)] | None = None
     base_url: Annotated[str, Field(max_length=512)] | None = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -56,6 +56,10 @@ class PoolAccount:
     allowed_models: frozenset[str] | None
     proxy_url: str | None
     groups: frozenset[int]
+    region: str = ""
+    oauth: bool = False  # authenticates with OAuth tokens (see gateway/tokens.py), not a key
+    token_expires_at: float = 0.0  # epoch seconds of the stored access token; 0 = unknown
+    extra: dict[str, Any] = field(default_factory=dict)  # non-secret per-account facts (OAuth ids)
 
     def usable(self, now: float) -> bool:
         """Status usable, or a cooldown that has ended by itself."""
@@ -121,6 +125,10 @@ def _snapshot(
         # An account without its own proxy uses the default one; a disabled proxy means direct.
         proxy_url=proxies.get(row.proxy_config_id) if row.proxy_config_id else default_proxy,
         groups=groups,
+        region=row.region,
+        oauth=kind.uses_oauth(credentials),
+        token_expires_at=_epoch(row.token_expires_at),
+        extra=dict(row.extra or {}),
     )
 
 

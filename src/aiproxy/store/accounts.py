@@ -21,55 +21,107 @@ log = logging.getLogger(__name__)
 POOL_VERSION = "pool:version"
 
 # Fields an account's credential blob may hold; all of them are secrets.
-CREDENTIAL_FIELDS = ("api_key", "api_secret", "access_token", "refresh_token", "id_token", "session_key")
+CREDENTIAL_FIELDS = (
+    "api_key",
+    "api_secret",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "session_key",
+    "session_token",
+)
+
+# An account authenticates with one complete set of credentials: an API key, or OAuth tokens.
+API_KEY: tuple[str, ...] = ("api_key",)
+OAUTH: tuple[str, ...] = ("access_token",)
 
 
 @dataclass(frozen=True, slots=True)
 class AccountType:
     name: str
-    family: str  # the wire protocol: claude | openai | gemini | responses
+    family: str  # the wire protocol clients reach it by: claude | openai | gemini | responses
     default_base_url: str
-    needs: tuple[str, ...]  # credential fields that must be present
+    accepts: tuple[tuple[str, ...], ...]  # credential sets, any one of which must be complete
     description: str
+    oauth: str = ""  # the OAuth flow that onboards it (claude | openai | gemini), "" = none
+    settings: tuple[str, ...] = ()  # account columns that must be set (base_url, region, ...)
+
+    def missing(self, credentials: dict[str, str]) -> tuple[str, ...]:
+        """The fields of the nearest credential set still missing; () when one set is complete."""
+        gaps = [tuple(f for f in wanted if not credentials.get(f)) for wanted in self.accepts]
+        return min(gaps, key=len) if gaps else ()
+
+    def uses_oauth(self, credentials: dict[str, str]) -> bool:
+        """Bearer tokens rather than a key: the account is a subscription reached by OAuth."""
+        return bool(self.oauth) and not credentials.get("api_key") and bool(credentials.get("access_token"))
 
 
 ACCOUNT_TYPES: dict[str, AccountType] = {
     t.name: t
     for t in (
         AccountType(
-            "claude-official", "claude", "https://api.anthropic.com", ("api_key",), "Anthropic API key"
+            "claude-official",
+            "claude",
+            "https://api.anthropic.com",
+            (API_KEY, OAUTH),
+            "Anthropic API key, or a Claude subscription (OAuth or setup token)",
+            oauth="claude",
         ),
         AccountType(
             "claude-console",
             "claude",
             "https://api.anthropic.com",
-            ("api_key",),
+            (API_KEY, OAUTH),
             "Anthropic-compatible endpoint with a custom base URL",
+            oauth="claude",
         ),
-        AccountType("openai", "openai", "https://api.openai.com", ("api_key",), "OpenAI API key"),
+        AccountType(
+            "claude-ccr",
+            "claude",
+            "",
+            (API_KEY,),
+            "Claude Code Router (or another Anthropic-compatible router): base URL and key",
+            settings=("base_url",),
+        ),
+        AccountType(
+            "bedrock",
+            "claude",
+            "",
+            (("api_key", "api_secret"), OAUTH),
+            "AWS Bedrock: access key id + secret (+ session token) and region, or a Bedrock API key",
+            settings=("region",),
+        ),
+        AccountType("openai", "openai", "https://api.openai.com", (API_KEY,), "OpenAI API key"),
         AccountType(
             "azure-openai",
             "openai",
             "",
-            ("api_key",),
+            (API_KEY,),
             "Azure OpenAI: endpoint, deployment and api-version",
+            settings=("base_url", "api_version", "deployment"),
         ),
         AccountType(
             "gemini",
             "gemini",
             "https://generativelanguage.googleapis.com",
-            ("api_key",),
-            "Google AI Studio key",
+            (API_KEY, OAUTH),
+            "Google AI Studio key, or Google OAuth through Code Assist",
+            oauth="gemini",
         ),
         AccountType(
             "openai-responses",
             "responses",
             "https://chatgpt.com/backend-api/codex",
-            ("api_key",),
-            "Responses API (Codex) upstream",
+            (API_KEY, OAUTH),
+            "Responses API upstream: an API key, or a ChatGPT subscription (Codex OAuth)",
+            oauth="openai",
         ),
     )
 }
+
+# Account statuses. A cooldown (rate_limited, overloaded) ends by itself; invalid and
+# token_expired wait for an admin (token_expired: the refresh token was refused, log in again).
+ACCOUNT_STATUSES = ("valid", "rate_limited", "overloaded", "invalid", "token_expired")
 
 # Which account families can serve each model platform of the model table.
 PLATFORM_FAMILIES = {"claude-official": "claude", "openai": "openai", "gemini": "gemini"}

@@ -14,6 +14,7 @@ from ...errors import BadRequest, NotFound
 from ...security.secretbox import SecretBox, SecretBoxError
 from ...services import Services
 from ...store.accounts import (
+    ACCOUNT_STATUSES,
     ACCOUNT_TYPES,
     bump_pool_version,
     decrypt_credentials,
@@ -33,8 +34,6 @@ router = APIRouter(
     route_class=AuditedRoute,
     dependencies=[Depends(admin_user)],
 )
-
-AZURE_REQUIRED = ("base_url", "api_version", "deployment")
 
 
 async def get_account(session: AsyncSession, account_id: int) -> Account:
@@ -87,17 +86,16 @@ async def _set_groups(session: AsyncSession, account_id: int, group_ids: list[in
 
 
 def _check_complete(account: Account, credentials: dict[str, str] | None) -> None:
-    """The type's required credentials (when known) and Azure's deployment fields are present."""
+    """One of the type's credential sets (when known) and the settings it needs are present."""
     kind = ACCOUNT_TYPES[account.type]
     if credentials is not None:
-        for need in kind.needs:
-            if not credentials.get(need):
-                raise BadRequest(f"{need}: required for {account.type} accounts")
-    if account.type == "azure-openai":
-        for name in AZURE_REQUIRED:
-            if not getattr(account, name):
-                label = "endpoint" if name == "base_url" else name
-                raise BadRequest(f"{label}: required for azure-openai accounts")
+        missing = kind.missing(credentials)
+        if missing:
+            raise BadRequest(f"{missing[0]}: required for {account.type} accounts")
+    for name in kind.settings:
+        if not getattr(account, name):
+            label = "endpoint" if name == "base_url" else name
+            raise BadRequest(f"{label}: required for {account.type} accounts")
 
 
 def _stored_credentials(box: SecretBox, account: Account) -> dict[str, str] | None:
@@ -113,6 +111,9 @@ async def _view(session: AsyncSession, services: Services, account: Account) -> 
     return account_view(account, services.secrets, groups.get(account.id, []))
 
 
+STATUS_PATTERN = f"^({'|'.join(ACCOUNT_STATUSES)})$"
+
+
 @router.get("/types")
 async def account_types() -> FastJSONResponse:
     return ok(list(ACCOUNT_TYPES))
@@ -124,7 +125,7 @@ async def list_accounts(
     services: ServicesDep,
     paging: Paging,
     type: Annotated[str | None, Query(max_length=32)] = None,
-    status: Annotated[str | None, Query(pattern="^(valid|rate_limited|overloaded|invalid)$")] = None,
+    status: Annotated[str | None, Query(pattern=STATUS_PATTERN)] = None,
     enabled: bool | None = None,
     keyword: Annotated[str | None, Query(max_length=100)] = None,
     group_id: IdFilter = None,
