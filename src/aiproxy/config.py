@@ -54,6 +54,21 @@ class Settings(BaseSettings):
     body_idle_timeout: float = Field(default=60.0, gt=0, le=3600)
     keepalive_timeout: float = Field(default=15.0, gt=0, le=3600)
     max_connections: int = Field(default=10_000, ge=64)
+    # OAuth onboarding of subscription accounts (docs/oauth-accounts.md). Every vendor URL is a setting
+    # so operators behind a mirror, and the tests (the fake vendor in `aiproxy mock-upstream`), can
+    # point them elsewhere. Claude: the browser authorize page, the token endpoint (refresh grants
+    # fail on the old console.anthropic.com host), and the claude.ai root used by the cookie flow.
+    oauth_claude_authorize_url: str = "https://claude.ai/oauth/authorize"
+    oauth_claude_token_url: str = "https://platform.claude.com/v1/oauth/token"
+    oauth_claude_web_url: str = "https://claude.ai"
+    # OpenAI (Codex / ChatGPT subscription): authorize page and token endpoint.
+    oauth_openai_authorize_url: str = "https://auth.openai.com/oauth/authorize"
+    oauth_openai_token_url: str = "https://auth.openai.com/oauth/token"
+    # Google (Gemini CLI client): authorize page and token endpoint.
+    oauth_gemini_authorize_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    oauth_gemini_token_url: str = "https://oauth2.googleapis.com/token"
+    # Code Assist API root: Gemini OAuth accounts find (or are given) their project there.
+    gemini_code_assist_url: str = "https://cloudcode-pa.googleapis.com"
 
     @cached_property
     def resolved_database_url(self) -> str:
