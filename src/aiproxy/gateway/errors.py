@@ -67,6 +67,22 @@ def error_body(family: str, status: int, message: str, code: str | None = None) 
     return orjson.dumps({"error": {"message": message, "type": kind, "code": code or kind}})
 
 
+def stream_cut_notice(family: str) -> bytes:
+    """Tell the client its stream is incomplete, the way its own vendor reports a mid-stream error."""
+    message = "upstream stream ended before the response was complete"
+    if family == CLAUDE:
+        payload = orjson.dumps({"type": "error", "error": {"type": "api_error", "message": message}})
+        return b"event: error\ndata: " + payload + b"\n\n"
+    if family == RESPONSES:
+        payload = orjson.dumps(
+            {"type": "error", "code": "stream_incomplete", "message": message, "param": None}
+        )
+        return b"event: error\ndata: " + payload + b"\n\n"
+    if family == OPENAI:
+        return b"data: " + orjson.dumps({"error": {"message": message, "type": "api_error"}}) + b"\n\n"
+    return b""  # Gemini streams have no error event: the stream just ends without a finishReason
+
+
 # Messages a user sees; the Chinese ones are the texts users of this kind of relay know.
 MISSING_KEY = "缺少 API Key，请在 Authorization 或 x-api-key header 中提供"
 INVALID_KEY = "无效的 API Key"

@@ -9,12 +9,10 @@ invalid, or nothing: a request-shaped error goes straight back to the client).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
@@ -28,7 +26,7 @@ from .convert.gemini_chat import chat_request_to_gemini
 from .convert.openai_claude import chat_request_to_claude, claude_error_to_openai, wants_stream_usage
 from .errors import OPENAI, RESPONSES, GatewayError, error_body
 from .pool import PoolAccount
-from .providers import RESPONSES_INCAPABLE, UpstreamRequest, provider_for
+from .providers import RESPONSES_INCAPABLE, Provider, UpstreamRequest, provider_for
 from .scheduler import Candidate, StickySessions, candidates, session_key, weighted_order
 from .streaming import AnswerUnreadable, UpstreamBroke, prepare_answer, relay_stream, send_answer
 from .upstream import UpstreamClients
@@ -61,26 +59,12 @@ class Failure:
     body: bytes
     headers: dict[str, str]
     message: str  # masked: it is stored and may be shown
+    resets_at: float | None = None  # when the upstream says a rate limit ends (epoch seconds)
 
 
 def network_failure(what: str, exc: BaseException | None = None) -> Failure:
     detail = f"{what}: {type(exc).__name__}: {exc}" if exc is not None else what
     return Failure(0, b"", {}, mask_text(detail[:500]))
-
-
-def reset_after(headers: dict[str, str], now: float) -> float | None:
-    """When a rate-limited account may be used again, from the vendors' reset headers."""
-    unified = headers.get("anthropic-ratelimit-unified-reset")
-    if unified and unified.strip().isdigit():
-        return float(unified)
-    retry = headers.get("retry-after")
-    if retry:
-        retry = retry.strip()
-        if retry.replace(".", "", 1).isdigit():
-            return now + float(retry)
-        with contextlib.suppress(TypeError, ValueError):
-            return parsedate_to_datetime(retry).timestamp()
-    return None
 
 
 def _is_json_object(body: bytes) -> bool:
@@ -192,51 +176,40 @@ class Relay:
 
     # -- one attempt ---------------------------------------------------------------------------
 
-    def _upstream_body(self, call: Call, plan: Plan, candidate: Candidate) -> bytes:
-        payload, model = call.payload, candidate.upstream_model
+    def _upstream_body(
+        self, call: Call, plan: Plan, provider: Provider, account: PoolAccount, request: UpstreamRequest
+    ) -> bytes:
         if plan.convert == "chat_to_claude":
-            return orjson.dumps(chat_request_to_claude(payload, model=model))
+            converted = chat_request_to_claude(call.payload, model=request.model)
+            return provider.encode(account, request, converted, None)
         if plan.convert == "chat_to_gemini":
-            return orjson.dumps(chat_request_to_gemini(payload))
-        changed: dict[str, Any] = {}
-        if call.endpoint.kind != "gemini_native" and payload.get("model") != model:
-            changed["model"] = model
-        forced_usage = call.endpoint.family == OPENAI and candidate.account.family == OPENAI
-        if forced_usage and call.stream and not wants_stream_usage(payload):
-            options = payload.get("stream_options")
-            changed["stream_options"] = {
-                **(options if isinstance(options, dict) else {}),
-                "include_usage": True,
-            }
-        if not changed:
-            return call.body  # untouched: the exact bytes the client sent
-        return orjson.dumps({**payload, **changed})
+            return provider.encode(account, request, chat_request_to_gemini(call.payload), None)
+        return provider.encode(account, request, call.payload, call.body)
 
     async def _attempt(self, call: Call, plan: Plan, candidate: Candidate) -> Outcome | Failure:
         account = candidate.account
         endpoint = call.endpoint
-        gemini_action = endpoint.action or ("streamGenerateContent" if call.stream else "generateContent")
         query = call.query
         if plan.convert == "chat_to_gemini" and call.stream:
             query = "alt=sse"
         provider = provider_for(account, endpoint.family)
-        upstream = provider.build(
-            account,
-            UpstreamRequest(
-                model=candidate.upstream_model,
-                client_headers=call.headers,
-                query=query,
-                gemini_action=gemini_action,
-                gemini_version=endpoint.version,
-                count_tokens=endpoint.kind == "count_tokens",
-            ),
+        request = UpstreamRequest(
+            model=candidate.upstream_model,
+            client_headers=call.headers,
+            query=query,
+            gemini_action=endpoint.action or ("streamGenerateContent" if call.stream else "generateContent"),
+            gemini_version=endpoint.version,
+            count_tokens=endpoint.kind == "count_tokens",
+            stream=call.stream,
+            usage_requested=call.stream and endpoint.family == OPENAI and wants_stream_usage(call.payload),
         )
+        upstream = provider.build(account, request)
         session, proxy = await self.clients.for_proxy(account.proxy_url)
         timeout = self._timeout(float(self.gateway.configs.get("timeout")))
         try:
             response = await session.post(
                 upstream.url,
-                data=self._upstream_body(call, plan, candidate),
+                data=self._upstream_body(call, plan, provider, account, request),
                 headers=upstream.headers,
                 proxy=proxy,
                 timeout=timeout,
@@ -245,19 +218,20 @@ class Relay:
             return network_failure("upstream request failed", exc)
         try:
             headers = {k.lower(): v for k, v in response.headers.items()}
-            rejected = headers.get("anthropic-ratelimit-unified-status") == "rejected"
-            if response.status >= 400 or rejected:
+            if response.status >= 400 or provider.rejected(headers):
                 try:
                     body = await response.content.read(ERROR_BODY_LIMIT)
                 except (aiohttp.ClientError, TimeoutError):
                     body = b""
                 message = mask_text(body[:500].decode("utf-8", "replace"))
-                return Failure(response.status, body, headers, message)
+                resets_at = provider.resets_at(headers, body, time.time())
+                return Failure(response.status, body, headers, message, resets_at)
             outcome = Outcome("success", response.status, account.id, account.type, candidate.upstream_model)
-            wire = provider.wire  # a plain OpenAI account answers the Responses API in that format
             if call.stream:
                 try:
-                    await relay_stream(call, plan, wire, response, headers, outcome, self.gateway)
+                    await relay_stream(
+                        call, plan, provider, request, response, headers, outcome, self.gateway
+                    )
                 except UpstreamBroke as exc:  # nothing reached the client yet: another account may serve
                     return network_failure("upstream stream broke before any byte", exc.__cause__ or exc)
                 return outcome
@@ -267,7 +241,7 @@ class Relay:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 return network_failure("upstream answer broke", exc)
             try:
-                answer = prepare_answer(call, plan, wire, headers, body, outcome)
+                answer = prepare_answer(call, plan, provider, request, headers, body, outcome)
             except AnswerUnreadable as exc:
                 return network_failure(f"upstream answer unreadable: {exc}")
             call.stop_watching()
@@ -300,7 +274,7 @@ class Relay:
                 if rule and rule.cooldown_seconds
                 else configs.get("rate_limit_cooldown")
             )
-            until = reset_after(failure.headers, now) or now + float(rest)
+            until = failure.resets_at or now + float(rest)
         elif target == "overloaded":
             rest = (
                 rule.cooldown_seconds if rule and rule.cooldown_seconds else configs.get("overload_cooldown")

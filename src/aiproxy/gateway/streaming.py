@@ -20,10 +20,10 @@ import aiohttp
 import orjson
 
 from .convert.openai_claude import ClaudeToChatStream, claude_response_to_chat, wants_stream_usage
-from .convert.sse import SSEParser
-from .errors import CLAUDE, OPENAI, RESPONSES
+from .errors import stream_cut_notice
+from .providers import Provider, UpstreamRequest
 from .upstream import DROP_RESPONSE_HEADERS
-from .usage import StreamTap, has_usage_object, usage_from_body
+from .usage import StreamTap, usage_from_body
 
 if TYPE_CHECKING:
     from .pipeline import Call, Gateway, Plan
@@ -53,10 +53,22 @@ def client_headers(upstream: dict[str, str], *, content_type: str | None = None)
 
 
 def prepare_answer(
-    call: Call, plan: Plan, family: str, headers: dict[str, str], body: bytes, outcome: Outcome
+    call: Call,
+    plan: Plan,
+    provider: Provider,
+    request: UpstreamRequest,
+    headers: dict[str, str],
+    body: bytes,
+    outcome: Outcome,
 ) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """Headers and body for the client, with the usage read; raises `AnswerUnreadable`."""
-    outcome.usage = usage_from_body(family, body)
+    try:
+        decoded = provider.decode_answer(request, body)
+    except Exception as exc:  # an untrusted body: any shape error means "unreadable"
+        raise AnswerUnreadable(f"{type(exc).__name__}") from exc
+    if decoded is not body:  # unwrapped or aggregated into the provider's wire: JSON now
+        body, headers = decoded, {**headers, "content-type": "application/json"}
+    outcome.usage = usage_from_body(provider.wire, body)
     if plan.convert == "chat_to_claude":
         try:
             body = orjson.dumps(claude_response_to_chat(orjson.loads(body), model=plan.model))
@@ -80,57 +92,31 @@ async def send_answer(
         outcome.flags.append("no_usage")
 
 
-class _UsageChunkDropper:
-    """Removes the usage-only chunk the relay asked OpenAI for when the client did not."""
-
-    __slots__ = ("parser",)
-
-    def __init__(self) -> None:
-        self.parser = SSEParser()
-
-    def feed(self, chunk: bytes) -> bytes:
-        out = []
-        for _event, data in self.parser.feed(chunk):
-            if has_usage_object(data) and _only_usage(data):
-                continue
-            out.append(b"data: " + data + b"\n\n")
-        return b"".join(out)
-
-
-def _only_usage(data: bytes) -> bool:
-    try:
-        chunk = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(chunk, dict) and not chunk.get("choices")
-
-
 async def relay_stream(
     call: Call,
     plan: Plan,
-    family: str,
+    provider: Provider,
+    request: UpstreamRequest,
     response: aiohttp.ClientResponse,
     headers: dict[str, str],
     outcome: Outcome,
     gateway: Gateway,
 ) -> None:
-    is_sse = headers.get("content-type", "").startswith("text/event-stream")
-    tap = StreamTap(family) if is_sse else None
+    """Upstream chunks → the provider's decoder (into SSE of its wire) → the usage tap → the
+    client's conversion or the provider's filter → the client."""
+    decoder = provider.stream_decoder(request)
+    is_sse = decoder is not None or headers.get("content-type", "").startswith("text/event-stream")
+    tap = StreamTap(provider.wire) if is_sse else None
     buffered = bytearray()  # a JSON-array stream (Gemini without alt=sse): parsed at the end
     converter = (
         ClaudeToChatStream(model=plan.model, include_usage=wants_stream_usage(call.payload))
         if (plan.convert == "chat_to_claude")
-        else None
-    )
-    dropper = (
-        _UsageChunkDropper()
+        else provider.stream_filter(request)
         if is_sse
-        and family == OPENAI
-        and call.endpoint.family == OPENAI
-        and not wants_stream_usage(call.payload)
         else None
     )
-    out_headers = client_headers(headers, content_type="text/event-stream" if converter else None)
+    sse_out = plan.convert == "chat_to_claude" or decoder is not None
+    out_headers = client_headers(headers, content_type="text/event-stream" if sse_out else None)
     out_headers.append((b"x-accel-buffering", b"no"))
     if "cache-control" not in headers:
         out_headers.append((b"cache-control", b"no-cache"))
@@ -151,11 +137,13 @@ async def relay_stream(
     try:
         chunk = first
         while True:
+            if decoder is not None:
+                chunk = decoder.feed(chunk)
             if tap is not None:
                 tap.feed(chunk)
             elif len(buffered) < JSON_ARRAY_LIMIT:
                 buffered += chunk
-            out = converter.feed(chunk) if converter else dropper.feed(chunk) if dropper else chunk
+            out = converter.feed(chunk) if converter is not None else chunk
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             if call.slots and time.monotonic() - renewed > renew_every:
@@ -177,39 +165,27 @@ async def relay_stream(
         outcome.error = f"upstream stream broke: {type(exc).__name__}"
     finally:
         call.stop_watching()  # the stream is over: usage seen so far can no longer be lost
+    tail = b""
+    if decoder is not None and outcome.status != "client_gone":
+        rest = decoder.finish()  # what the decoder held back at the end (the last events)
+        if tap is not None:
+            tap.feed(rest)
+        tail = converter.feed(rest) if converter is not None else rest
     if tap is not None:
         outcome.usage = tap.usage if tap.saw_usage else None
         complete = tap.complete
     else:
-        outcome.usage = usage_from_body(family, bytes(buffered))
+        outcome.usage = usage_from_body(provider.wire, bytes(buffered))
         complete = outcome.status == "success"
     if not complete and outcome.status == "success":
         outcome.status = "truncated"
         outcome.error = outcome.error or "upstream stream ended early"
     if converter is not None:
-        tail = converter.finish()  # ends a cut stream with an OpenAI error chunk itself
-    elif outcome.status == "truncated":
-        tail = _cut_notice(call.endpoint.family)
-    else:
-        tail = b""
+        tail += converter.finish()  # the chat conversion ends a cut stream with an error chunk itself
+    if outcome.status == "truncated" and plan.convert != "chat_to_claude":
+        tail += stream_cut_notice(call.endpoint.family)
     await send({"type": "http.response.body", "body": tail, "more_body": False})
     if outcome.status != "success":
         outcome.flags.append(outcome.status)
     if outcome.usage is None:
         outcome.flags.append("no_usage")
-
-
-def _cut_notice(family: str) -> bytes:
-    """Tell the client its stream is incomplete, the way its own vendor reports a mid-stream error."""
-    message = "upstream stream ended before the response was complete"
-    if family == CLAUDE:
-        payload = orjson.dumps({"type": "error", "error": {"type": "api_error", "message": message}})
-        return b"event: error\ndata: " + payload + b"\n\n"
-    if family == RESPONSES:
-        payload = orjson.dumps(
-            {"type": "error", "code": "stream_incomplete", "message": message, "param": None}
-        )
-        return b"event: error\ndata: " + payload + b"\n\n"
-    if family == OPENAI:
-        return b"data: " + orjson.dumps({"error": {"message": message, "type": "api_error"}}) + b"\n\n"
-    return b""  # Gemini streams have no error event: the stream just ends without a finishReason

@@ -8,7 +8,7 @@ import orjson
 
 from ..errors import CLAUDE
 from ..pool import PoolAccount
-from .base import _FORWARD_ANY, Provider, UpstreamRequest, vendor_root
+from .base import _FORWARD_ANY, Provider, UpstreamRequest, retry_after, vendor_root
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -37,6 +37,16 @@ class AnthropicProvider(Provider):
             headers["authorization"] = f"Bearer {creds['access_token']}"
         headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
         return url
+
+    def rejected(self, headers: dict[str, str]) -> bool:
+        # Subscription quotas: the unified limiter may refuse with a success status.
+        return headers.get("anthropic-ratelimit-unified-status") == "rejected"
+
+    def resets_at(self, headers: dict[str, str], body: bytes, now: float) -> float | None:
+        unified = headers.get("anthropic-ratelimit-unified-reset")
+        if unified and unified.strip().isdigit():
+            return float(unified)
+        return retry_after(headers, now)
 
     def probe_body(self, model: str, message: str) -> bytes:
         body = {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": message}]}

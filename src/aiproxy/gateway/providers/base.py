@@ -1,14 +1,24 @@
-"""What every upstream kind provides: how a request is built for it, and how it is probed.
+"""What every upstream kind provides: how a request is built for it and its answer read.
 
 A provider is stateless; `providers.provider_for(account, route_family)` picks the one that
 talks to an account on a given client route. The relay loop asks the provider and never
-branches on the vendor itself.
+branches on the vendor itself. A provider owns:
+
+- the URL, credentials and forwarded headers of a call (`build`), and the body (`encode`);
+- how its answer becomes the wire it names (`wire`): most answer in it already, others
+  decode a whole answer (`decode_answer`) or a stream (`stream_decoder`) into it, and
+  usage is then read from that wire (`usage.py`);
+- its rate-limit signals: a 200 that is really a refusal (`rejected`), when a limited
+  account may be used again (`resets_at`);
+- its probe request for the admin's "test this account".
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, Protocol
 
 import orjson
 
@@ -33,6 +43,33 @@ class UpstreamRequest:
     gemini_action: str = "generateContent"
     gemini_version: str = "v1beta"
     count_tokens: bool = False
+    stream: bool = False  # the client asked for a stream
+    usage_requested: bool = False  # a streaming OpenAI client asked for the usage chunk itself
+
+
+class ChunkFilter(Protocol):
+    """Rewrites a stream chunk by chunk; `finish` flushes what a cut or ended stream left.
+
+    Never raises on bad input: it stops emitting, and the usage tap then sees an unfinished
+    stream (billed for what was seen, flagged truncated).
+    """
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+def retry_after(headers: dict[str, str], now: float) -> float | None:
+    """The epoch a `Retry-After` header (seconds or an HTTP date) points at."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    if value.replace(".", "", 1).isdigit():
+        return now + float(value)
+    with contextlib.suppress(TypeError, ValueError):
+        return parsedate_to_datetime(value).timestamp()
+    return None
 
 
 def vendor_root(base_url: str, *suffixes: str) -> str:
@@ -59,6 +96,21 @@ class Provider:
         url = self.target(account, request, headers)
         return UpstreamCall(url=url, headers=headers)
 
+    def encode(
+        self, account: PoolAccount, request: UpstreamRequest, payload: dict[str, Any], raw: bytes | None
+    ) -> bytes:
+        """The body sent upstream: the client's exact bytes (`raw`) unless something must change."""
+        changes = self.body_changes(account, request, payload)
+        if raw is not None and not changes:
+            return raw
+        return orjson.dumps({**payload, **changes} if changes else payload)
+
+    def body_changes(
+        self, account: PoolAccount, request: UpstreamRequest, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Top-level fields to set in the client's body; by default only the mapped model."""
+        return {"model": request.model} if payload.get("model") != request.model else {}
+
     def forwarded(self, client_headers: dict[bytes, bytes]) -> dict[str, str]:
         allowed, prefixes = self.forward, self.forward_prefixes
         return {
@@ -70,6 +122,28 @@ class Provider:
     def target(self, account: PoolAccount, request: UpstreamRequest, headers: dict[str, str]) -> str:
         """The URL; adds the account's credentials (and vendor headers) to `headers`."""
         raise NotImplementedError
+
+    # -- reading the answer --------------------------------------------------------------------
+
+    def decode_answer(self, request: UpstreamRequest, body: bytes) -> bytes:
+        """A whole answer in this provider's `wire` (raise ValueError when it cannot be read)."""
+        return body
+
+    def stream_decoder(self, request: UpstreamRequest) -> ChunkFilter | None:
+        """Turns the upstream's stream into SSE of `wire`; None when it already is."""
+        return None
+
+    def stream_filter(self, request: UpstreamRequest) -> ChunkFilter | None:
+        """Rewrites the (decoded) stream on its way to the client, after usage was read."""
+        return None
+
+    def rejected(self, headers: dict[str, str]) -> bool:
+        """A success status that is really a refusal (the account is out of quota)."""
+        return False
+
+    def resets_at(self, headers: dict[str, str], body: bytes, now: float) -> float | None:
+        """When a rate-limited account may be used again, from the answer; None = unknown."""
+        return retry_after(headers, now)
 
     # -- the admin's "test this account" -------------------------------------------------------
 

@@ -25,6 +25,11 @@ class GeminiProvider(Provider):
         headers["x-goog-api-key"] = account.credentials.get("api_key", "")
         return url
 
+    def body_changes(
+        self, account: PoolAccount, request: UpstreamRequest, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {}  # the model is in the URL
+
     def probe_body(self, model: str, message: str) -> bytes:
         body = {
             "contents": [{"role": "user", "parts": [{"text": message}]}],

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
+from ..convert.sse import SSEParser
 from ..errors import OPENAI
 from ..pool import PoolAccount
-from .base import _FORWARD_ANY, Provider, UpstreamRequest, vendor_root
+from ..usage import has_usage_object
+from .base import _FORWARD_ANY, ChunkFilter, Provider, UpstreamRequest, vendor_root
 
 
 class OpenAIChatProvider(Provider):
@@ -17,3 +23,45 @@ class OpenAIChatProvider(Provider):
         if account.organization_id:
             headers["openai-organization"] = account.organization_id
         return vendor_root(account.base_url, "/v1") + "/v1/chat/completions"
+
+    def body_changes(
+        self, account: PoolAccount, request: UpstreamRequest, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        changes = super().body_changes(account, request, payload)
+        if request.stream and not request.usage_requested:
+            # Usage only comes in a final chunk, and only when asked for: ask, and drop it later.
+            options = payload.get("stream_options")
+            kept = options if isinstance(options, dict) else {}
+            changes["stream_options"] = {**kept, "include_usage": True}
+        return changes
+
+    def stream_filter(self, request: UpstreamRequest) -> ChunkFilter | None:
+        return _UsageChunkDropper() if request.stream and not request.usage_requested else None
+
+
+class _UsageChunkDropper:
+    """Removes the usage-only chunk the relay asked for when the client did not."""
+
+    __slots__ = ("parser",)
+
+    def __init__(self) -> None:
+        self.parser = SSEParser()
+
+    def feed(self, chunk: bytes) -> bytes:
+        out = []
+        for _event, data in self.parser.feed(chunk):
+            if has_usage_object(data) and _only_usage(data):
+                continue
+            out.append(b"data: " + data + b"\n\n")
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        return b""  # a partial event at a cut is not worth sending
+
+
+def _only_usage(data: bytes) -> bool:
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(chunk, dict) and not chunk.get("choices")
