@@ -33,15 +33,15 @@ async def probe_account(
     upstream_model = account.upstream_model(model)
     if upstream_model is None:
         raise BadRequest(f"model: account {account.name} does not serve {model}")
-    call = provider.build(
-        account, UpstreamRequest(model=upstream_model, client_headers={b"content-type": b"application/json"})
-    )
+    request = UpstreamRequest(model=upstream_model, client_headers={b"content-type": b"application/json"})
+    body = provider.probe_body(upstream_model, message)
+    call = provider.build(account, request, body)
     session, proxy = await clients.for_proxy(account.proxy_url)
     started = time.perf_counter()
     try:
         async with session.post(
             call.url,
-            data=provider.probe_body(upstream_model, message),
+            data=body,
             headers=call.headers,
             proxy=proxy,
             timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT),

@@ -203,13 +203,14 @@ class Relay:
             stream=call.stream,
             usage_requested=call.stream and endpoint.family == OPENAI and wants_stream_usage(call.payload),
         )
-        upstream = provider.build(account, request)
+        body = self._upstream_body(call, plan, provider, account, request)
+        upstream = provider.build(account, request, body)
         session, proxy = await self.clients.for_proxy(account.proxy_url)
         timeout = self._timeout(float(self.gateway.configs.get("timeout")))
         try:
             response = await session.post(
                 upstream.url,
-                data=self._upstream_body(call, plan, provider, account, request),
+                data=body,
                 headers=upstream.headers,
                 proxy=proxy,
                 timeout=timeout,
@@ -220,12 +221,13 @@ class Relay:
             headers = {k.lower(): v for k, v in response.headers.items()}
             if response.status >= 400 or provider.rejected(headers):
                 try:
-                    body = await response.content.read(ERROR_BODY_LIMIT)
+                    raw = await response.content.read(ERROR_BODY_LIMIT)
                 except (aiohttp.ClientError, TimeoutError):
-                    body = b""
-                message = mask_text(body[:500].decode("utf-8", "replace"))
-                resets_at = provider.resets_at(headers, body, time.time())
-                return Failure(response.status, body, headers, message, resets_at)
+                    raw = b""
+                error = provider.error_in_wire(response.status, headers, raw) if raw else raw
+                message = mask_text(error[:500].decode("utf-8", "replace"))
+                resets_at = provider.resets_at(headers, error, time.time())
+                return Failure(response.status, error, headers, message, resets_at)
             outcome = Outcome("success", response.status, account.id, account.type, candidate.upstream_model)
             if call.stream:
                 try:

@@ -89,8 +89,8 @@ class Provider:
     forward_prefixes: ClassVar[tuple[bytes, ...]] = ()
     serves_responses: ClassVar[bool] = True  # whether it can answer the Responses API route
 
-    def build(self, account: PoolAccount, request: UpstreamRequest) -> UpstreamCall:
-        """URL and headers for one attempt on one account."""
+    def build(self, account: PoolAccount, request: UpstreamRequest, body: bytes = b"") -> UpstreamCall:
+        """URL and headers for one attempt on one account (`body`: what `encode` made, for signing)."""
         headers = self.forwarded(request.client_headers)
         headers["accept-encoding"] = "identity"  # usage is read from the answer: keep it plain
         url = self.target(account, request, headers)
@@ -136,6 +136,10 @@ class Provider:
     def stream_filter(self, request: UpstreamRequest) -> ChunkFilter | None:
         """Rewrites the (decoded) stream on its way to the client, after usage was read."""
         return None
+
+    def error_in_wire(self, status: int, headers: dict[str, str], body: bytes) -> bytes:
+        """An upstream error body in the shape of `wire` (what the client's SDK can read)."""
+        return body
 
     def rejected(self, headers: dict[str, str]) -> bool:
         """A success status that is really a refusal (the account is out of quota)."""
