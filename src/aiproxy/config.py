@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     oauth_gemini_token_url: str = "https://oauth2.googleapis.com/token"
     # Code Assist API root: Gemini OAuth accounts find (or are given) their project there.
     gemini_code_assist_url: str = "https://cloudcode-pa.googleapis.com"
+    # OAuth access tokens are refreshed this many seconds before they expire, by a background
+    # sweep every `oauth_refresh_interval` seconds (and on demand after an upstream 401).
+    oauth_refresh_margin: float = Field(default=300.0, ge=10, le=86400)
+    oauth_refresh_interval: float = Field(default=60.0, gt=0, le=3600)
 
     @cached_property
     def resolved_database_url(self) -> str:
