@@ -65,7 +65,7 @@ def extract_key(request: web.Request) -> str | None:
     return request.headers.get("x-goog-api-key") or request.query.get("key") or bearer_token(request)
 
 
-def _headers(content_type: str = JSON_CT) -> dict[str, str]:
+def headers(content_type: str = JSON_CT) -> dict[str, str]:
     return {"Content-Type": content_type, "Vary": "Origin, X-Origin, Referer"}
 
 
@@ -76,7 +76,7 @@ def error(call: Call, mode: str, message: str | None = None) -> web.Response:
         "message": message or call.behaviour.body or default,
         "status": grpc_status,
     }
-    hdrs = _headers()
+    hdrs = headers()
     if mode == "429":
         retry = call.behaviour.retry_after
         # Google puts the delay into RetryInfo; retry-after is added for relays that only read headers.
@@ -85,7 +85,7 @@ def error(call: Call, mode: str, message: str | None = None) -> web.Response:
     return json_response(call, {"error": err}, hdrs, status)
 
 
-def _usage(call: Call, inp: int, out: int) -> dict[str, Any]:
+def usage_of(call: Call, inp: int, out: int) -> dict[str, Any]:
     # Gemini's prompt count includes cached tokens; it reports no cache writes.
     cached = call.behaviour.cache_read
     prompt = inp + cached
@@ -101,36 +101,36 @@ def _usage(call: Call, inp: int, out: int) -> dict[str, Any]:
     return usage
 
 
-def _chunk(call: Call, rid: str, text: str, finish: str | None, usage: dict[str, Any]) -> dict[str, Any]:
+def chunk(call: Call, rid: str, text: str, finish: str | None, usage: dict[str, Any]) -> dict[str, Any]:
     candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
     if finish:
         candidate["finishReason"] = finish
     return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": call.model, "responseId": rid}
 
 
-def _max_tokens(call: Call) -> Any:
+def max_tokens(call: Call) -> Any:
     config = call.body.get("generationConfig") or call.body.get("generation_config") or {}
     return config.get("maxOutputTokens") if isinstance(config, dict) else None
 
 
 async def generate_content(call: Call) -> web.StreamResponse:
-    chunks, truncated = call.plan_words(_max_tokens(call))
+    chunks, truncated = call.plan_words(max_tokens(call))
     inp, b = call.input_tokens(), call.behaviour
     finish = "MAX_TOKENS" if truncated else "STOP"
-    text, usage = "".join(chunks), _usage(call, inp, len(chunks))
+    text, usage = "".join(chunks), usage_of(call, inp, len(chunks))
     call.report(usage, tokens(inp, len(chunks), b.cache_read), text)
-    payload = _chunk(call, new_id(""), text, finish, usage)
-    return await send_body(call, dumps(payload), _headers())
+    payload = chunk(call, new_id(""), text, finish, usage)
+    return await send_body(call, dumps(payload), headers())
 
 
 async def stream_generate_content(call: Call) -> web.StreamResponse:
-    chunks, truncated = call.plan_words(_max_tokens(call))
+    chunks, truncated = call.plan_words(max_tokens(call))
     inp, b = call.input_tokens(), call.behaviour
     rid, last = new_id(""), len(chunks) - 1
     finish = "MAX_TOKENS" if truncated else "STOP"
     # Every chunk carries cumulative usage, as the real API does; the last one is final.
     payloads = [
-        dumps(_chunk(call, rid, c, finish if i == last else None, _usage(call, inp, i + 1)))
+        dumps(chunk(call, rid, c, finish if i == last else None, usage_of(call, inp, i + 1)))
         for i, c in enumerate(chunks)
     ]
     sse_mode = call.request.query.get("alt") == "sse"
@@ -145,28 +145,28 @@ async def stream_generate_content(call: Call) -> web.StreamResponse:
         sent = max(1, len(chunks) // 2)
         cut_at = sent
     call.report(
-        _usage(call, inp, sent),
+        usage_of(call, inp, sent),
         tokens(inp, sent, b.cache_read),
         "".join(chunks[:sent]),
         completed=cut_at is None,
     )
-    return await send_stream(call, frames, _headers(SSE_CT if sse_mode else JSON_CT), cut_at=cut_at)
+    return await send_stream(call, frames, headers(SSE_CT if sse_mode else JSON_CT), cut_at=cut_at)
 
 
 async def count_tokens(call: Call) -> web.Response:
     inp = call.input_tokens()
     payload = {"totalTokens": inp, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": inp}]}
     call.report(payload, None, "")
-    return json_response(call, payload, _headers())
+    return json_response(call, payload, headers())
 
 
 async def list_models(call: Call) -> web.Response:
     call.record["status"] = 200
-    return web.Response(body=_MODELS_BODY, headers=_headers())
+    return web.Response(body=_MODELS_BODY, headers=headers())
 
 
 async def get_model(call: Call) -> web.Response:
     model = _MODEL_OBJECTS.get(call.model)
     if model is None:
         return error(call, "404", f"models/{call.model} is not found for API version v1beta.")
-    return json_response(call, model, _headers())
+    return json_response(call, model, headers())

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import anthropic, gemini, openai, responses
+from . import anthropic, code_assist, gemini, openai, responses
 from .common import Call
 
 Handler = Callable[[Call], Awaitable[web.StreamResponse]]
@@ -51,6 +51,11 @@ _GEMINI_ACTIONS: dict[str, Handler] = {
     "streamGenerateContent": gemini.stream_generate_content,
     "countTokens": gemini.count_tokens,
 }
+_CODE_ASSIST_ACTIONS: dict[str, Handler] = {
+    "generateContent": code_assist.generate_content,
+    "streamGenerateContent": code_assist.stream_generate_content,
+    "countTokens": code_assist.count_tokens,
+}
 _LIST_MODELS = {ANTHROPIC: anthropic.list_models, OPENAI: openai.list_models, GEMINI: gemini.list_models}
 _GET_MODEL = {ANTHROPIC: anthropic.get_model, OPENAI: openai.get_model, GEMINI: gemini.get_model}
 
@@ -76,6 +81,9 @@ def _classify_post(path: str) -> Route | None:
 
 def _classify_gemini(path: str) -> Route | None:
     target, _, action = path.rpartition(":")
+    if target.endswith("/v1internal"):  # Code Assist: the model is in the wrapped body
+        assist = _CODE_ASSIST_ACTIONS.get(action)
+        return Route(GEMINI, f"codeassist.{action}", assist) if assist else None
     handler = _GEMINI_ACTIONS.get(action)
     marker = target.rfind("/models/")
     if handler is None or marker < 0:
