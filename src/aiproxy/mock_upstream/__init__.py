@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from .common import RequestRecord, count_input_tokens, reply_chunks
+from .oauth import OAUTH, OAuthMock
 from .server import DEFAULT_WORDS, STATE, MockState, build_app
 from .switches import MODES, Behaviour
 
@@ -24,6 +25,7 @@ __all__ = [
     "Behaviour",
     "MockState",
     "MockUpstream",
+    "OAuthMock",
     "RequestRecord",
     "build_app",
     "count_input_tokens",
@@ -69,6 +71,11 @@ class MockUpstream:
     @property
     def state(self) -> MockState:
         return self.app[STATE]
+
+    @property
+    def oauth(self) -> OAuthMock:
+        """The fake OAuth providers: the same knobs as ``/__mock/oauth/*`` without HTTP."""
+        return self.app[OAUTH]
 
     @property
     def base_url(self) -> str:

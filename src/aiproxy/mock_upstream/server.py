@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
+from . import oauth
 from .common import Call, RequestRecord, new_id
 from .routing import Route, classify
 from .switches import ERROR_MODES, Behaviour, BehaviourStore, header_overrides
@@ -66,6 +67,7 @@ def build_app(*, words: int = DEFAULT_WORDS, max_records: int | None = None) -> 
     app.router.add_get("/__mock/requests", _get_requests)
     app.router.add_delete("/__mock/requests", _clear_requests)
     app.router.add_get("/__mock/health", _health)
+    oauth.add_routes(app)  # the fake OAuth providers and Code Assist (see oauth.py)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
 
@@ -92,6 +94,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return route.vendor.error(call, "400", "The request body is not valid JSON.")
     if key is None:
         return route.vendor.error(call, "401", route.vendor.missing_key_message)
+    refused = oauth.refusal_message(request.app, route.vendor.name, key)  # a revoked/expired OAuth token
+    if refused is not None:
+        return route.vendor.error(call, "401", refused)
     try:
         call.behaviour = state.resolve(key, request.path, request.headers)
     except (ValueError, TypeError) as exc:
