@@ -7,6 +7,7 @@ from ..pool import PoolAccount
 from .anthropic import AnthropicProvider
 from .azure import AzureProvider
 from .base import Provider, UpstreamCall, UpstreamRequest
+from .bedrock import BedrockProvider
 from .gemini import GeminiProvider
 from .openai import OpenAIChatProvider
 from .responses import ResponsesProvider
@@ -14,6 +15,7 @@ from .responses import ResponsesProvider
 __all__ = ["RESPONSES_INCAPABLE", "Provider", "UpstreamCall", "UpstreamRequest", "provider_for"]
 
 ANTHROPIC = AnthropicProvider()
+BEDROCK = BedrockProvider()
 GEMINI_API = GeminiProvider()
 OPENAI_CHAT = OpenAIChatProvider()
 AZURE = AzureProvider()
@@ -27,7 +29,7 @@ def provider_for(account: PoolAccount, route_family: str) -> Provider:
     """The provider that talks to `account` for a client on `route_family`."""
     family = account.family
     if family == CLAUDE:
-        return ANTHROPIC
+        return BEDROCK if account.type == "bedrock" else ANTHROPIC
     if family == GEMINI:
         return GEMINI_API
     if account.type == "azure-openai":
