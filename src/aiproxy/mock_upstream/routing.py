@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import anthropic, code_assist, gemini, openai, responses
+from . import anthropic, bedrock, code_assist, gemini, openai, responses
 from .common import Call
 
 Handler = Callable[[Call], Awaitable[web.StreamResponse]]
@@ -29,6 +29,7 @@ class Vendor:
 ANTHROPIC = Vendor("anthropic", anthropic.extract_key, anthropic.error, anthropic.MISSING_KEY_MESSAGE)
 OPENAI = Vendor("openai", openai.extract_key, openai.error, openai.MISSING_KEY_MESSAGE)
 GEMINI = Vendor("gemini", gemini.extract_key, gemini.error, gemini.MISSING_KEY_MESSAGE)
+BEDROCK = Vendor("bedrock", bedrock.extract_key, bedrock.error, bedrock.MISSING_KEY_MESSAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,9 @@ def classify(request: web.Request) -> Route | None:
 
 
 def _classify_post(path: str) -> Route | None:
+    aws = bedrock.route(path)  # /model/{modelId}/invoke...: the model id may hold ":" and "/"
+    if aws is not None:
+        return Route(BEDROCK, *aws)
     last = path.rsplit("/", 1)[-1]
     if ":" in last:
         return _classify_gemini(path)
