@@ -80,6 +80,32 @@ CONFIG_SPECS: tuple[ConfigSpec, ...] = (
         "Price rate for everyone; ≠1 overrides user and key rates",
         minimum=0,
     ),
+    # What subscription (OAuth) upstreams expect a request to look like. Observed values that
+    # change with the vendors' CLIs: kept here so an admin can follow them without a release.
+    _spec(
+        "oauth",
+        "claude_oauth_betas",
+        "claude-code-20250219,oauth-2025-04-20",
+        "anthropic-beta values sent first on Claude OAuth requests (the client's are appended)",
+    ),
+    _spec(
+        "oauth",
+        "claude_oauth_user_agent",
+        "claude-cli/2.1.197 (external, cli)",
+        "User-Agent for Claude OAuth requests from clients other than Claude Code",
+    ),
+    _spec(
+        "oauth",
+        "claude_code_system_prompt",
+        "You are Claude Code, Anthropic's official CLI for Claude.",
+        "First system block Claude OAuth requests must carry (added when the client did not send it)",
+    ),
+    _spec(
+        "oauth",
+        "codex_originator",
+        "codex_cli_rs",
+        "originator header for Codex (ChatGPT) requests from clients that send none",
+    ),
     _spec("log", "capture_request_body", False, "Store request bodies in request logs"),
     _spec("log", "capture_body_max_bytes", 16384, "Largest body stored per request log", minimum=0),
     _spec("log", "request_log_retention_days", 30, "Days request logs are kept", minimum=1),

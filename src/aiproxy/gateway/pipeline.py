@@ -44,6 +44,7 @@ from .pool import AccountPool
 from .relay import Outcome, Relay
 from .routes import Endpoint, family_of_path, match
 from .scheduler import StickySessions
+from .tokens import TokenStore
 
 log = logging.getLogger(__name__)
 JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -176,6 +177,7 @@ class Gateway:
         self._instance = secrets.token_hex(6)
         self._sequence = 0
         self.relay = Relay(self, StickySessions(services.state), random.Random())
+        self.tokens = TokenStore(services, self.pool, self.relay.clients)
 
     def _request_id(self) -> str:
         """Unique across instances (random prefix) without a system call per request."""
@@ -186,8 +188,10 @@ class Gateway:
         await self.pool.reload()
         await self._refresh_prices()
         self.recorder.start()
+        self.tokens.start()
 
     async def close(self) -> None:
+        await self.tokens.close()
         await self.recorder.stop()
         await self.relay.clients.close()
 

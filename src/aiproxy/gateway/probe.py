@@ -15,6 +15,7 @@ import orjson
 from ..errors import BadRequest, NotFound
 from .pool import AccountPool
 from .providers import UpstreamRequest, provider_for
+from .tokens import TokenStore
 from .upstream import UpstreamClients
 from .usage import usage_from_body
 
@@ -22,19 +23,34 @@ PROBE_TIMEOUT = 60.0
 
 
 async def probe_account(
-    pool: AccountPool, clients: UpstreamClients, *, account_id: int, model: str | None, message: str
+    pool: AccountPool,
+    clients: UpstreamClients,
+    tokens: TokenStore,
+    *,
+    account_id: int,
+    model: str | None,
+    message: str,
+    configs: Any = None,
 ) -> dict[str, Any]:
     await pool.fresh()
     account = pool.accounts.get(account_id)
     if account is None:
         raise NotFound("account not found or disabled")
+    if account.oauth:
+        ready = await tokens.usable(account)
+        if ready is None:
+            raise BadRequest(f"account {account.name}: its OAuth login has expired; log in again")
+        account = ready
     provider = provider_for(account, account.family)
     model = model or provider.default_probe_model
     upstream_model = account.upstream_model(model)
     if upstream_model is None:
         raise BadRequest(f"model: account {account.name} does not serve {model}")
-    request = UpstreamRequest(model=upstream_model, client_headers={b"content-type": b"application/json"})
-    body = provider.probe_body(upstream_model, message)
+    request = UpstreamRequest(
+        model=upstream_model, client_headers={b"content-type": b"application/json"}, configs=configs
+    )
+    payload = orjson.loads(provider.probe_body(upstream_model, message))
+    body = provider.encode(account, request, payload, None)  # shaped like relayed traffic
     call = provider.build(account, request, body)
     session, proxy = await clients.for_proxy(account.proxy_url)
     started = time.perf_counter()

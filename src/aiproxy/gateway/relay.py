@@ -60,6 +60,7 @@ class Failure:
     headers: dict[str, str]
     message: str  # masked: it is stored and may be shown
     resets_at: float | None = None  # when the upstream says a rate limit ends (epoch seconds)
+    marked: bool = False  # the account's status was already changed for this failure
 
 
 def network_failure(what: str, exc: BaseException | None = None) -> Failure:
@@ -127,10 +128,13 @@ class Relay:
             if held is not None:
                 call.slots.append(held)
             try:
-                result = await self._attempt(call, plan, candidate)
+                result = await self._try_account(call, plan, candidate)
             except BaseException:
                 await self._free(call, held)
                 raise
+            if result is None:  # its OAuth login has lapsed: the next candidate, not a switch
+                await self._free(call, held)
+                continue
             if isinstance(result, Outcome):
                 # The slot stays held until the pipeline has logged the request (see `settle`).
                 result.retries = tried
@@ -186,8 +190,27 @@ class Relay:
             return provider.encode(account, request, chat_request_to_gemini(call.payload), None)
         return provider.encode(account, request, call.payload, call.body)
 
-    async def _attempt(self, call: Call, plan: Plan, candidate: Candidate) -> Outcome | Failure:
+    async def _try_account(self, call: Call, plan: Plan, candidate: Candidate) -> Outcome | Failure | None:
+        """One attempt; for an OAuth account, with a live token, and once more after a 401 refresh."""
         account = candidate.account
+        if not account.oauth:
+            return await self._attempt(call, plan, candidate, account)
+        tokens = self.gateway.tokens
+        ready = await tokens.usable(account)
+        if ready is None:
+            return None
+        result = await self._attempt(call, plan, candidate, ready)
+        if isinstance(result, Failure) and result.status == 401:
+            renewal = await tokens.after_rejection(ready)
+            if renewal.account is not None:  # the same account again, before any failover
+                result = await self._attempt(call, plan, candidate, renewal.account)
+            elif renewal.expired:
+                result.marked = True  # token_expired already: the 401 rule must not say "invalid"
+        return result
+
+    async def _attempt(
+        self, call: Call, plan: Plan, candidate: Candidate, account: PoolAccount
+    ) -> Outcome | Failure:
         endpoint = call.endpoint
         query = call.query
         if plan.convert == "chat_to_gemini" and call.stream:
@@ -202,6 +225,7 @@ class Relay:
             count_tokens=endpoint.kind == "count_tokens",
             stream=call.stream,
             usage_requested=call.stream and endpoint.family == OPENAI and wants_stream_usage(call.payload),
+            configs=self.gateway.configs,
         )
         body = self._upstream_body(call, plan, provider, account, request)
         upstream = provider.build(account, request, body)
@@ -256,7 +280,7 @@ class Relay:
 
     async def _should_switch(self, candidate: Candidate, failure: Failure) -> bool:
         """Mark the account as the error rules say; True when another account may succeed."""
-        if failure.status == 0:
+        if failure.status == 0 or failure.marked:
             return True  # connection refused, reset, timeout: try elsewhere
         pool = self.gateway.pool
         text = failure.body.decode("utf-8", "replace")

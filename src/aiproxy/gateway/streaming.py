@@ -116,7 +116,8 @@ async def relay_stream(
         else None
     )
     sse_out = plan.convert == "chat_to_claude" or decoder is not None
-    out_headers = client_headers(headers, content_type="text/event-stream" if sse_out else None)
+    content_type = getattr(converter, "content_type", None) or ("text/event-stream" if sse_out else None)
+    out_headers = client_headers(headers, content_type=content_type)
     out_headers.append((b"x-accel-buffering", b"no"))
     if "cache-control" not in headers:
         out_headers.append((b"cache-control", b"no-cache"))

@@ -33,8 +33,10 @@ async def test_account(body: ProbeBody, request: Request) -> FastJSONResponse:
     result = await probe_account(
         gateway.pool,
         gateway.relay.clients,
+        gateway.tokens,
         account_id=body.account_id,
         model=body.model,
         message=body.message,
+        configs=gateway.configs,
     )
     return ok(result)

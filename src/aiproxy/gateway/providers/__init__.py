@@ -8,6 +8,7 @@ from .anthropic import AnthropicProvider
 from .azure import AzureProvider
 from .base import Provider, UpstreamCall, UpstreamRequest
 from .bedrock import BedrockProvider
+from .code_assist import CodeAssistProvider
 from .gemini import GeminiProvider
 from .openai import OpenAIChatProvider
 from .responses import ResponsesProvider
@@ -17,6 +18,7 @@ __all__ = ["RESPONSES_INCAPABLE", "Provider", "UpstreamCall", "UpstreamRequest",
 ANTHROPIC = AnthropicProvider()
 BEDROCK = BedrockProvider()
 GEMINI_API = GeminiProvider()
+CODE_ASSIST = CodeAssistProvider()
 OPENAI_CHAT = OpenAIChatProvider()
 AZURE = AzureProvider()
 RESPONSES_API = ResponsesProvider()
@@ -31,7 +33,7 @@ def provider_for(account: PoolAccount, route_family: str) -> Provider:
     if family == CLAUDE:
         return BEDROCK if account.type == "bedrock" else ANTHROPIC
     if family == GEMINI:
-        return GEMINI_API
+        return CODE_ASSIST if account.oauth else GEMINI_API
     if account.type == "azure-openai":
         return AZURE
     if route_family == RESPONSES or family == RESPONSES:

@@ -1,4 +1,11 @@
-"""Anthropic Messages: claude-official and claude-console accounts."""
+"""Anthropic Messages: claude-official, claude-console and claude-ccr accounts, by key or OAuth.
+
+A subscription (OAuth) account talks to the same API with a Bearer token, and the upstream
+serves it only when the request looks like Claude Code: the oauth beta among the
+`anthropic-beta` values, Claude Code's identity headers, and Claude Code's system prompt as
+the first system block. Claude Code itself sends all of that; for any other client the
+relay adds what is missing (values in the `oauth` runtime configs).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,27 @@ from ..pool import PoolAccount
 from .base import _FORWARD_ANY, Provider, UpstreamRequest, retry_after, vendor_root
 
 ANTHROPIC_VERSION = "2023-06-01"
+DEFAULT_OAUTH_BETAS = "claude-code-20250219,oauth-2025-04-20"
+DEFAULT_USER_AGENT = "claude-cli/2.1.197 (external, cli)"
+DEFAULT_SYSTEM_PROMPT = "You are Claude Code, Anthropic's official CLI for Claude."
+
+
+def _config(request: UpstreamRequest, key: str, default: str) -> str:
+    return str(request.configs.get(key)) if request.configs is not None else default
+
+
+def is_claude_code(client_headers: dict[bytes, bytes]) -> bool:
+    return client_headers.get(b"user-agent", b"").startswith(b"claude-cli/")
+
+
+def merged_betas(required: str, sent: str) -> str:
+    """The required betas first, then the client's, each once."""
+    seen: dict[str, None] = {}
+    for value in (*required.split(","), *sent.split(",")):
+        value = value.strip()
+        if value:
+            seen.setdefault(value, None)
+    return ",".join(seen)
 
 
 class AnthropicProvider(Provider):
@@ -28,15 +56,36 @@ class AnthropicProvider(Provider):
     def target(self, account: PoolAccount, request: UpstreamRequest, headers: dict[str, str]) -> str:
         path = "/v1/messages/count_tokens" if request.count_tokens else "/v1/messages"
         url = vendor_root(account.base_url, "/v1") + path
-        if request.query:
-            url += f"?{request.query}"  # Claude Code sends ?beta=true
         creds = account.credentials
         if creds.get("api_key"):
             headers["x-api-key"] = creds["api_key"]
+            if request.query:
+                url += f"?{request.query}"  # Claude Code sends ?beta=true
         elif creds.get("access_token"):
-            headers["authorization"] = f"Bearer {creds['access_token']}"
+            self._oauth_headers(request, headers, creds["access_token"])
+            url += "?beta=true"  # as Claude Code calls it
         headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
         return url
+
+    def _oauth_headers(self, request: UpstreamRequest, headers: dict[str, str], token: str) -> None:
+        headers["authorization"] = f"Bearer {token}"
+        required = _config(request, "claude_oauth_betas", DEFAULT_OAUTH_BETAS)
+        headers["anthropic-beta"] = merged_betas(required, headers.get("anthropic-beta", ""))
+        if not is_claude_code(request.client_headers):
+            headers["user-agent"] = _config(request, "claude_oauth_user_agent", DEFAULT_USER_AGENT)
+            headers["x-app"] = "cli"
+            headers["anthropic-dangerous-direct-browser-access"] = "true"
+
+    def body_changes(
+        self, account: PoolAccount, request: UpstreamRequest, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        changes = super().body_changes(account, request, payload)
+        if account.oauth and not request.count_tokens:
+            prompt = _config(request, "claude_code_system_prompt", DEFAULT_SYSTEM_PROMPT)
+            system = _with_identity(payload.get("system"), prompt)
+            if system is not None:
+                changes["system"] = system
+        return changes
 
     def rejected(self, headers: dict[str, str]) -> bool:
         # Subscription quotas: the unified limiter may refuse with a success status.
@@ -57,3 +106,18 @@ class AnthropicProvider(Provider):
             return "".join(b.get("text", "") for b in data["content"] if b.get("type") == "text")
         except (KeyError, TypeError, AttributeError):
             return ""
+
+
+def _with_identity(system: Any, prompt: str) -> list[dict[str, Any]] | None:
+    """The system blocks with Claude Code's prompt first; None when it already is first."""
+    identity = {"type": "text", "text": prompt}
+    if system is None or system == "":
+        return [identity]
+    if isinstance(system, str):
+        return None if system.startswith(prompt) else [identity, {"type": "text", "text": system}]
+    if isinstance(system, list):
+        first = system[0] if system else None
+        if isinstance(first, dict) and str(first.get("text", "")).startswith(prompt):
+            return None
+        return [identity, *system]
+    return None  # an unexpected shape: the upstream will say what is wrong with it

@@ -45,6 +45,8 @@ class UpstreamRequest:
     count_tokens: bool = False
     stream: bool = False  # the client asked for a stream
     usage_requested: bool = False  # a streaming OpenAI client asked for the usage chunk itself
+    # Runtime configs (`RuntimeConfigs.get`): the identity values subscription upstreams expect.
+    configs: Any = None
 
 
 class ChunkFilter(Protocol):

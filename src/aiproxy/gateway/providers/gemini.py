@@ -9,7 +9,9 @@ import orjson
 
 from ..errors import GEMINI
 from ..pool import PoolAccount
-from .base import _FORWARD_ANY, Provider, UpstreamRequest, vendor_root
+from .base import _FORWARD_ANY, Provider, UpstreamRequest, retry_after, vendor_root
+
+GEMINI_API_ROOT = "https://generativelanguage.googleapis.com"
 
 
 class GeminiProvider(Provider):
@@ -30,6 +32,23 @@ class GeminiProvider(Provider):
     ) -> dict[str, Any]:
         return {}  # the model is in the URL
 
+    def resets_at(self, headers: dict[str, str], body: bytes, now: float) -> float | None:
+        """RESOURCE_EXHAUSTED: google.rpc.RetryInfo's retryDelay, else ErrorInfo's quotaResetDelay."""
+        try:
+            details = orjson.loads(body)["error"]["details"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            details = None
+        if isinstance(details, list):
+            delays = [d.get("retryDelay") for d in details if isinstance(d, dict)]
+            delays += [
+                (d.get("metadata") or {}).get("quotaResetDelay") for d in details if isinstance(d, dict)
+            ]
+            for delay in delays:
+                seconds = _seconds(delay)
+                if seconds is not None:
+                    return now + seconds
+        return retry_after(headers, now)
+
     def probe_body(self, model: str, message: str) -> bytes:
         body = {
             "contents": [{"role": "user", "parts": [{"text": message}]}],
@@ -42,3 +61,14 @@ class GeminiProvider(Provider):
             return "".join(p.get("text", "") for p in data["candidates"][0]["content"]["parts"])
         except (KeyError, IndexError, TypeError, AttributeError):
             return ""
+
+
+def _seconds(delay: Any) -> float | None:
+    """A protobuf Duration as JSON ("37s", "1.5s"), or None."""
+    if not isinstance(delay, str) or not delay.endswith("s"):
+        return None
+    try:
+        value = float(delay[:-1])
+    except ValueError:
+        return None
+    return value if value >= 0 else None
