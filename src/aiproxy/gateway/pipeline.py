@@ -41,6 +41,7 @@ from .disconnect import DisconnectWatch
 from .errors import CLAUDE, GEMINI, OPENAI, RESPONSES, GatewayError, error_body
 from .limits import Limits, check_caller, check_model_allowed
 from .pool import AccountPool
+from .quotas import QuotaBoard
 from .relay import Outcome, Relay
 from .routes import Endpoint, family_of_path, match
 from .scheduler import StickySessions
@@ -178,6 +179,7 @@ class Gateway:
         self._sequence = 0
         self.relay = Relay(self, StickySessions(services.state), random.Random())
         self.tokens = TokenStore(services, self.pool, self.relay.clients)
+        self.quotas = QuotaBoard(services.state)
 
     def _request_id(self) -> str:
         """Unique across instances (random prefix) without a system call per request."""
@@ -192,6 +194,7 @@ class Gateway:
 
     async def close(self) -> None:
         await self.tokens.close()
+        await self.quotas.drain()
         await self.recorder.stop()
         await self.relay.clients.close()
 

@@ -249,9 +249,11 @@ class Relay:
                 except (aiohttp.ClientError, TimeoutError):
                     raw = b""
                 error = provider.error_in_wire(response.status, headers, raw) if raw else raw
+                self._note_quota(provider, account, response.status, headers, error)
                 message = mask_text(error[:500].decode("utf-8", "replace"))
                 resets_at = provider.resets_at(headers, error, time.time())
                 return Failure(response.status, error, headers, message, resets_at)
+            self._note_quota(provider, account, response.status, headers, None)
             outcome = Outcome("success", response.status, account.id, account.type, candidate.upstream_model)
             if call.stream:
                 try:
@@ -275,6 +277,18 @@ class Relay:
             return outcome
         finally:
             response.release()
+
+    def _note_quota(
+        self,
+        provider: Provider,
+        account: PoolAccount,
+        status: int,
+        headers: dict[str, str],
+        error: bytes | None,
+    ) -> None:
+        snapshot = provider.quota(status, headers, error)
+        if snapshot is not None:
+            self.gateway.quotas.note(account.id, snapshot)
 
     # -- failures ------------------------------------------------------------------------------
 

@@ -79,6 +79,11 @@ def extract_key(request: web.Request) -> str | None:
     return bearer_token(request)
 
 
+# The unified limiter's utilisation as the mock reports it on every answer (fractions 0..1).
+FIVE_HOUR_UTILIZATION = "0.25"
+SEVEN_DAY_UTILIZATION = "0.125"
+
+
 def _headers(call: Call, content_type: str, status: str = "allowed") -> dict[str, str]:
     reset = str(now() + 5 * 3600)
     return {
@@ -89,6 +94,10 @@ def _headers(call: Call, content_type: str, status: str = "allowed") -> dict[str
         "anthropic-ratelimit-unified-representative-claim": "five_hour",
         "anthropic-ratelimit-unified-5h-status": status,
         "anthropic-ratelimit-unified-5h-reset": reset,
+        "anthropic-ratelimit-unified-5h-utilization": FIVE_HOUR_UTILIZATION,
+        "anthropic-ratelimit-unified-7d-status": "allowed",
+        "anthropic-ratelimit-unified-7d-reset": str(now() + 7 * 86400),
+        "anthropic-ratelimit-unified-7d-utilization": SEVEN_DAY_UTILIZATION,
     }
 
 

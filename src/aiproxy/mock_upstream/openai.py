@@ -112,6 +112,15 @@ def headers(call: Call, content_type: str) -> dict[str, str]:
 def error(call: Call, mode: str, message: str | None = None) -> web.Response:
     status, etype, default, code = _ERRORS[mode]
     hdrs = {"Content-Type": JSON_CT, "x-request-id": call.request_id}
+    if mode == "429" and "chatgpt-account-id" in call.request.headers:
+        # The ChatGPT backend's plan limit: the reset is in the body, not in a header.
+        limit = {
+            "type": "usage_limit_reached",
+            "message": message or call.behaviour.body or "The usage limit has been reached",
+            "plan_type": "plus",
+            "resets_in_seconds": call.behaviour.retry_after,
+        }
+        return json_response(call, {"error": limit}, hdrs, status)
     if mode == "429":
         retry = str(call.behaviour.retry_after)
         hdrs |= {

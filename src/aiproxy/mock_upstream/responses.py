@@ -8,9 +8,30 @@ from typing import Any
 from aiohttp import web
 
 from .common import JSON_CT, SSE_CT, Call, dumps, new_id, now, send_body, send_stream, sse
-from .openai import headers, usage_numbers
+from .openai import headers as openai_headers
+from .openai import usage_numbers
 
 _FRAMES_BEFORE_DELTAS = 4  # created, in_progress, output_item.added, content_part.added
+
+
+# The ChatGPT backend's plan windows, as the mock reports them (percent used).
+CODEX_PRIMARY_USED = "12.5"
+CODEX_SECONDARY_USED = "3"
+
+
+def headers(call: Call, content_type: str) -> dict[str, str]:
+    """OpenAI's headers; the ChatGPT backend (a request with a ChatGPT account id) adds its plan windows."""
+    out = openai_headers(call, content_type)
+    if "chatgpt-account-id" in call.request.headers:
+        out |= {
+            "x-codex-primary-used-percent": CODEX_PRIMARY_USED,
+            "x-codex-primary-reset-after-seconds": "9000",
+            "x-codex-primary-window-minutes": "300",
+            "x-codex-secondary-used-percent": CODEX_SECONDARY_USED,
+            "x-codex-secondary-reset-after-seconds": "400000",
+            "x-codex-secondary-window-minutes": "10080",
+        }
+    return out
 
 
 @lru_cache(maxsize=1024)

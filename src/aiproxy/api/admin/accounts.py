@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...errors import BadRequest, NotFound
+from ...gateway.quotas import read_quota
 from ...security.secretbox import SecretBox, SecretBoxError
 from ...services import Services
 from ...store.accounts import (
@@ -178,7 +179,10 @@ async def create_account(body: AccountCreate, services: ServicesDep, session: Se
 async def get_account_route(
     account_id: PathId, services: ServicesDep, session: SessionDep
 ) -> FastJSONResponse:
-    return ok(await _view(session, services, await get_account(session, account_id)))
+    view = await _view(session, services, await get_account(session, account_id))
+    # What the upstream last said about the plan's windows (subscription accounts).
+    view["quota"] = await read_quota(services.state, account_id)
+    return ok(view)
 
 
 def _apply_credentials(box: SecretBox, account: Account, body: AccountUpdate) -> dict[str, str] | None:

@@ -87,6 +87,30 @@ class AnthropicProvider(Provider):
                 changes["system"] = system
         return changes
 
+    def quota(self, status: int, headers: dict[str, str], error: bytes | None) -> dict[str, Any] | None:
+        overall = headers.get("anthropic-ratelimit-unified-status")
+        if overall is None:
+            return None
+        snapshot: dict[str, Any] = {"kind": "claude_unified", "status": overall}
+        reset = _epoch(headers.get("anthropic-ratelimit-unified-reset"))
+        if reset:
+            snapshot["resets_at"] = reset
+        claim = headers.get("anthropic-ratelimit-unified-representative-claim")
+        if claim:
+            snapshot["representative_claim"] = claim
+        for window, name in _UNIFIED_WINDOWS:
+            prefix = f"anthropic-ratelimit-unified-{window}-"
+            entry: dict[str, Any] = {}
+            if prefix + "status" in headers:
+                entry["status"] = headers[prefix + "status"]
+            if (at := _epoch(headers.get(prefix + "reset"))) is not None:
+                entry["resets_at"] = at
+            if (used := _fraction(headers.get(prefix + "utilization"))) is not None:
+                entry["utilization"] = used
+            if entry:
+                snapshot[name] = entry
+        return snapshot
+
     def rejected(self, headers: dict[str, str]) -> bool:
         # Subscription quotas: the unified limiter may refuse with a success status.
         return headers.get("anthropic-ratelimit-unified-status") == "rejected"
@@ -106,6 +130,30 @@ class AnthropicProvider(Provider):
             return "".join(b.get("text", "") for b in data["content"] if b.get("type") == "text")
         except (KeyError, TypeError, AttributeError):
             return ""
+
+
+_UNIFIED_WINDOWS = (
+    ("5h", "five_hour"),
+    ("7d", "seven_day"),
+    ("7d_oi", "seven_day_oi"),
+    ("overage", "overage"),
+)
+
+
+def _epoch(value: str | None) -> int | None:
+    """Unix seconds (milliseconds tolerated)."""
+    if not value or not value.strip().isdigit():
+        return None
+    number = int(value)
+    return number // 1000 if number > 100_000_000_000 else number
+
+
+def _fraction(value: str | None) -> float | None:
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and 0.0 <= number <= 1.0 else None
 
 
 def _with_identity(system: Any, prompt: str) -> list[dict[str, Any]] | None:

@@ -143,6 +143,12 @@ class Provider:
         """An upstream error body in the shape of `wire` (what the client's SDK can read)."""
         return body
 
+    def quota(self, status: int, headers: dict[str, str], error: bytes | None) -> dict[str, Any] | None:
+        """The plan/quota windows the answer reports (see gateway/quotas.py); None = nothing said.
+
+        `error` is the body of an error answer (None for a success)."""
+        return None
+
     def rejected(self, headers: dict[str, str]) -> bool:
         """A success status that is really a refusal (the account is out of quota)."""
         return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -31,6 +32,23 @@ class GeminiProvider(Provider):
         self, account: PoolAccount, request: UpstreamRequest, payload: dict[str, Any]
     ) -> dict[str, Any]:
         return {}  # the model is in the URL
+
+    def quota(self, status: int, headers: dict[str, str], error: bytes | None) -> dict[str, Any] | None:
+        """RESOURCE_EXHAUSTED: which quota (ErrorInfo.reason) and when it resets."""
+        if error is None or status != 429:
+            return None
+        try:
+            details = orjson.loads(error)["error"]["details"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            details = []
+        reasons = [d.get("reason") for d in details if isinstance(d, dict) and d.get("reason")]
+        snapshot: dict[str, Any] = {"kind": "gemini", "status": "RESOURCE_EXHAUSTED"}
+        if reasons:
+            snapshot["reason"] = reasons[0]  # QUOTA_EXHAUSTED (daily/hard) or RATE_LIMIT_EXCEEDED
+        resets = self.resets_at(headers, error, time.time())
+        if resets:
+            snapshot["resets_at"] = int(resets)
+        return snapshot
 
     def resets_at(self, headers: dict[str, str], body: bytes, now: float) -> float | None:
         """RESOURCE_EXHAUSTED: google.rpc.RetryInfo's retryDelay, else ErrorInfo's quotaResetDelay."""

@@ -10,6 +10,7 @@ Responses object it expects.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -98,6 +99,34 @@ class ResponsesProvider(Provider):
             return body  # already a Responses object (an API-key upstream)
         return gathered_response(body)
 
+    def quota(self, status: int, headers: dict[str, str], error: bytes | None) -> dict[str, Any] | None:
+        """The ChatGPT plan's windows: x-codex-primary-* (5 hours), x-codex-secondary-* (a week)."""
+        snapshot: dict[str, Any] = {}
+        now = time.time()
+        for window in ("primary", "secondary"):
+            prefix = f"x-codex-{window}-"
+            entry: dict[str, Any] = {}
+            used = _number(headers.get(prefix + "used-percent"))
+            if used is not None:
+                entry["used_percent"] = used
+            after = _number(headers.get(prefix + "reset-after-seconds"))
+            if after is not None:
+                entry["resets_at"] = int(now + after)
+            minutes = _number(headers.get(prefix + "window-minutes"))
+            if minutes is not None:
+                entry["window_minutes"] = int(minutes)
+            if entry:
+                snapshot[window] = entry
+        if error is not None and status == 429:
+            resets = self.resets_at(headers, error, now)
+            if b"usage_limit_reached" in error:
+                snapshot["status"] = "usage_limit_reached"
+                if resets:
+                    snapshot["resets_at"] = int(resets)
+        if not snapshot:
+            return None
+        return {"kind": "codex", **snapshot}
+
     def resets_at(self, headers: dict[str, str], body: bytes, now: float) -> float | None:
         # The ChatGPT backend's plan limit: {"error": {"type": "usage_limit_reached", "resets_in_seconds": N}}
         try:
@@ -146,3 +175,10 @@ def gathered_response(stream: bytes) -> bytes:
     if not isinstance(response, dict):
         raise ValueError("the final event carries no response object")
     return orjson.dumps(response)
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
