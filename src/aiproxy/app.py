@@ -20,6 +20,7 @@ from .api.admin import configs as admin_configs
 from .api.admin import error_rules as admin_error_rules
 from .api.admin import logs as admin_logs
 from .api.admin import models as admin_models
+from .api.admin import oauth as admin_oauth
 from .api.admin import operation_logs as admin_operation_logs
 from .api.admin import proxy_configs as admin_proxy_configs
 from .api.admin import proxy_test as admin_proxy_test
@@ -195,6 +196,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         admin_error_rules.router,
         admin_error_rules.messages_router,
         admin_logs.router,
+        admin_oauth.router,
     ):
         app.include_router(router)
     return app

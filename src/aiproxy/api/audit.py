@@ -31,7 +31,10 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MASK = "***"
 MAX_STORED_BODY = 8192
 _SECRET_NAME = re.compile(
-    r"(password|secret|token|api_key|apikey|session_key|private_key|cookie|authorization|credentials?)$",
+    r"(password|secret|token|api_key|apikey|session_key|private_key|cookie|authorization|credentials?)$"
+    # OAuth authorization codes (and pasted callback URLs carrying one); whole names only, so that
+    # status_code and the like stay readable.
+    r"|^(code|auth_code|authorization_code|callback_url|code_verifier)$",
     re.IGNORECASE,
 )
 _METHOD_ACTIONS = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
