@@ -80,7 +80,8 @@ class AnthropicProvider(Provider):
         self, account: PoolAccount, request: UpstreamRequest, payload: dict[str, Any]
     ) -> dict[str, Any]:
         changes = super().body_changes(account, request, payload)
-        if account.oauth and not request.count_tokens:
+        # Claude Code sends its own system prompt (its identity, its billing block): left as it is.
+        if account.oauth and not request.count_tokens and not is_claude_code(request.client_headers):
             prompt = _config(request, "claude_code_system_prompt", DEFAULT_SYSTEM_PROMPT)
             system = _with_identity(payload.get("system"), prompt)
             if system is not None:
