@@ -453,3 +453,27 @@ def test_a_login_started_on_one_instance_finishes_on_another(mock: httpx.Client,
             if server is not None:
                 server.stop()
         drop_pg_database(name)
+
+
+def test_audit_masks_codes_but_not_status_codes() -> None:
+    from aiproxy.api.audit import mask_secrets
+
+    masked = mask_secrets(
+        {"code": "abc#def", "status_code": 429, "cookie": "k", "setup_token": True, "name": "n"}
+    )
+    assert masked == {"code": "***", "status_code": 429, "cookie": "***", "setup_token": "***", "name": "n"}
+
+
+def test_pasted_forms() -> None:
+    from aiproxy.oauth.errors import OAuthError
+    from aiproxy.oauth.pkce import Pasted, parse_pasted
+
+    assert parse_pasted("  abc  ") == Pasted("abc", None)
+    assert parse_pasted("abc#st") == Pasted("abc", "st")
+    assert parse_pasted("https://x/cb?code=abc&state=st") == Pasted("abc", "st")
+    assert parse_pasted("https://x/cb#code=abc&state=st") == Pasted("abc", "st")
+    assert parse_pasted("code=abc&state=st") == Pasted("abc", "st")
+    assert parse_pasted("https://x/cb?code=abc%23st") == Pasted("abc", "st")
+    for bad in ("", "a b", "https://x/cb?state=st", "x" * 5000):
+        with pytest.raises(OAuthError):
+            parse_pasted(bad)

@@ -39,8 +39,9 @@ def cookie_header(value: str) -> str:
         value = value[len("cookie:") :].strip()
     if "sessionkey=" not in value.lower():
         value = f"sessionKey={value}"
-    if any(c in value for c in "\r\n\0"):
-        raise OAuthError("cookie: must be a single line")
+    # A session key is printable ASCII; anything else cannot be a cookie (and must not reach a header).
+    if not value.isascii() or not value.isprintable():
+        raise OAuthError("cookie: must be the sessionKey cookie, printable ASCII on one line")
     return value
 
 

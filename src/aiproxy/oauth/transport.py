@@ -87,7 +87,7 @@ async def send(
             status, answer_headers = response.status, response.headers
     except TimeoutError:
         raise OAuthError(f"{what}: no answer from {_host(url)} in time") from None
-    except aiohttp.ClientError as exc:
+    except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL or header aiohttp cannot send
         # The exception text names the host and the reason, never a body or a query string.
         reason = type(exc).__name__
         raise OAuthError(f"{what}: cannot reach {_host(url)} ({reason})") from None
