@@ -362,6 +362,9 @@ async def store(
         account = Account(
             name=name or _default_name(grant), type=account_type, proxy_config_id=proxy_config_id
         )
+        if grant.flow == GEMINI:
+            # A Google login is served through Code Assist, not the AI Studio API: that is its root.
+            account.base_url = ctx.settings.gemini_code_assist_url.rstrip("/")
         _apply(ctx.box, account, grant, facts)
         db.add(account)
         created = True
