@@ -21,6 +21,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Protocol
 
 import orjson
+from yarl import URL
 
 from ..pool import PoolAccount
 
@@ -29,7 +30,8 @@ _FORWARD_ANY = frozenset({b"content-type", b"accept", b"user-agent"})
 
 @dataclass(frozen=True, slots=True)
 class UpstreamCall:
-    url: str
+    # A string, or a yarl URL built already encoded when the exact bytes matter (a signed path).
+    url: str | URL
     headers: dict[str, str]
 
 

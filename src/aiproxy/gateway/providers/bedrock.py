@@ -316,7 +316,7 @@ class BedrockProvider(Provider):
             headers["authorization"] = f"Bearer {creds['access_token']}"
         headers["accept-encoding"] = "identity"  # not signed: usage is read from the answer
         # Already encoded: the HTTP client must not turn %3A back into ":" after signing.
-        return UpstreamCall(url=URL(url, encoded=True), headers=headers)  # type: ignore[arg-type]
+        return UpstreamCall(url=URL(url, encoded=True), headers=headers)
 
     def encode(
         self, account: PoolAccount, request: UpstreamRequest, payload: dict[str, Any], raw: bytes | None
