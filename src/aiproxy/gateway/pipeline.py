@@ -39,6 +39,7 @@ from .asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_whole
 from .auth import Caller, KeyCache, key_from_headers
 from .disconnect import DisconnectWatch
 from .errors import CLAUDE, GEMINI, OPENAI, RESPONSES, GatewayError, error_body
+from .health import HealthChecker
 from .limits import Limits, check_caller, check_model_allowed
 from .pool import AccountPool
 from .quotas import QuotaBoard
@@ -180,6 +181,7 @@ class Gateway:
         self.relay = Relay(self, StickySessions(services.state), random.Random())
         self.tokens = TokenStore(services, self.pool, self.relay.clients)
         self.quotas = QuotaBoard(services.state)
+        self.health = HealthChecker(services, self.pool, self.tokens, self.relay.clients)
 
     def _request_id(self) -> str:
         """Unique across instances (random prefix) without a system call per request."""
@@ -191,8 +193,10 @@ class Gateway:
         await self._refresh_prices()
         self.recorder.start()
         self.tokens.start()
+        self.health.start()
 
     async def close(self) -> None:
+        await self.health.close()
         await self.tokens.close()
         await self.quotas.drain()
         await self.recorder.stop()
