@@ -18,6 +18,7 @@ from .api.admin import accounts as admin_accounts
 from .api.admin import api_keys as admin_api_keys
 from .api.admin import configs as admin_configs
 from .api.admin import error_rules as admin_error_rules
+from .api.admin import health_check as admin_health_check
 from .api.admin import logs as admin_logs
 from .api.admin import models as admin_models
 from .api.admin import oauth as admin_oauth
@@ -197,6 +198,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         admin_error_rules.messages_router,
         admin_logs.router,
         admin_oauth.router,
+        *admin_health_check.routers,
     ):
         app.include_router(router)
     return app
