@@ -13,10 +13,11 @@ from typing import Any
 import anthropic
 import pytest
 
+from ..oauth_support import oauth_env
 from ..support import Api, RelayServer
 from .conftest import Pool, Upstream
 from .restarts import Backend, started_relay
-from .test_oauth_serving import OAuthSetup, current_access, mock_oauth, oauth_env, token_calls
+from .test_oauth_serving import OAuthSetup, current_access, mock_oauth, token_calls
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hello"}]
 LEAKED = "sk-ant-api03-" + "Zq7" * 12  # a credential-shaped string an upstream might echo
@@ -237,7 +238,7 @@ def test_users_are_refused_on_every_health_route(pool: Pool, make_user: Callable
 
 @pytest.fixture(scope="module")
 def oauth_relay(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayServer]:
-    relay = started_relay(tmp_path_factory.mktemp("health-oauth"), oauth_env(upstream))
+    relay = started_relay(tmp_path_factory.mktemp("health-oauth"), oauth_env(upstream.base_url))
     try:
         yield relay
     finally:
