@@ -16,7 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from .oauth_support import oauth_env
+
 ADMIN_PASSWORD = "admin-test-pass"
+NOWHERE = "http://127.0.0.1:9"  # the discard port: nothing listens there
 DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://127.0.0.1:5432/test"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -113,6 +116,9 @@ class RelayServer:
             AIPROXY_ADMIN_PASSWORD=ADMIN_PASSWORD,
             AIPROXY_LOG_LEVEL="warning",
         )
+        # Only 127.0.0.1 is ever a network target: the vendors' OAuth endpoints point at the
+        # discard port unless a test points them at the fake providers.
+        env.update(oauth_env(NOWHERE))
         env.update(self.env_overrides)
         return env
 

@@ -100,6 +100,24 @@ def _short_proxy_test(case: schemathesis.Case) -> None:
             case.body["timeout"] = 1
 
 
+LOCAL_ROOT = "http://127.0.0.1:9"  # the discard port: nothing listens, a connection fails at once
+
+
+def _local_targets(case: schemathesis.Case) -> None:
+    """Only 127.0.0.1 is ever a network target: generated proxy hosts and account roots are
+    pointed there (the relay's own OAuth URLs are, by tests/support.py), so a fuzzed probe,
+    proxy test or cookie login cannot reach out."""
+    if not isinstance(case.body, dict) or case.method.upper() not in ("POST", "PUT"):
+        return
+    if isinstance(case.body.get("host"), str):
+        case.body["host"] = "127.0.0.1"
+    for name in ("base_url", "endpoint"):
+        if isinstance(case.body.get(name), str) and case.body[name]:
+            case.body[name] = LOCAL_ROOT
+    if case.path == "/api/admin/accounts" and case.method.upper() == "POST":
+        case.body.setdefault("base_url", LOCAL_ROOT)  # not the vendor's default root
+
+
 def _excluded(case: schemathesis.Case, caller: Caller) -> bool:
     """Calls that would end the run's own session rather than test anything."""
     body = case.body if isinstance(case.body, dict) else {}
@@ -135,6 +153,7 @@ def _fuzz_operation(operation: Any, caller: Caller, base_url: str, statuses: Cou
     def run(case: schemathesis.Case) -> None:
         assume(not _excluded(case, caller))
         _short_proxy_test(case)
+        _local_targets(case)
         response = case.call_and_validate(
             base_url=base_url, headers={"Authorization": f"Bearer {caller.token}"}, checks=CHECKS
         )

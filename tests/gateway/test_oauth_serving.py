@@ -23,6 +23,7 @@ import pytest
 from google import genai
 from google.genai import types as genai_types
 
+from ..oauth_support import oauth_env
 from ..support import ADMIN_PASSWORD, Api, RelayServer
 from .conftest import Upstream
 from .restarts import Backend, started_relay
@@ -34,21 +35,9 @@ HELLO: list[Any] = [{"role": "user", "content": "hello"}]
 CLIENT_REQUESTS = Path("/work/shared/fixtures/client-requests.jsonl")
 
 
-def oauth_env(upstream: Upstream, **extra: str) -> dict[str, str]:
-    """Every provider URL of the relay pointed at the fake providers."""
-    root = upstream.base_url
-    return {
-        "AIPROXY_OAUTH_CLAUDE_AUTHORIZE_URL": f"{root}/claude/oauth/authorize",
-        "AIPROXY_OAUTH_CLAUDE_TOKEN_URL": f"{root}/claude/v1/oauth/token",
-        "AIPROXY_OAUTH_CLAUDE_WEB_URL": f"{root}/claude",
-        "AIPROXY_OAUTH_OPENAI_AUTHORIZE_URL": f"{root}/openai/oauth/authorize",
-        "AIPROXY_OAUTH_OPENAI_TOKEN_URL": f"{root}/openai/oauth/token",
-        "AIPROXY_OAUTH_GEMINI_AUTHORIZE_URL": f"{root}/google/o/oauth2/v2/auth",
-        "AIPROXY_OAUTH_GEMINI_TOKEN_URL": f"{root}/google/token",
-        "AIPROXY_GEMINI_CODE_ASSIST_URL": root,
-        "AIPROXY_OAUTH_REFRESH_INTERVAL": "0.3",
-        **extra,
-    }
+def relay_env(upstream: Upstream, refresh_interval: str = "0.3") -> dict[str, str]:
+    """Every provider URL of the relay pointed at the fake providers; a quick refresh sweep."""
+    return {**oauth_env(upstream.base_url), "AIPROXY_OAUTH_REFRESH_INTERVAL": refresh_interval}
 
 
 class OAuthSetup:
@@ -160,7 +149,7 @@ def token_calls(upstream: Upstream, vendor: str, grant: str = "refresh_token") -
 
 @pytest.fixture(scope="module")
 def oauth_relay(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayServer]:
-    relay = started_relay(tmp_path_factory.mktemp("oauth-relay"), oauth_env(upstream))
+    relay = started_relay(tmp_path_factory.mktemp("oauth-relay"), relay_env(upstream))
     try:
         yield relay
     finally:
@@ -426,7 +415,7 @@ def test_two_instances_refresh_a_shared_account_once(
     if backend.name == "sqlite":
         pytest.skip("several instances share PostgreSQL and Redis")
     shared_secrets = {"AIPROXY_SECRET_KEY": uuid.uuid4().hex * 2, "AIPROXY_JWT_SECRET": uuid.uuid4().hex * 2}
-    env = {**backend.env, **shared_secrets, **oauth_env(upstream, AIPROXY_OAUTH_REFRESH_INTERVAL="0.2")}
+    env = {**backend.env, **shared_secrets, **relay_env(upstream, "0.2")}
     first = started_relay(tmp_path / "one", env)
     second = started_relay(tmp_path / "two", env)
     try:
