@@ -262,7 +262,8 @@ def test_openai_chat_clients_reach_bedrock_through_the_conversion(pool: Pool) ->
     assert text == reply.choices[0].message.content
     assert chunks[-1].usage.completion_tokens == reply.usage.completion_tokens
     assert [r["status"] for r in pool.upstream.requests_for(key_id)] == [200, 200]
-    assert all(log["status"] == "success" and log["cost"] > 0 for log in pool.logs(expect=2))
+    logs = pool.logs(expect=2)
+    assert all(log["status"] == "success" and log["cost"] > 0 for log in logs), logs
 
 
 def test_admin_probe(pool: Pool) -> None:

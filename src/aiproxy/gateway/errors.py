@@ -10,7 +10,8 @@ OPENAI = "openai"
 GEMINI = "gemini"
 RESPONSES = "responses"
 
-_ANTHROPIC_TYPES = {
+# Anthropic's error type per HTTP status (529 is Anthropic's own "overloaded").
+ANTHROPIC_ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
     403: "permission_error",
@@ -19,6 +20,7 @@ _ANTHROPIC_TYPES = {
     429: "rate_limit_error",
     502: "api_error",
     503: "overloaded_error",
+    529: "overloaded_error",
 }
 _OPENAI_TYPES = {
     400: "invalid_request_error",
@@ -57,7 +59,7 @@ class GatewayError(Exception):
 
 def error_body(family: str, status: int, message: str, code: str | None = None) -> bytes:
     if family == CLAUDE:
-        kind = _ANTHROPIC_TYPES.get(status, "api_error")
+        kind = ANTHROPIC_ERROR_TYPES.get(status, "api_error")
         return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
     if family == GEMINI:
         return orjson.dumps(

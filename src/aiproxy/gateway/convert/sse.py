@@ -81,3 +81,32 @@ def _parse_block(block: bytes) -> SSEEvent | None:
     if not data:
         return None
     return event, data[0] if len(data) == 1 else b"\n".join(data)
+
+
+class DataRewriter:
+    """A stream filter that re-emits every complete event as one `data:` event after `rewrite`.
+
+    Subclasses decide per event: new data, or None to drop the event. `finish` emits an event
+    the upstream did not end with a blank line."""
+
+    __slots__ = ("parser",)
+
+    def __init__(self) -> None:
+        self.parser = SSEParser()
+
+    def rewrite(self, event: str | None, data: bytes) -> bytes | None:
+        return data
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self._emit(self.parser.feed(chunk))
+
+    def finish(self) -> bytes:
+        return self._emit(self.parser.flush())
+
+    def _emit(self, events: list[SSEEvent]) -> bytes:
+        out = []
+        for event, data in events:
+            new = self.rewrite(event, data)
+            if new is not None:
+                out.append(b"data: " + new + b"\n\n")
+        return b"".join(out)

@@ -127,10 +127,15 @@ class AnthropicProvider(Provider):
         return orjson.dumps(body)
 
     def reply_text(self, data: Any) -> str:
-        try:
-            return "".join(b.get("text", "") for b in data["content"] if b.get("type") == "text")
-        except (KeyError, TypeError, AttributeError):
-            return ""
+        return messages_text(data)
+
+
+def messages_text(data: Any) -> str:
+    """The text blocks of a whole Messages answer."""
+    try:
+        return "".join(b.get("text", "") for b in data["content"] if b.get("type") == "text")
+    except (KeyError, TypeError, AttributeError):
+        return ""
 
 
 _UNIFIED_WINDOWS = (

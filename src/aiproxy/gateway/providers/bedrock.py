@@ -33,8 +33,9 @@ from urllib.parse import quote
 import orjson
 from yarl import URL
 
-from ..errors import CLAUDE
+from ..errors import ANTHROPIC_ERROR_TYPES, CLAUDE
 from ..pool import PoolAccount
+from .anthropic import messages_text
 from .base import Provider, UpstreamCall, UpstreamRequest
 
 BEDROCK_VERSION = "bedrock-2023-05-31"
@@ -119,16 +120,6 @@ _ERROR_TYPES = {
     "modelstreamerrorexception": "api_error",
     "modeltimeoutexception": "api_error",
 }
-_STATUS_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    503: "overloaded_error",
-    529: "overloaded_error",
-}
 _MIN_FRAME = 16  # prelude (8) + prelude CRC (4) + message CRC (4)
 
 
@@ -202,7 +193,7 @@ def anthropic_error(kind: str, message: str) -> bytes:
 def error_type(aws_type: str, status: int) -> str:
     """The Anthropic error type for a Bedrock error (`ThrottlingException:http://…` or bare)."""
     name = aws_type.split(":", 1)[0].rsplit("#", 1)[-1].strip().lower()
-    return _ERROR_TYPES.get(name) or _STATUS_TYPES.get(status) or "api_error"
+    return _ERROR_TYPES.get(name) or ANTHROPIC_ERROR_TYPES.get(status) or "api_error"
 
 
 class EventStreamDecoder:
@@ -368,7 +359,4 @@ class BedrockProvider(Provider):
         return orjson.dumps(body)
 
     def reply_text(self, data: Any) -> str:
-        try:
-            return "".join(b.get("text", "") for b in data["content"] if b.get("type") == "text")
-        except (KeyError, TypeError, AttributeError):
-            return ""
+        return messages_text(data)  # Bedrock answers Anthropic Messages JSON

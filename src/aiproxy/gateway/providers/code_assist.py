@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ..convert.sse import SSEParser
+from ..convert.sse import DataRewriter, SSEParser
 from ..pool import PoolAccount
 from .base import ChunkFilter, UpstreamRequest
 from .gemini import GEMINI_API_ROOT, GeminiProvider
@@ -68,27 +68,18 @@ class CodeAssistProvider(GeminiProvider):
         return None if _wants_sse(request) else _SSEToJSONArray()
 
 
-class _Unwrapper:
+class _Unwrapper(DataRewriter):
     """`data: {"response": {...}}` events → `data: {...}` (the native Gemini stream)."""
 
-    __slots__ = ("parser",)
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self.parser = SSEParser()
-
-    def feed(self, chunk: bytes) -> bytes:
-        out = []
-        for _event, data in self.parser.feed(chunk):
-            try:
-                decoded = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                continue  # not an answer chunk: nothing a Gemini client could use
-            inner = decoded.get("response") if isinstance(decoded, dict) else None
-            out.append(b"data: " + orjson.dumps(inner if isinstance(inner, dict) else decoded) + b"\r\n\r\n")
-        return b"".join(out)
-
-    def finish(self) -> bytes:
-        return self.feed(b"\n\n")  # an event the upstream did not end with a blank line
+    def rewrite(self, event: str | None, data: bytes) -> bytes | None:
+        try:
+            decoded = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None  # not an answer chunk: nothing a Gemini client could use
+        inner = decoded.get("response") if isinstance(decoded, dict) else None
+        return orjson.dumps(inner) if isinstance(inner, dict) else data
 
 
 class _SSEToJSONArray:

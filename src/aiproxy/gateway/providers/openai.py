@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from ..convert.sse import SSEParser
+from ..convert.sse import DataRewriter
 from ..errors import OPENAI
 from ..pool import PoolAccount
 from ..usage import has_usage_object
@@ -39,24 +39,16 @@ class OpenAIChatProvider(Provider):
         return _UsageChunkDropper() if request.stream and not request.usage_requested else None
 
 
-class _UsageChunkDropper:
+class _UsageChunkDropper(DataRewriter):
     """Removes the usage-only chunk the relay asked for when the client did not."""
 
-    __slots__ = ("parser",)
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self.parser = SSEParser()
-
-    def feed(self, chunk: bytes) -> bytes:
-        out = []
-        for _event, data in self.parser.feed(chunk):
-            if has_usage_object(data) and _only_usage(data):
-                continue
-            out.append(b"data: " + data + b"\n\n")
-        return b"".join(out)
+    def rewrite(self, event: str | None, data: bytes) -> bytes | None:
+        return None if has_usage_object(data) and _only_usage(data) else data
 
     def finish(self) -> bytes:
-        return b""  # a partial event at a cut is not worth sending
+        return b""  # OpenAI ends every event: a partial one at a cut is not worth sending
 
 
 def _only_usage(data: bytes) -> bool:
