@@ -442,3 +442,24 @@ def test_two_instances_refresh_a_shared_account_once(
         mock_oauth(upstream, "/__mock/oauth/config", {"expires_in": {"claude": 28_800}})
         first.stop()
         second.stop()
+
+
+def test_the_admin_probe_reads_subscription_answers(setup: OAuthSetup, upstream: Upstream) -> None:
+    """The "test this account" button: Codex's streamed answer gathered, Code Assist's unwrapped,
+    and a Claude answer whose unified limiter says "rejected" reported as a refusal."""
+    codex = setup.onboard("openai")
+    gemini = setup.onboard("gemini")
+    claude = setup.onboard("claude")
+    for account, model in ((codex, CODEX_MODEL), (gemini, GEMINI_MODEL), (claude, CLAUDE_MODEL)):
+        probed = setup.admin.ok(
+            "POST", "/api/admin/proxy/test", json={"account_id": account["id"], "model": model}
+        )
+        assert probed["success"] is True and probed["reply"].startswith("Hello from mock"), probed
+        assert probed["usage"]["output_tokens"] > 0
+
+    upstream.behave(current_access(upstream, "claude"), "rejected")
+    probed = setup.admin.ok(
+        "POST", "/api/admin/proxy/test", json={"account_id": claude["id"], "model": CLAUDE_MODEL}
+    )
+    assert probed["success"] is False and probed["status_code"] == 200
+    assert "quota" in probed["message"] and probed["resets_at"] > time.time()

@@ -6,6 +6,7 @@ but is neither limited nor billed, and never changes the account's status.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ import aiohttp
 import orjson
 
 from ..errors import BadRequest, NotFound
+from ..security.masking import mask_text
 from .pool import AccountPool
 from .providers import UpstreamRequest, provider_for
 from .tokens import TokenStore
@@ -64,6 +66,7 @@ async def probe_account(
         ) as response:
             body = await response.read()
             status = response.status
+            headers = {k.lower(): v for k, v in response.headers.items()}
     except (aiohttp.ClientError, TimeoutError) as exc:
         return {
             "success": False,
@@ -71,22 +74,29 @@ async def probe_account(
             "model": upstream_model,
             "status_code": 0,
             "latency_ms": int((time.perf_counter() - started) * 1000),
-            "message": f"{type(exc).__name__}: {exc}",
+            "message": mask_text(f"{type(exc).__name__}: {exc}"),
         }
     latency = int((time.perf_counter() - started) * 1000)
-    usage = usage_from_body(provider.wire, body) if status < 400 else None
+    # A success status can still be a refusal (a subscription out of quota: Claude's "rejected").
+    answered = status < 400 and not provider.rejected(headers)
+    if answered:
+        with contextlib.suppress(ValueError):  # unreadable: shown as the upstream sent it
+            body = provider.decode_answer(request, body)  # unwrapped, or gathered from a stream
+    usage = usage_from_body(provider.wire, body) if answered else None
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         data = None
+    resets_at = None if answered else provider.resets_at(headers, body, time.time())
     return {
-        "success": status < 400,
+        "success": answered,
         "account_id": account_id,
         "model": upstream_model,
         "status_code": status,
         "latency_ms": latency,
-        "reply": provider.reply_text(data) if status < 400 else "",
-        "message": "" if status < 400 else body[:1000].decode("utf-8", "replace"),
+        "reply": provider.reply_text(data) if answered else "",
+        "message": "" if answered else _refusal(status, body),
+        "resets_at": int(resets_at) if resets_at else None,
         "usage": None
         if usage is None
         else {
@@ -96,3 +106,10 @@ async def probe_account(
             "cache_read_tokens": usage.cache_read_tokens,
         },
     }
+
+
+def _refusal(status: int, body: bytes) -> str:
+    text = mask_text(body[:1000].decode("utf-8", "replace"))
+    if status < 400:
+        return f"the upstream refused the request: its quota is used up ({text[:200]})"
+    return text
