@@ -295,24 +295,25 @@ class HealthChecker:
             )
         return {**shown(record), "results": results}
 
-    async def _candidates(self, *, due_only: bool) -> list[tuple[Any, PoolAccount]]:
+    async def _rows(self, *conditions: Any) -> list[Any]:
+        """The accounts' fields the checker decides and reports on, by id."""
+        query = select(
+            Account.id,
+            Account.name,
+            Account.type,
+            Account.enabled,
+            Account.status,
+            Account.status_reason,
+            Account.last_error,
+            Account.last_error_at,
+            Account.rate_limited_until,
+            Account.overloaded_until,
+        )
         async with self._services.db.session() as session:
-            rows = (
-                await session.execute(
-                    select(
-                        Account.id,
-                        Account.name,
-                        Account.type,
-                        Account.enabled,
-                        Account.status,
-                        Account.status_reason,
-                        Account.last_error,
-                        Account.last_error_at,
-                    )
-                    .where(Account.enabled.is_(True), Account.status.in_(OUT_OF_ROTATION))
-                    .order_by(Account.id)
-                )
-            ).all()
+            return list((await session.execute(query.where(*conditions).order_by(Account.id))).all())
+
+    async def _candidates(self, *, due_only: bool) -> list[tuple[Any, PoolAccount]]:
+        rows = await self._rows(Account.enabled.is_(True), Account.status.in_(OUT_OF_ROTATION))
         rows = [row for row in rows if marked_by_relay(row)]
         if due_only and rows:
             now = time.time()
@@ -403,23 +404,7 @@ class HealthChecker:
 
     async def status(self) -> dict[str, Any]:
         """The checker's state and every account's last check, as any instance sees it."""
-        async with self._services.db.session() as session:
-            rows = (
-                await session.execute(
-                    select(
-                        Account.id,
-                        Account.name,
-                        Account.type,
-                        Account.enabled,
-                        Account.status,
-                        Account.status_reason,
-                        Account.last_error,
-                        Account.last_error_at,
-                        Account.rate_limited_until,
-                        Account.overloaded_until,
-                    ).order_by(Account.id)
-                )
-            ).all()
+        rows = await self._rows()
         last = await self.last_sweep()
         checks = await self._results([row.id for row in rows])
         running = await self._state.get(SWEEP_LOCK) is not None  # the lock is a plain key while held

@@ -7,8 +7,10 @@ the scheduling consequences (a refusal cools the account down until the reset) a
 taken by the relay through `rejected`/`resets_at`. This board only keeps the latest snapshot
 per account in shared state, so every instance shows the same one.
 
-Writing it is off the request's path (a background task) and throttled per account: a
-snapshot is written when its statuses changed or at most every `WRITE_EVERY` seconds.
+Writing it is off the request's path (a background task) and throttled per account: the
+answers of an error are always read (a refusal is news), a success's at most every
+`WRITE_EVERY` seconds, and a snapshot is written when its statuses changed or that much
+time has passed.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ class QuotaBoard:
         self._state = state
         self._written: dict[int, tuple[float, tuple[Any, ...]]] = {}
         self._pending: set[asyncio.Task[None]] = set()
+
+    def due(self, account_id: int) -> bool:
+        """Whether a success's signals are worth reading now (cheap: no header is parsed)."""
+        last = self._written.get(account_id)
+        return last is None or time.monotonic() - last[0] >= WRITE_EVERY
 
     def note(self, account_id: int, snapshot: dict[str, Any]) -> None:
         """Remember a snapshot (written in the background when it is news)."""

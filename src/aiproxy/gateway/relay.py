@@ -286,9 +286,12 @@ class Relay:
         headers: dict[str, str],
         error: bytes | None,
     ) -> None:
+        board = self.gateway.quotas
+        if error is None and not board.due(account.id):
+            return  # a success a few seconds after the last snapshot: nothing worth parsing
         snapshot = provider.quota(status, headers, error)
         if snapshot is not None:
-            self.gateway.quotas.note(account.id, snapshot)
+            board.note(account.id, snapshot)
 
     # -- failures ------------------------------------------------------------------------------
 
