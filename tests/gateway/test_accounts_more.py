@@ -24,6 +24,21 @@ def test_azure_account_serves_openai_chat(pool: Pool) -> None:
     assert_billed(log, record["tokens"], model_prices(pool.admin, "gpt-4o"))
 
 
+def test_claude_ccr_account_serves_claude_clients(pool: Pool) -> None:
+    """A Claude Code Router (or any Anthropic-compatible router) behind its own base URL and key."""
+    credential = pool.add_account("claude-ccr")
+    client = anthropic.Anthropic(base_url=f"{pool.relay.base_url}/claude", api_key=pool.key, max_retries=0)
+    reply = client.messages.create(
+        model="claude-opus-4-8", max_tokens=10, messages=[{"role": "user", "content": "hi router"}]
+    )
+    assert reply.content[0].text.startswith("Hello from mock")
+    (record,) = pool.upstream.requests_for(credential)
+    assert record["path"] == "/v1/messages" and record["headers"]["x-api-key"] == credential
+    (log,) = pool.logs(expect=1)
+    assert log["account_id"] == pool.accounts[credential] and log["platform"] == "claude-ccr"
+    assert_billed(log, record["tokens"], model_prices(pool.admin, "claude-opus-4-8"))
+
+
 def test_count_tokens_is_relayed_free(pool: Pool) -> None:
     credential = pool.add_account()
     client = anthropic.Anthropic(base_url=f"{pool.relay.base_url}/claude", api_key=pool.key, max_retries=0)
