@@ -283,6 +283,30 @@ def test_a_refused_refresh_token_is_reported_and_takes_the_account_out(
     assert oauth.account(account["id"])["status_reason"] == "OAuth token refreshed by an admin"
 
 
+def test_a_passing_token_endpoint_failure_is_explained_and_an_admin_may_retry_at_once(
+    oauth: OAuthSetup, upstream: Upstream
+) -> None:
+    account = oauth.onboard("claude")
+    before = token_calls(upstream, "claude")
+    body = {"error": "server_error", "error_description": "temporarily unavailable"}
+    failure = {
+        "status": 503,
+        "body": body,
+        "retry_after": 600,
+        "vendor": "claude",
+        "grant_type": "refresh_token",
+    }
+    mock_oauth(upstream, "/__mock/oauth/config", {"fail": failure})
+    status, answer = oauth.admin.post(f"/api/admin/accounts/{account['id']}/refresh-token")
+    assert status == 400, answer
+    assert "temporarily unavailable" in answer["message"] and "next try in 600s" in answer["message"]
+    assert oauth.account(account["id"])["status"] == "valid"  # the current token keeps serving
+    # Traffic waits the 600 s the endpoint asked for; an admin's explicit retry does not.
+    again = oauth.admin.ok("POST", f"/api/admin/accounts/{account['id']}/refresh-token")
+    assert again["refreshed"] is True
+    assert token_calls(upstream, "claude") == before + 2
+
+
 def test_refresh_token_needs_a_refresh_token(oauth: OAuthSetup) -> None:
     setup_token = oauth.admin.ok(
         "POST",

@@ -68,6 +68,7 @@ class Renewal:
 
     account: PoolAccount | None
     expired: bool = False  # the refresh token was refused: the account is now token_expired
+    reason: str = ""  # why there is no new token (masked: the provider's message, a backoff, ...)
 
 
 class TokenStore:
@@ -118,8 +119,15 @@ class TokenStore:
 
     # -- refreshing ------------------------------------------------------------------------------
 
-    async def refresh(self, account: PoolAccount, used_token: str, *, forced: bool = False) -> Renewal:
-        """One refresh per account per instance at a time; concurrent callers share its result."""
+    async def refresh(
+        self, account: PoolAccount, used_token: str, *, forced: bool = False, by_admin: bool = False
+    ) -> Renewal:
+        """One refresh per account per instance at a time; concurrent callers share its result.
+
+        `forced`: even if the stored token is far from expiry. `by_admin`: also during the wait a
+        failing token endpoint asked for (traffic never skips that wait: no retry storms)."""
+        if by_admin:
+            self._blocked_until.pop(account.id, None)
         running = self._inflight.get(account.id)
         if running is None:
             running = asyncio.ensure_future(self._refresh(account, used_token, forced))
@@ -129,8 +137,8 @@ class TokenStore:
 
     async def _refresh(self, account: PoolAccount, used_token: str, forced: bool) -> Renewal:
         blocked = self._blocked_until.get(account.id, 0.0)
-        if time.time() < blocked:
-            return Renewal(None)
+        if (wait := blocked - time.time()) > 0:
+            return Renewal(None, reason=f"the token endpoint failed; next try in {wait:.0f}s")
         try:
             async with self._services.state.lock(refresh_lock_key(account.id), LOCK_TTL, wait=LOCK_WAIT):
                 return await self._refresh_locked(account, used_token, forced)
@@ -141,7 +149,7 @@ class TokenStore:
             # Without shared state no lock can be held across instances; refreshing anyway could
             # race another instance and kill the refresh token, so serve the current token.
             warn_unavailable(log, "OAuth refresh postponed until shared state is back", exc)
-            return Renewal(None)
+            return Renewal(None, reason="shared state is unavailable: refreshes wait for it")
 
     async def _refresh_locked(self, account: PoolAccount, used_token: str, forced: bool) -> Renewal:
         stored = await self._read(account.id)
@@ -181,7 +189,7 @@ class TokenStore:
         wait = exc.retry_after or RETRY_LATER
         self._blocked_until[account.id] = time.time() + wait
         log.warning("account %s: OAuth refresh failed, retrying in %.0fs: %s", account.id, wait, exc.message)
-        return Renewal(None)
+        return Renewal(None, reason=f"{exc.message} (next try in {wait:.0f}s)")
 
     async def _adopt_stored(self, account: PoolAccount) -> Renewal:
         stored = await self._read(account.id)

@@ -101,7 +101,8 @@ async def refresh_token(account_id: PathId, request: Request, services: Services
     if account is None:
         raise BadRequest(f"account {row.name} cannot be served: check its type and credentials")
     account = tokens.current(account)
-    renewal = await tokens.refresh(account, account.credentials.get("access_token", ""), forced=True)
+    used = account.credentials.get("access_token", "")
+    renewal = await tokens.refresh(account, used, forced=True, by_admin=True)
     if renewal.expired:
         refused = await _account_row(services, account_id)
         raise BadRequest(
@@ -109,10 +110,10 @@ async def refresh_token(account_id: PathId, request: Request, services: Services
             "the account is now token_expired: log in again"
         )
     if renewal.account is None:
+        why = renewal.reason or "a refresh by another instance is under way"
         raise BadRequest(
-            f"account {row.name}: no new token this time (the token endpoint failed for a passing "
-            "reason, or a refresh is already under way); the current token keeps serving and the "
-            "refresher tries again later"
+            f"account {row.name}: no new token this time ({why}); the current token keeps serving "
+            "and the refresher tries again later"
         )
     status = row.status
     if status == "token_expired":  # the refresh token works after all: back in rotation
