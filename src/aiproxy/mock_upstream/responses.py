@@ -1,4 +1,9 @@
-"""OpenAI Responses API wire format (``/v1/responses``, ChatGPT ``/backend-api/codex/responses``, Azure)."""
+"""OpenAI Responses API wire format (``/v1/responses``, ChatGPT ``/backend-api/codex/responses``, Azure).
+
+A request that makes the model call a function (``tool_choice`` ``"required"`` or a named function, with
+function ``tools``) is answered with one ``function_call`` item instead of a message: the function chosen
+(the first one for ``"required"``), arguments ``{"text": <the reply text>}``.
+"""
 
 from __future__ import annotations
 
@@ -90,6 +95,23 @@ def _item(item_id: str, status: str, content: list[Any]) -> dict[str, Any]:
     return {"id": item_id, "type": "message", "status": status, "content": content, "role": "assistant"}
 
 
+def _forced_function(body: dict[str, Any]) -> str | None:
+    """The function the request makes the model call, or None when it may answer in text."""
+    tools = [t for t in body.get("tools") or () if isinstance(t, dict) and t.get("type") == "function"]
+    choice = body.get("tool_choice")
+    if not tools:
+        return None
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        return str(choice.get("name") or "")
+    return str(tools[0].get("name") or "") if choice == "required" else None
+
+
+def _function_call(name: str, text: str, status: str) -> dict[str, Any]:
+    arguments = dumps({"text": text}).decode()
+    item = {"id": new_id("fc_"), "type": "function_call", "status": status, "arguments": arguments}
+    return item | {"call_id": new_id("call_"), "name": name}
+
+
 async def create(call: Call) -> web.StreamResponse:
     chunks, truncated = call.plan_words(call.body.get("max_output_tokens"))
     inp = call.input_tokens()
@@ -105,16 +127,25 @@ async def create(call: Call) -> web.StreamResponse:
     final_status = "incomplete" if truncated else "completed"
     rid, item_id, created, text = new_id("resp_"), new_id("msg_"), now(), "".join(chunks)
     done_item = _item(item_id, final_status, [_part(text)])
+    function = _forced_function(call.body)
+    if function is not None:
+        done_item = _function_call(function, text, final_status)
+        text = done_item["arguments"]
     if not call.body.get("stream"):
         call.report(usage, norm, text)
         payload = _response(call, rid, created, final_status, [done_item], usage)
         return await send_body(call, dumps(payload), headers(call, JSON_CT))
 
-    frames = _stream_frames(call, chunks, rid, item_id, created, final_status, usage, done_item)
+    if function is not None:
+        frames = _function_frames(call, rid, created, final_status, usage, done_item)
+        chunks, lead = _argument_pieces(text), _FRAMES_BEFORE_DELTAS - 1  # no content part
+    else:
+        frames = _stream_frames(call, chunks, rid, item_id, created, final_status, usage, done_item)
+        lead = _FRAMES_BEFORE_DELTAS
     cut_at = None
     if b.mode == "cut":
         sent = max(1, len(chunks) // 2)
-        cut_at = _FRAMES_BEFORE_DELTAS + sent
+        cut_at = lead + sent
         call.report(None, None, "".join(chunks[:sent]), completed=False)
     else:
         call.report(usage, norm, text)
@@ -173,3 +204,33 @@ def _stream_frames(
     for offset, (event, payload) in enumerate(tail):
         frames.append(sse(event, {"type": event, "sequence_number": seq + offset, **payload}))
     return frames
+
+
+def _argument_pieces(arguments: str) -> tuple[str, ...]:
+    """The arguments in three deltas, cut mid-token as real streams do."""
+    a, b = len(arguments) // 3, 2 * len(arguments) // 3
+    return arguments[:a], arguments[a:b], arguments[b:]
+
+
+def _function_frames(
+    call: Call, rid: str, created: int, final_status: str, usage: dict[str, Any], done_item: dict[str, Any]
+) -> list[bytes]:
+    pending = _response(call, rid, created, "in_progress", [], None)
+    added = {**done_item, "status": "in_progress", "arguments": ""}
+    ids = {"item_id": done_item["id"], "output_index": 0}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("response.created", {"response": pending}),
+        ("response.in_progress", {"response": pending}),
+        ("response.output_item.added", {"output_index": 0, "item": added}),
+    ]
+    pieces = _argument_pieces(done_item["arguments"])
+    events += [("response.function_call_arguments.delta", {**ids, "delta": p}) for p in pieces]
+    events += [
+        ("response.function_call_arguments.done", {**ids, "arguments": done_item["arguments"]}),
+        ("response.output_item.done", {"output_index": 0, "item": done_item}),
+        (
+            f"response.{final_status}",
+            {"response": _response(call, rid, created, final_status, [done_item], usage)},
+        ),
+    ]
+    return [sse(e, {"type": e, "sequence_number": n, **p}) for n, (e, p) in enumerate(events)]
