@@ -98,12 +98,15 @@ class Plan:
     """Where a request goes: account families, the wire conversion, the model and its price."""
 
     families: tuple[str, ...]
-    convert: str  # "" | "chat_to_claude" | "chat_to_gemini"
+    convert: str  # "" | "chat_to_claude" | "chat_to_gemini" | "chat_to_responses"
     model: str
     forced_type: str | None
     platform: str
     price: ModelPrice | None
     flags: list[str] = field(default_factory=list)
+    # (families, convert) taken instead when `families` has no candidate account (`Relay._ordered`
+    # switches to it, so the plan always says what was used).
+    fallback: tuple[tuple[str, ...], str] | None = None
 
 
 @dataclass(slots=True)
@@ -122,6 +125,7 @@ class Call:
     payload: dict[str, Any] = field(default_factory=dict)
     caller: Caller | None = None  # None until the key is resolved
     plan: Plan | None = None
+    converted: dict[str, Any] | None = None  # the body converted once for every attempt (chat_to_responses)
     stream: bool = False
     admitted: datetime | None = None  # set once the request counts against the key's limits
     session: str | None = None  # the sticky-session key, when there was a choice of accounts
@@ -290,6 +294,7 @@ class Gateway:
         forced_type, model = split_forced_type(model.strip())
         platform = platform_of(model, self.prices)
         convert = ""
+        fallback = None
         if endpoint.family == CLAUDE:
             families: tuple[str, ...] = (CLAUDE,)
         elif endpoint.family == GEMINI:
@@ -301,11 +306,16 @@ class Gateway:
             forced_family = ACCOUNT_TYPES[forced_type].family if forced_type else None
             if forced_family == CLAUDE or (forced_family is None and platform == "claude-official"):
                 families, convert = (CLAUDE,), "chat_to_claude"
+            elif forced_family == RESPONSES:
+                families, convert = (RESPONSES,), "chat_to_responses"
             else:
                 families = (OPENAI,)
+                if forced_family is None:  # no openai account can serve it: a Responses API account may
+                    fallback = ((RESPONSES,), "chat_to_responses")
         if forced_type and ACCOUNT_TYPES[forced_type].family not in families:
             raise GatewayError(400, f"account type {forced_type} cannot serve this endpoint")
-        plan = Plan(families, convert, model, forced_type, platform or _ROUTE_PLATFORM[endpoint.family], None)
+        platform = platform or _ROUTE_PLATFORM[endpoint.family]
+        plan = Plan(families, convert, model, forced_type, platform, None, fallback=fallback)
         price = self.prices.lookup(model)
         if price is not None and not price.enabled:
             raise GatewayError(403, e.MODEL_DISABLED)
@@ -320,7 +330,8 @@ class Gateway:
     def _check_platform(self, caller: Caller, plan: Plan) -> None:
         if caller.allowed_platforms is None:
             return
-        types = [t.name for t in ACCOUNT_TYPES.values() if t.family in plan.families]
+        families = plan.families + (plan.fallback[0] if plan.fallback else ())
+        types = [t.name for t in ACCOUNT_TYPES.values() if t.family in families]
         if plan.forced_type:
             types = [plan.forced_type]
         if not any(t in caller.allowed_platforms for t in types):

@@ -24,6 +24,11 @@ from ..store.error_rules import classify_error
 from . import errors as e
 from .convert.gemini_chat import chat_request_to_gemini
 from .convert.openai_claude import chat_request_to_claude, claude_error_to_openai, wants_stream_usage
+from .convert.openai_responses import (
+    ChatRequestUnsupported,
+    chat_request_to_responses,
+    responses_error_to_openai,
+)
 from .errors import OPENAI, RESPONSES, GatewayError, error_body
 from .pool import PoolAccount
 from .providers import RESPONSES_INCAPABLE, Provider, UpstreamRequest, provider_for
@@ -87,16 +92,22 @@ class Relay:
 
     async def _ordered(self, call: Call, plan: Plan) -> list[Candidate]:
         pool = self.gateway.pool
-        found = candidates(
-            pool,
-            families=plan.families,
-            forced_type=plan.forced_type,
-            allowed_types=call.caller.allowed_platforms,
-            model=plan.model,
-            group_id=call.caller.account_group_id,
-            # Azure deployments speak Chat Completions only.
-            excluded_types=RESPONSES_INCAPABLE if call.endpoint.family == RESPONSES else frozenset(),
-        )
+        while True:
+            found = candidates(
+                pool,
+                families=plan.families,
+                forced_type=plan.forced_type,
+                allowed_types=call.caller.allowed_platforms,
+                model=plan.model,
+                group_id=call.caller.account_group_id,
+                # Azure deployments speak Chat Completions only.
+                excluded_types=RESPONSES_INCAPABLE if call.endpoint.family == RESPONSES else frozenset(),
+            )
+            if found or plan.fallback is None:
+                break
+            # No account of the planned families can take it: the fallback's, converted as it says.
+            plan.families, plan.convert = plan.fallback
+            plan.fallback = None
         ordered = weighted_order(found, self.rng)
         if len(ordered) > 1:  # with one candidate there is nothing to stick to
             call.session = session_key(call.headers, call.payload)
@@ -110,6 +121,11 @@ class Relay:
         ordered = await self._ordered(call, plan)
         if not ordered:
             raise GatewayError(503, e.NO_ACCOUNT)
+        if plan.convert == "chat_to_responses":  # once, before any attempt: a refusal is the client's 400
+            try:
+                call.converted = chat_request_to_responses(call.payload, model=plan.model)
+            except ChatRequestUnsupported as exc:
+                raise GatewayError(400, str(exc), code="unsupported_parameter") from None
         switches_allowed = int(self.gateway.configs.get("retry_count"))
         last: Failure | None = None
         last_account: PoolAccount | None = None
@@ -183,12 +199,15 @@ class Relay:
     def _upstream_body(
         self, call: Call, plan: Plan, provider: Provider, account: PoolAccount, request: UpstreamRequest
     ) -> bytes:
+        if not plan.convert:
+            return provider.encode(account, request, call.payload, call.body)
         if plan.convert == "chat_to_claude":
             converted = chat_request_to_claude(call.payload, model=request.model)
             return provider.encode(account, request, converted, None)
         if plan.convert == "chat_to_gemini":
             return provider.encode(account, request, chat_request_to_gemini(call.payload), None)
-        return provider.encode(account, request, call.payload, call.body)
+        assert plan.convert == "chat_to_responses" and call.converted is not None  # converted in `run`
+        return provider.encode(account, request, call.converted, None)
 
     async def _try_account(self, call: Call, plan: Plan, candidate: Candidate) -> Outcome | Failure | None:
         """One attempt; for an OAuth account, with a live token, and once more after a 401 refresh."""
@@ -347,6 +366,8 @@ class Relay:
                 body = error_body(family, status, last.message or f"upstream returned HTTP {status}")
             elif plan.convert == "chat_to_claude":
                 body = mask_bytes(claude_error_to_openai(status, last.body))
+            elif plan.convert == "chat_to_responses":
+                body = mask_bytes(responses_error_to_openai(status, last.body))
             else:
                 body = mask_bytes(last.body)  # the vendor's own error, as the client's SDK expects it
         outcome.status_code = status

@@ -20,6 +20,7 @@ import aiohttp
 import orjson
 
 from .convert.openai_claude import ClaudeToChatStream, claude_response_to_chat, wants_stream_usage
+from .convert.openai_responses import ResponsesToChatStream, responses_response_to_chat
 from .errors import stream_cut_notice
 from .providers import Provider, UpstreamRequest
 from .upstream import DROP_RESPONSE_HEADERS
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     from .relay import Outcome
 
 JSON_ARRAY_LIMIT = 16 * 1024 * 1024
+# Conversions whose answers go back to a Chat Completions client: whole, and streamed (the stream
+# converter ends a cut stream with its own error chunk).
+_CHAT_ANSWERS = {"chat_to_claude": claude_response_to_chat, "chat_to_responses": responses_response_to_chat}
+_CHAT_STREAMS = {"chat_to_claude": ClaudeToChatStream, "chat_to_responses": ResponsesToChatStream}
 
 
 class UpstreamBroke(Exception):
@@ -69,9 +74,10 @@ def prepare_answer(
     if decoded is not body:  # unwrapped or aggregated into the provider's wire: JSON now
         body, headers = decoded, {**headers, "content-type": "application/json"}
     outcome.usage = usage_from_body(provider.wire, body)
-    if plan.convert == "chat_to_claude":
+    to_chat = _CHAT_ANSWERS.get(plan.convert) if plan.convert else None
+    if to_chat is not None:
         try:
-            body = orjson.dumps(claude_response_to_chat(orjson.loads(body), model=plan.model))
+            body = orjson.dumps(to_chat(orjson.loads(body), model=plan.model))
         except Exception as exc:  # an untrusted body: any shape error means "unreadable"
             raise AnswerUnreadable(f"{type(exc).__name__}") from exc
         out_headers = client_headers(headers, content_type="application/json")
@@ -108,14 +114,15 @@ async def relay_stream(
     is_sse = decoder is not None or headers.get("content-type", "").startswith("text/event-stream")
     tap = StreamTap(provider.wire) if is_sse else None
     buffered = bytearray()  # a JSON-array stream (Gemini without alt=sse): parsed at the end
+    to_chat = _CHAT_STREAMS.get(plan.convert) if plan.convert else None
     converter = (
-        ClaudeToChatStream(model=plan.model, include_usage=wants_stream_usage(call.payload))
-        if (plan.convert == "chat_to_claude")
+        to_chat(model=plan.model, include_usage=wants_stream_usage(call.payload))
+        if to_chat is not None
         else provider.stream_filter(request)
         if is_sse
         else None
     )
-    sse_out = plan.convert == "chat_to_claude" or decoder is not None
+    sse_out = to_chat is not None or decoder is not None
     content_type = getattr(converter, "content_type", None) or ("text/event-stream" if sse_out else None)
     out_headers = client_headers(headers, content_type=content_type)
     out_headers.append((b"x-accel-buffering", b"no"))
@@ -147,6 +154,10 @@ async def relay_stream(
             out = converter.feed(chunk) if converter is not None else chunk
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
+                if to_chat is not None and converter.completed:  # type: ignore[union-attr]
+                    # The chat client has its whole answer ([DONE]) and may close before the
+                    # upstream's own end arrives: that is no disconnect.
+                    call.stop_watching()
             if call.slots and time.monotonic() - renewed > renew_every:
                 renewed = time.monotonic()
                 await gateway.limits.renew_slots(call.slots, gateway.slot_lease())
@@ -183,7 +194,7 @@ async def relay_stream(
         outcome.error = outcome.error or "upstream stream ended early"
     if converter is not None:
         tail += converter.finish()  # the chat conversion ends a cut stream with an error chunk itself
-    if outcome.status == "truncated" and plan.convert != "chat_to_claude":
+    if outcome.status == "truncated" and to_chat is None:
         tail += stream_cut_notice(call.endpoint.family)
     await send({"type": "http.response.body", "body": tail, "more_body": False})
     if outcome.status != "success":
