@@ -463,3 +463,50 @@ def test_the_admin_probe_reads_subscription_answers(setup: OAuthSetup, upstream:
     )
     assert probed["success"] is False and probed["status_code"] == 200
     assert "quota" in probed["message"] and probed["resets_at"] > time.time()
+
+
+@pytest.fixture(scope="module")
+def sleepy_relay(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayServer]:
+    """A relay whose refresh sweep is an hour away: only requests find expired tokens."""
+    relay = started_relay(tmp_path_factory.mktemp("sleepy-relay"), relay_env(upstream, "3600"))
+    try:
+        yield relay
+    finally:
+        relay.stop()
+
+
+def test_an_expired_token_is_refreshed_before_the_request_is_sent(
+    sleepy_relay: RelayServer, upstream: Upstream
+) -> None:
+    setup = OAuthSetup(sleepy_relay, upstream)
+    before = token_calls(upstream, "claude")
+    account = setup.onboard_expiring(1)
+    old = current_access(upstream, "claude")
+    time.sleep(1.5)  # expired by the clock; nothing has refreshed it
+    client = anthropic.Anthropic(api_key=setup.key, base_url=f"{sleepy_relay.base_url}/claude", max_retries=0)
+    client.messages.create(model=CLAUDE_MODEL, max_tokens=16, messages=HELLO)
+    assert token_calls(upstream, "claude") == before + 1
+    assert upstream_calls(upstream, old) == []  # never sent with the expired token
+    assert len(upstream_calls(upstream, current_access(upstream, "claude"))) == 1
+    (log,) = setup.logs(expect=1)
+    assert log["account_id"] == account["id"] and log["status"] == "success"
+
+
+def test_an_expired_token_that_cannot_be_refreshed_takes_the_account_out(
+    sleepy_relay: RelayServer, upstream: Upstream
+) -> None:
+    setup = OAuthSetup(sleepy_relay, upstream)
+    account = setup.onboard_expiring(1)
+    old = current_access(upstream, "claude")
+    body = {"error": "invalid_grant", "error_description": "Refresh token not found or invalid"}
+    failure = {"status": 400, "body": body, "vendor": "claude", "grant_type": "refresh_token"}
+    mock_oauth(upstream, "/__mock/oauth/config", {"fail": failure})
+    time.sleep(1.5)
+    client = anthropic.Anthropic(api_key=setup.key, base_url=f"{sleepy_relay.base_url}/claude", max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as refused:
+        client.messages.create(model=CLAUDE_MODEL, max_tokens=16, messages=HELLO)
+    assert refused.value.status_code == 503  # no account: not "all accounts busy"
+    assert upstream_calls(upstream, old) == []
+    assert setup.account(account["id"])["status"] == "token_expired"
+    (log,) = setup.logs(expect=1)
+    assert log["status"] == "error" and log["cost"] == 0

@@ -130,6 +130,7 @@ class Relay:
         last: Failure | None = None
         last_account: PoolAccount | None = None
         tried = 0
+        lapsed = 0  # candidates skipped because their OAuth login lapsed (not because they were busy)
         limits = self.gateway.limits
         for candidate in ordered:
             if tried > switches_allowed:
@@ -150,6 +151,7 @@ class Relay:
                 raise
             if result is None:  # its OAuth login has lapsed: the next candidate, not a switch
                 await self._free(call, held)
+                lapsed += 1
                 continue
             if isinstance(result, Outcome):
                 # The slot stays held until the pipeline has logged the request (see `settle`).
@@ -161,7 +163,8 @@ class Relay:
             if not await self._should_switch(candidate, result):
                 break
         if last is None:
-            raise limits.no_free_account()
+            # Every candidate was busy (or shared state is down), or its login has just lapsed.
+            raise GatewayError(503, e.NO_ACCOUNT) if lapsed == len(ordered) else limits.no_free_account()
         outcome = await self._give_up(call, plan, last, tried)
         if last_account is not None:
             outcome.account_id, outcome.account_type = last_account.id, last_account.type
