@@ -510,3 +510,32 @@ def test_an_expired_token_that_cannot_be_refreshed_takes_the_account_out(
     assert setup.account(account["id"])["status"] == "token_expired"
     (log,) = setup.logs(expect=1)
     assert log["status"] == "error" and log["cost"] == 0
+
+
+def test_a_refused_token_whose_refresh_must_wait_rests_the_account(
+    setup: OAuthSetup, upstream: Upstream
+) -> None:
+    """401, and the token endpoint asks to come back in 10 minutes: the account rests that long
+    (not `invalid`, which would need an admin), and its tokens stay as they are."""
+    account = setup.onboard("claude")
+    token = current_access(upstream, "claude")
+    body = {"error": "server_error", "error_description": "temporarily unavailable"}
+    failure = {
+        "status": 503,
+        "body": body,
+        "retry_after": 600,
+        "vendor": "claude",
+        "grant_type": "refresh_token",
+    }
+    mock_oauth(upstream, "/__mock/oauth/config", {"fail": failure})
+    mock_oauth(upstream, "/__mock/oauth/revoke", {"access_token": token})
+    client = anthropic.Anthropic(api_key=setup.key, base_url=f"{setup.relay.base_url}/claude", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError):
+        client.messages.create(model=CLAUDE_MODEL, max_tokens=16, messages=HELLO)
+    shown = setup.account(account["id"])
+    assert shown["status"] == "rate_limited"
+    until = datetime.fromisoformat(shown["rate_limited_until"]).timestamp()
+    assert abs(until - (time.time() + 600)) < 30
+    assert "postponed" in shown["status_reason"] and "temporarily unavailable" in shown["status_reason"]
+    (log,) = setup.logs(expect=1)
+    assert log["status"] == "error"

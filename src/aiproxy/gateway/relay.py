@@ -228,6 +228,15 @@ class Relay:
                 result = await self._attempt(call, plan, candidate, renewal.account)
             elif renewal.expired:
                 result.marked = True  # token_expired already: the 401 rule must not say "invalid"
+            elif renewal.retry_at is not None:
+                # The token endpoint is failing for now: the account rests until a refresh may be
+                # tried again, rather than being called invalid by the 401 rule.
+                reason = f"OAuth token refused; its refresh is postponed: {renewal.reason}"
+                mark = self.gateway.pool.mark(
+                    account.id, "rate_limited", until=renewal.retry_at, reason=reason
+                )
+                await asyncio.shield(mark)
+                result.marked = True
         return result
 
     async def _attempt(

@@ -69,6 +69,7 @@ class Renewal:
     account: PoolAccount | None
     expired: bool = False  # the refresh token was refused: the account is now token_expired
     reason: str = ""  # why there is no new token (masked: the provider's message, a backoff, ...)
+    retry_at: float | None = None  # a passing failure: when a refresh may be tried again (epoch)
 
 
 class TokenStore:
@@ -138,7 +139,9 @@ class TokenStore:
     async def _refresh(self, account: PoolAccount, used_token: str, forced: bool) -> Renewal:
         blocked = self._blocked_until.get(account.id, 0.0)
         if (wait := blocked - time.time()) > 0:
-            return Renewal(None, reason=f"the token endpoint failed; next try in {wait:.0f}s")
+            return Renewal(
+                None, reason=f"the token endpoint failed; next try in {wait:.0f}s", retry_at=blocked
+            )
         try:
             async with self._services.state.lock(refresh_lock_key(account.id), LOCK_TTL, wait=LOCK_WAIT):
                 return await self._refresh_locked(account, used_token, forced)
@@ -149,7 +152,11 @@ class TokenStore:
             # Without shared state no lock can be held across instances; refreshing anyway could
             # race another instance and kill the refresh token, so serve the current token.
             warn_unavailable(log, "OAuth refresh postponed until shared state is back", exc)
-            return Renewal(None, reason="shared state is unavailable: refreshes wait for it")
+            return Renewal(
+                None,
+                reason="shared state is unavailable: refreshes wait for it",
+                retry_at=time.time() + RETRY_LATER,
+            )
 
     async def _refresh_locked(self, account: PoolAccount, used_token: str, forced: bool) -> Renewal:
         stored = await self._read(account.id)
@@ -187,9 +194,9 @@ class TokenStore:
             await self._pool.mark(account.id, "token_expired", until=None, reason=reason)
             return Renewal(None, expired=True)
         wait = exc.retry_after or RETRY_LATER
-        self._blocked_until[account.id] = time.time() + wait
+        retry_at = self._blocked_until[account.id] = time.time() + wait
         log.warning("account %s: OAuth refresh failed, retrying in %.0fs: %s", account.id, wait, exc.message)
-        return Renewal(None, reason=f"{exc.message} (next try in {wait:.0f}s)")
+        return Renewal(None, reason=f"{exc.message} (next try in {wait:.0f}s)", retry_at=retry_at)
 
     async def _adopt_stored(self, account: PoolAccount) -> Renewal:
         stored = await self._read(account.id)
