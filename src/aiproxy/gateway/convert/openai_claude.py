@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from .sse import SSEParser
+from .chat_stream import ChatChunkStream, sse_data
 
 __all__ = [
     "ClaudeToChatStream",
@@ -363,7 +363,7 @@ def _openai_error(message: str, etype: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": etype, "param": None, "code": _ERROR_CODES.get(etype)}}
 
 
-class ClaudeToChatStream:
+class ClaudeToChatStream(ChatChunkStream):
     """Incrementally convert Claude Messages SSE bytes into OpenAI chat completion chunks (SSE bytes).
 
     ``feed`` may be called with any slicing of the upstream bytes; the output does not depend on it.
@@ -373,39 +373,15 @@ class ClaudeToChatStream:
     """
 
     def __init__(self, *, model: str, include_usage: bool, created: int | None = None) -> None:
-        self.model = model
-        self.include_usage = include_usage
-        self.created = int(time.time()) if created is None else created
-        self.completed = False
-        self.errored = False
+        super().__init__(model=model, include_usage=include_usage, created=created)
         self.usage: dict[str, int] = dict.fromkeys(_USAGE_KEYS, 0)
-        self._parser = SSEParser()
         self._tools: dict[int, int] = {}  # Claude content block index → OpenAI tool call index
         self._finished = False  # finish_reason chunk sent
-        self._set_id("chatcmpl-" + str(int(self.created * 1000)))
 
-    def feed(self, chunk: bytes) -> bytes:
-        return self._convert(self._parser.feed(chunk))
-
-    def finish(self) -> bytes:
-        """Convert what is left. A stream that ended before message_stop gets an error chunk, no [DONE]."""
-        out = self._convert(self._parser.flush())
-        if not self.completed and not self.errored:
-            self.errored = True
-            message = "upstream stream ended before the response was complete"
-            out += _data(_openai_error(message, "api_error"))
-        return out
+    def _cut_error(self, message: str) -> dict[str, Any]:
+        return _openai_error(message, "api_error")
 
     # -- internals
-
-    def _set_id(self, chunk_id: str) -> None:
-        # The chunk head is rendered once; every chunk is this head plus a small delta.
-        self._head = b'{"id":%b,"object":"chat.completion.chunk","created":%d,"model":%b' % (
-            orjson.dumps(chunk_id),
-            self.created,
-            orjson.dumps(self.model),
-        )
-        self._prefix = self._head + b',"choices":[{"index":0,"delta":'
 
     def _convert(self, events: list[tuple[str | None, bytes]]) -> bytes:
         if not events:
@@ -438,7 +414,7 @@ class ClaudeToChatStream:
             self.errored = True
             err = ev.get("error") if isinstance(ev.get("error"), dict) else {}
             message = err.get("message") or "upstream error"
-            out.append(_data(_openai_error(message, err.get("type") or "api_error")))
+            out.append(sse_data(_openai_error(message, err.get("type") or "api_error")))
 
     def _message_start(self, ev: dict[str, Any], out: list[bytes]) -> None:
         message = ev.get("message") or {}
@@ -486,11 +462,3 @@ class ClaudeToChatStream:
     def _finish_chunk(self, reason: str, out: list[bytes]) -> None:
         self._finished = True
         out.append(self._chunk(b"{}", reason.encode()))
-
-    def _chunk(self, delta: bytes, finish: bytes | None = None) -> bytes:
-        tail = b'"' + finish + b'"' if finish else b"null"
-        return b"data: " + self._prefix + delta + b',"logprobs":null,"finish_reason":' + tail + b"}]}\n\n"
-
-
-def _data(payload: Any) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from .sse import SSEParser
+from .chat_stream import ChatChunkStream, sse_data
 
 __all__ = [
     "ChatRequestUnsupported",
@@ -419,7 +419,7 @@ def _openai_error(message: str, etype: str, code: Any = None, param: Any = None)
 # -- streams ----------------------------------------------------------------------------------------------
 
 
-class ResponsesToChatStream:
+class ResponsesToChatStream(ChatChunkStream):
     """Incrementally convert Responses API SSE bytes into OpenAI chat completion chunks (SSE bytes).
 
     ``feed`` may be called with any slicing of the upstream bytes; the output does not depend on it.
@@ -429,41 +429,17 @@ class ResponsesToChatStream:
     """
 
     def __init__(self, *, model: str, include_usage: bool, created: int | None = None) -> None:
-        self.model = model
-        self.include_usage = include_usage
-        self.created = int(time.time()) if created is None else created
-        self.completed = False
-        self.errored = False
+        super().__init__(model=model, include_usage=include_usage, created=created)
         self.usage: dict[str, Any] | None = None  # the final response's Responses usage
-        self._parser = SSEParser()
         self._tools: dict[Any, int] = {}  # output_index and item_id → tool call index
         self._silent: set[int] = set()  # tool calls whose arguments have not been sent yet
         self._calls = 0  # tool calls announced
         self._started = False  # role chunk sent
-        self._set_id("chatcmpl-" + str(int(self.created * 1000)))
 
-    def feed(self, chunk: bytes) -> bytes:
-        return self._convert(self._parser.feed(chunk))
-
-    def finish(self) -> bytes:
-        """Convert what is left. A stream that ended before its final event gets an error chunk, no [DONE]."""
-        out = self._convert(self._parser.flush())
-        if not self.completed and not self.errored:
-            self.errored = True
-            message = "upstream stream ended before the response was complete"
-            out += _data(_openai_error(message, "api_error", "server_error"))
-        return out
+    def _cut_error(self, message: str) -> dict[str, Any]:
+        return _openai_error(message, "api_error", "server_error")
 
     # -- internals
-
-    def _set_id(self, chunk_id: str) -> None:
-        # The chunk head is rendered once; every chunk is this head plus a small delta.
-        self._head = b'{"id":%b,"object":"chat.completion.chunk","created":%d,"model":%b' % (
-            orjson.dumps(chunk_id),
-            self.created,
-            orjson.dumps(self.model),
-        )
-        self._prefix = self._head + b',"choices":[{"index":0,"delta":'
 
     def _convert(self, events: list[tuple[str | None, bytes]]) -> bytes:
         if not events:
@@ -579,12 +555,4 @@ class ResponsesToChatStream:
 
     def _error(self, message: str, code: Any, out: list[bytes]) -> None:
         self.errored = True
-        out.append(_data(_openai_error(message, "api_error", code or "server_error")))
-
-    def _chunk(self, delta: bytes, finish: bytes | None = None) -> bytes:
-        tail = b'"' + finish + b'"' if finish else b"null"
-        return b"data: " + self._prefix + delta + b',"logprobs":null,"finish_reason":' + tail + b"}]}\n\n"
-
-
-def _data(payload: Any) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
+        out.append(sse_data(_openai_error(message, "api_error", code or "server_error")))
