@@ -17,7 +17,7 @@ from ..oauth_support import oauth_env
 from ..support import Api, RelayServer
 from .conftest import Pool, Upstream
 from .restarts import Backend, started_relay
-from .test_oauth_serving import OAuthSetup, current_access, mock_oauth, token_calls
+from .test_oauth_serving import OAuthSetup, current_access, fail_next_claude_refresh, mock_oauth, token_calls
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hello"}]
 LEAKED = "sk-ant-api03-" + "Zq7" * 12  # a credential-shaped string an upstream might echo
@@ -267,12 +267,7 @@ def test_a_refused_refresh_token_is_reported_and_takes_the_account_out(
     oauth: OAuthSetup, upstream: Upstream
 ) -> None:
     account = oauth.onboard("claude")
-    body = {"error": "invalid_grant", "error_description": "Refresh token not found or invalid"}
-    mock_oauth(
-        upstream,
-        "/__mock/oauth/config",
-        {"fail": {"status": 400, "body": body, "vendor": "claude", "grant_type": "refresh_token"}},
-    )
+    fail_next_claude_refresh(upstream, 400, "invalid_grant", "Refresh token not found or invalid")
     status, answer = oauth.admin.post(f"/api/admin/accounts/{account['id']}/refresh-token")
     assert status == 400, answer
     assert "Refresh token not found or invalid" in answer["message"] and "token_expired" in answer["message"]
@@ -288,15 +283,7 @@ def test_a_passing_token_endpoint_failure_is_explained_and_an_admin_may_retry_at
 ) -> None:
     account = oauth.onboard("claude")
     before = token_calls(upstream, "claude")
-    body = {"error": "server_error", "error_description": "temporarily unavailable"}
-    failure = {
-        "status": 503,
-        "body": body,
-        "retry_after": 600,
-        "vendor": "claude",
-        "grant_type": "refresh_token",
-    }
-    mock_oauth(upstream, "/__mock/oauth/config", {"fail": failure})
+    fail_next_claude_refresh(upstream, 503, "server_error", "temporarily unavailable", retry_after=600)
     status, answer = oauth.admin.post(f"/api/admin/accounts/{account['id']}/refresh-token")
     assert status == 400, answer
     assert "temporarily unavailable" in answer["message"] and "next try in 600s" in answer["message"]

@@ -143,6 +143,21 @@ def current_access(upstream: Upstream, vendor: str) -> str:
     return str(mine[-1]["access_token"])
 
 
+def fail_next_claude_refresh(
+    upstream: Upstream, status: int, error: str, description: str, retry_after: float | None = None
+) -> None:
+    """The fake Claude token endpoint answers the next refresh with this error."""
+    failure: dict[str, Any] = {
+        "status": status,
+        "body": {"error": error, "error_description": description},
+        "vendor": "claude",
+        "grant_type": "refresh_token",
+    }
+    if retry_after is not None:
+        failure["retry_after"] = retry_after
+    mock_oauth(upstream, "/__mock/oauth/config", {"fail": failure})
+
+
 def token_calls(upstream: Upstream, vendor: str, grant: str = "refresh_token") -> int:
     return int(mock_oauth(upstream, "/__mock/oauth/stats")[vendor].get(grant, 0))
 
@@ -297,12 +312,7 @@ def test_tokens_are_refreshed_before_they_expire(setup: OAuthSetup, upstream: Up
 def test_a_dead_refresh_token_takes_the_account_out(setup: OAuthSetup, upstream: Upstream) -> None:
     account = setup.onboard("claude")
     token = current_access(upstream, "claude")
-    body = {"error": "invalid_grant", "error_description": "Refresh token not found or invalid"}
-    mock_oauth(
-        upstream,
-        "/__mock/oauth/config",
-        {"fail": {"status": 400, "body": body, "vendor": "claude", "grant_type": "refresh_token"}},
-    )
+    fail_next_claude_refresh(upstream, 400, "invalid_grant", "Refresh token not found or invalid")
     mock_oauth(upstream, "/__mock/oauth/revoke", {"access_token": token})
 
     client = anthropic.Anthropic(api_key=setup.key, base_url=f"{setup.relay.base_url}/claude", max_retries=0)
@@ -498,9 +508,7 @@ def test_an_expired_token_that_cannot_be_refreshed_takes_the_account_out(
     setup = OAuthSetup(sleepy_relay, upstream)
     account = setup.onboard_expiring(1)
     old = current_access(upstream, "claude")
-    body = {"error": "invalid_grant", "error_description": "Refresh token not found or invalid"}
-    failure = {"status": 400, "body": body, "vendor": "claude", "grant_type": "refresh_token"}
-    mock_oauth(upstream, "/__mock/oauth/config", {"fail": failure})
+    fail_next_claude_refresh(upstream, 400, "invalid_grant", "Refresh token not found or invalid")
     time.sleep(1.5)
     client = anthropic.Anthropic(api_key=setup.key, base_url=f"{sleepy_relay.base_url}/claude", max_retries=0)
     with pytest.raises(anthropic.APIStatusError) as refused:
@@ -519,15 +527,7 @@ def test_a_refused_token_whose_refresh_must_wait_rests_the_account(
     (not `invalid`, which would need an admin), and its tokens stay as they are."""
     account = setup.onboard("claude")
     token = current_access(upstream, "claude")
-    body = {"error": "server_error", "error_description": "temporarily unavailable"}
-    failure = {
-        "status": 503,
-        "body": body,
-        "retry_after": 600,
-        "vendor": "claude",
-        "grant_type": "refresh_token",
-    }
-    mock_oauth(upstream, "/__mock/oauth/config", {"fail": failure})
+    fail_next_claude_refresh(upstream, 503, "server_error", "temporarily unavailable", retry_after=600)
     mock_oauth(upstream, "/__mock/oauth/revoke", {"access_token": token})
     client = anthropic.Anthropic(api_key=setup.key, base_url=f"{setup.relay.base_url}/claude", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):
