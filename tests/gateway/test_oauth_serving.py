@@ -539,3 +539,37 @@ def test_a_refused_token_whose_refresh_must_wait_rests_the_account(
     assert "postponed" in shown["status_reason"] and "temporarily unavailable" in shown["status_reason"]
     (log,) = setup.logs(expect=1)
     assert log["status"] == "error"
+
+
+def test_converted_chat_through_subscription_accounts(setup: OAuthSetup, upstream: Upstream) -> None:
+    """OpenAI chat reaching a Claude OAuth account, and /gemini/v1/chat reaching Code Assist."""
+    claude = setup.onboard("claude")
+    claude_token = current_access(upstream, "claude")
+    client = openai.OpenAI(api_key=setup.key, base_url=f"{setup.relay.base_url}/openai/v1", max_retries=0)
+    messages: list[Any] = [{"role": "system", "content": "Short."}, {"role": "user", "content": "hi"}]
+    reply = client.chat.completions.create(model=CLAUDE_MODEL, messages=messages, max_tokens=32)
+    assert reply.choices[0].message.content and reply.usage is not None
+    (call,) = upstream_calls(upstream, claude_token)
+    assert call["headers"]["authorization"] == f"Bearer {claude_token}"
+    assert call["json"]["system"][0]["text"] == "You are Claude Code, Anthropic's official CLI for Claude."
+    assert call["json"]["system"][1]["text"] == "Short."
+
+    gemini = setup.onboard("gemini")
+    project = gemini["extra"]["oauth"]["project_id"]
+    google_token = current_access(upstream, "google")
+    url = f"{setup.relay.base_url}/gemini/v1/chat"
+    body = {"model": GEMINI_MODEL, "messages": messages}
+    whole = httpx.post(url, json=body, headers={"x-api-key": setup.key}, timeout=30)
+    assert whole.status_code == 200, whole.text
+    assert whole.json()["candidates"][0]["content"]["parts"][0]["text"].startswith("Hello from mock")
+    streamed = httpx.post(url, json={**body, "stream": True}, headers={"x-api-key": setup.key}, timeout=30)
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    assert streamed.text.count("data: ") >= 2 and '"response"' not in streamed.text  # unwrapped
+    seen = upstream_calls(upstream, google_token)
+    assert [c["endpoint"] for c in seen] == ["codeassist.generateContent", "codeassist.streamGenerateContent"]
+    assert all(c["project"] == project for c in seen)
+    assert seen[0]["json"]["request"]["systemInstruction"]["parts"][0]["text"] == "Short."
+
+    logs = setup.logs(expect=3)
+    assert [log["account_id"] for log in reversed(logs)] == [claude["id"], gemini["id"], gemini["id"]]
+    assert all(log["status"] == "success" and log["output_tokens"] > 0 and log["cost"] > 0 for log in logs)
