@@ -41,7 +41,8 @@ def relay_env(upstream: Upstream, refresh_interval: str = "0.3") -> dict[str, st
 
 
 class OAuthSetup:
-    """An admin on a relay, with one group and one key bound to it."""
+    """An admin on a relay, with one group, and a user of its own whose key is bound to it (a user
+    may hold only so many keys, and every test makes a setup)."""
 
     def __init__(self, relay: RelayServer, upstream: Upstream) -> None:
         self.relay = relay
@@ -50,7 +51,12 @@ class OAuthSetup:
         self.admin.login("admin", ADMIN_PASSWORD)
         group = self.admin.ok("POST", "/api/admin/account-groups", json={"name": f"g-{uuid.uuid4().hex[:8]}"})
         self.group_id = group["id"]
-        key = self.admin.ok("POST", "/api/api-keys", json={"name": f"k-{uuid.uuid4().hex[:6]}"})
+        user = self.admin.ok(
+            "POST",
+            "/api/admin/users",
+            json={"username": f"u{uuid.uuid4().hex[:10]}", "password": "user-pass-1"},
+        )
+        key = self.admin.ok("POST", f"/api/admin/users/{user['id']}/api-keys", json={"name": "main"})
         self.admin.ok(
             "PUT",
             f"/api/admin/api-keys/{key['id']}",
