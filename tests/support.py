@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,35 @@ from .oauth_support import oauth_env
 
 ADMIN_PASSWORD = "admin-test-pass"
 NOWHERE = "http://127.0.0.1:9"  # the discard port: nothing listens there
+
+
+@contextlib.contextmanager
+def mock_upstream_process() -> Iterator[httpx.Client]:
+    """`aiproxy mock-upstream` as its own process, until the block ends; the client is bound to it."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aiproxy", "mock-upstream", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if client.get("/__mock/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "mock upstream did not start"
+            time.sleep(0.1)
+        yield client
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=10)
+
+
 DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://127.0.0.1:5432/test"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 

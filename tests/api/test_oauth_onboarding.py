@@ -8,8 +8,6 @@ the cross-instance test starts two more on PostgreSQL + Redis.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,7 +29,7 @@ from ..support import (
     RelayServer,
     create_pg_database,
     drop_pg_database,
-    free_port,
+    mock_upstream_process,
     redis_url_or_skip,
 )
 
@@ -45,27 +43,9 @@ VENDOR_OF = {"claude": "claude", "openai": "openai", "gemini": "google"}
 
 @pytest.fixture(scope="module")
 def mock() -> Iterator[httpx.Client]:
-    """`aiproxy mock-upstream` as its own process; the client talks to its /__mock knobs."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aiproxy", "mock-upstream", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if client.get("/__mock/health").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "mock upstream did not start"
-        time.sleep(0.1)
-    yield client
-    client.close()
-    process.terminate()
-    process.wait(timeout=10)
+    """The fake upstream; the client talks to its /__mock knobs."""
+    with mock_upstream_process() as client:
+        yield client
 
 
 @pytest.fixture(autouse=True)

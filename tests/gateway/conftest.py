@@ -7,8 +7,6 @@ so the fake upstream's behaviour switches and request records can be keyed by th
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +17,14 @@ import httpx
 import pytest
 
 from ..conftest import BACKENDS
-from ..support import Api, RelayServer, create_pg_database, drop_pg_database, free_port, redis_url_or_skip
+from ..support import (
+    Api,
+    RelayServer,
+    create_pg_database,
+    drop_pg_database,
+    mock_upstream_process,
+    redis_url_or_skip,
+)
 from .restarts import Backend
 
 
@@ -39,27 +44,8 @@ class Upstream:
 
 @pytest.fixture(scope="session")
 def upstream() -> Iterator[Upstream]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aiproxy", "mock-upstream", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=base, timeout=30)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if client.get("/__mock/health").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "mock upstream did not start"
-        time.sleep(0.1)
-    yield Upstream(base, client)
-    client.close()
-    process.terminate()
-    process.wait(timeout=10)
+    with mock_upstream_process() as client:
+        yield Upstream(str(client.base_url).rstrip("/"), client)
 
 
 @dataclass

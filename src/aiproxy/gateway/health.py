@@ -438,21 +438,8 @@ class HealthChecker:
     # -- reading ---------------------------------------------------------------------------------
 
     async def _row(self, account_id: int) -> Any:
-        async with self._services.db.session() as session:
-            return (
-                await session.execute(
-                    select(
-                        Account.id,
-                        Account.name,
-                        Account.type,
-                        Account.enabled,
-                        Account.status,
-                        Account.status_reason,
-                        Account.last_error,
-                        Account.last_error_at,
-                    ).where(Account.id == account_id)
-                )
-            ).first()
+        rows = await self._rows(Account.id == account_id)
+        return rows[0] if rows else None
 
     async def _snapshot(self, account_id: int) -> PoolAccount | None:
         """The pool's view of an enabled account, reloading once when the pool has not seen it yet."""
