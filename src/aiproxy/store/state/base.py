@@ -24,13 +24,14 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar, Self
 
 from ...errors import ServiceUnavailable
+from .gates import Gate, Verdict
 
 __all__ = [
     "LockNotAcquired",
@@ -181,6 +182,47 @@ class SharedState(ABC):
     @abstractmethod
     async def reset_slots(self, key: str) -> int:
         """Drop every lease (admin "unstick" action); returns how many live leases were removed."""
+
+    # ---------------------------------------------------------------- gates (see gates.py)
+    @abstractmethod
+    async def admit(
+        self,
+        holder: str,
+        lease: float,
+        required: Sequence[Gate],
+        choices: Sequence[Sequence[Gate]] = (),
+        *,
+        must_choose: bool = False,
+    ) -> Verdict:
+        """Check every gate and take them all for ``holder`` (budget holds leased for ``lease``
+        seconds), or take nothing: see gates.py for the rules."""
+
+    @abstractmethod
+    async def seed(self, gate: Gate, value: float) -> None:
+        """Create a counter or budget gate's key with ``value`` (counted or used so far), unless
+        it exists already (another instance seeded it first)."""
+
+    @abstractmethod
+    async def settle(
+        self,
+        holder: str,
+        *,
+        budgets: Sequence[tuple[str, float]] = (),
+        counts: Sequence[tuple[str, int]] = (),
+        slots: Sequence[str] = (),
+    ) -> None:
+        """End an admission in one step: each budget's hold becomes what was really ``used`` (0
+        gives it all back), each count gives back ``amount``, each slot is released."""
+
+    @abstractmethod
+    async def renew_holds(
+        self, holder: str, lease: float, *, slots: Sequence[str] = (), budgets: Sequence[str] = ()
+    ) -> None:
+        """Extend the holder's slot leases and budget holds still alive to ``lease`` seconds from now."""
+
+    @abstractmethod
+    async def budget(self, key: str) -> tuple[float, float] | None:
+        """A budget's ``(used, held)``, None when it is not in shared state."""
 
     # ---------------------------------------------------------------- key/value
     @abstractmethod

@@ -11,16 +11,32 @@ import math
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from .base import RateDecision, SharedState, parse_int, require_positive
+from .gates import Gate, Verdict, pick
 
 __all__ = ["MemoryState"]
 
+
+@dataclass(slots=True)
+class _Budget:
+    """A budget gate's value: what was used, what is held, and each holder's (hold, lease expiry)."""
+
+    used: float
+    held: float = 0.0
+    holds: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def prune(self, now: float) -> None:
+        for holder in [h for h, (_, expires) in self.holds.items() if expires <= now]:
+            self.held = max(0.0, self.held - self.holds.pop(holder)[0])
+
+
 #: A rate log is a deque of hit timestamps (oldest first); a slot set maps holder -> lease expiry.
-_Value = str | deque[float] | dict[str, float]
-_T = TypeVar("_T", str, deque, dict)
+_Value = str | deque[float] | dict[str, float] | _Budget
+_T = TypeVar("_T", str, deque, dict, _Budget)
 
 
 def _format_float(value: float) -> str:
@@ -219,6 +235,137 @@ class MemoryState(SharedState):
         slots = self._prune_slots(key, self._clock())
         self._drop(key)
         return 0 if slots is None else len(slots)
+
+    # ---------------------------------------------------------------- gates
+    def _failure(self, gate: Gate, holder: str, now: float) -> tuple[float, bool] | None:
+        """None when the gate passes, else (seconds until it may, failed on a budget)."""
+        if gate.kind == "rate":
+            log = self._prune_log(gate.key, gate.span, now)
+            if log is not None and len(log) >= gate.limit:
+                return max(log[0] + gate.span - now, 0.0), False
+        elif gate.kind == "count":
+            if parse_int(self._typed(gate.key, str, now)) + gate.amount > gate.limit:
+                return 0.0, False
+        elif gate.kind == "budget":
+            budget = self._typed(gate.key, _Budget, now)
+            assert budget is not None  # seeded before any check
+            budget.prune(now)
+            if budget.used + budget.held >= gate.limit:
+                return 0.0, True
+        else:
+            slots = self._prune_slots(gate.key, now)
+            if slots is not None and holder not in slots and len(slots) >= gate.limit:
+                return 0.0, False
+        return None
+
+    def _first_failure(
+        self, gates: Sequence[Gate], holder: str, now: float
+    ) -> tuple[int, float, bool] | None:
+        for index, gate in enumerate(gates):
+            failure = self._failure(gate, holder, now)
+            if failure is not None:
+                return index, failure[0], failure[1]
+        return None
+
+    def _take(self, gate: Gate, holder: str, lease: float, now: float) -> None:
+        if gate.kind == "rate":
+            log = self._prune_log(gate.key, gate.span, now) or deque()
+            stamp = max(now, log[-1]) if log else now
+            log.append(stamp)
+            self._store(gate.key, log, stamp + gate.span)
+        elif gate.kind == "count":
+            self._data[gate.key] = str(parse_int(self._typed(gate.key, str, now)) + int(gate.amount))
+        elif gate.kind == "budget":
+            budget = self._typed(gate.key, _Budget, now)
+            assert budget is not None
+            hold = min(gate.amount, gate.limit - budget.used - budget.held)
+            if hold > 0:
+                budget.held += hold
+                budget.holds[holder] = (hold, now + lease)
+            self._store(gate.key, budget, now + gate.span)
+        else:
+            slots = self._prune_slots(gate.key, now) or {}
+            slots[holder] = now + gate.span
+            self._store(gate.key, slots, max(slots.values()))
+
+    async def admit(
+        self,
+        holder: str,
+        lease: float,
+        required: Sequence[Gate],
+        choices: Sequence[Sequence[Gate]] = (),
+        *,
+        must_choose: bool = False,
+    ) -> Verdict:
+        require_positive("lease", lease)
+        now = self._clock()
+        missing = [
+            gate
+            for gates in (required, *choices)
+            for gate in gates
+            if gate.kind in ("count", "budget") and self._live(gate.key, now) is None
+        ]
+        if missing:
+            return Verdict(False, unseeded=tuple(missing))
+        failed = self._first_failure(required, holder, now)
+        if failed is not None:
+            return Verdict(False, group=None, gate=failed[0], retry_after=failed[1])
+        chosen, refusal, refusing = pick([self._first_failure(g, holder, now) for g in choices], must_choose)
+        if refusal is not None:
+            return Verdict(False, group=refusing, gate=refusal[0], retry_after=refusal[1])
+        for gate in (*required, *(choices[chosen] if chosen is not None else ())):
+            self._take(gate, holder, lease, now)
+        return Verdict(True, choice=chosen)
+
+    async def seed(self, gate: Gate, value: float) -> None:
+        now = self._clock()
+        if self._live(gate.key, now) is not None:
+            return
+        stored: _Value = str(int(value)) if gate.kind == "count" else _Budget(float(value))
+        self._store(gate.key, stored, now + gate.span)
+
+    async def settle(
+        self,
+        holder: str,
+        *,
+        budgets: Sequence[tuple[str, float]] = (),
+        counts: Sequence[tuple[str, int]] = (),
+        slots: Sequence[str] = (),
+    ) -> None:
+        now = self._clock()
+        for key, used in budgets:
+            budget = self._typed(key, _Budget, now)
+            if budget is None:  # expired meanwhile: rebuilt from the database when next needed
+                continue
+            hold = budget.holds.pop(holder, None)
+            if hold is not None:
+                budget.held = max(0.0, budget.held - hold[0])
+            budget.used += used
+        for key, amount in counts:
+            raw = self._typed(key, str, now)
+            if raw is not None:
+                self._data[key] = str(parse_int(raw) - amount)
+        for key in slots:
+            await self.release_slot(key, holder)
+
+    async def renew_holds(
+        self, holder: str, lease: float, *, slots: Sequence[str] = (), budgets: Sequence[str] = ()
+    ) -> None:
+        require_positive("lease", lease)
+        for key in slots:
+            await self.renew_slot(key, holder, lease)
+        now = self._clock()
+        for key in budgets:
+            budget = self._typed(key, _Budget, now)
+            if budget is not None and holder in budget.holds:
+                budget.holds[holder] = (budget.holds[holder][0], now + lease)
+
+    async def budget(self, key: str) -> tuple[float, float] | None:
+        budget = self._typed(key, _Budget)
+        if budget is None:
+            return None
+        budget.prune(self._clock())
+        return budget.used, budget.held
 
     # ---------------------------------------------------------------- key/value
     async def get(self, key: str) -> str | None:

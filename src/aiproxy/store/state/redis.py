@@ -23,7 +23,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -33,7 +33,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from . import gate_scripts
 from .base import RateDecision, SharedState, StateUnavailable, parse_int, require_positive
+from .gates import Gate, Verdict
 
 __all__ = ["DEFAULT_TIMEOUT", "RETRY_INTERVAL", "RedisState"]
 
@@ -229,6 +231,10 @@ class RedisState(SharedState):
         self._live_slots = client.register_script(_LIVE_SLOTS)
         self._reset = client.register_script(_RESET)
         self._release_lock = client.register_script(_RELEASE_LOCK)
+        self._admit = client.register_script(gate_scripts.ADMIT)
+        self._seed = client.register_script(gate_scripts.SEED)
+        self._settle = client.register_script(gate_scripts.SETTLE)
+        self._renew_holds = client.register_script(gate_scripts.RENEW)
 
     @classmethod
     def from_url(
@@ -361,6 +367,80 @@ class RedisState(SharedState):
     @_guarded
     async def reset_slots(self, key: str) -> int:
         return int(await self._reset(keys=[self._k(key)]))
+
+    # ---------------------------------------------------------------- gates
+    def _holders(self, key: str) -> str:
+        return self._k(key) + ":holders"
+
+    @_guarded
+    async def admit(
+        self,
+        holder: str,
+        lease: float,
+        required: Sequence[Gate],
+        choices: Sequence[Sequence[Gate]] = (),
+        *,
+        must_choose: bool = False,
+    ) -> Verdict:
+        lease_us = _us(require_positive("lease", lease))
+        groups = (required, *choices)
+        keys: list[str] = []
+        args: list[Any] = [holder, lease_us, uuid.uuid4().hex, int(must_choose), len(groups)]
+        for gates in groups:
+            args.append(len(gates))
+            for gate in gates:
+                keys.append(self._k(gate.key))
+                if gate.kind == "budget":
+                    keys.append(self._holders(gate.key))
+                args += (gate.kind, repr(float(gate.limit)), _us(gate.span), repr(float(gate.amount)))
+        reply = [int(value) for value in await self._admit(keys=keys, args=args)]
+        if reply[0] == 1:
+            return Verdict(True, choice=reply[1] - 1 if reply[1] else None)
+        if reply[0] == 0:
+            group = reply[1] - 1 if reply[1] else None
+            return Verdict(False, group=group, gate=reply[2] - 1, retry_after=reply[3] / 1_000_000)
+        pairs = zip(reply[1::2], reply[2::2], strict=True)
+        return Verdict(False, unseeded=tuple(groups[g][i - 1] for g, i in pairs))
+
+    @_guarded
+    async def seed(self, gate: Gate, value: float) -> None:
+        shown = str(int(value)) if gate.kind == "count" else repr(float(value))
+        await self._seed(keys=[self._k(gate.key)], args=[gate.kind, shown, _us(gate.span)])
+
+    @_guarded
+    async def settle(
+        self,
+        holder: str,
+        *,
+        budgets: Sequence[tuple[str, float]] = (),
+        counts: Sequence[tuple[str, int]] = (),
+        slots: Sequence[str] = (),
+    ) -> None:
+        if not (budgets or counts or slots):
+            return
+        keys: list[str] = []
+        for key, _ in budgets:
+            keys += (self._k(key), self._holders(key))
+        keys += [self._k(key) for key, _ in counts]
+        keys += [self._k(key) for key in slots]
+        args: list[Any] = [holder, len(budgets), len(counts), len(slots)]
+        args += [repr(float(used)) for _, used in budgets]
+        args += [int(amount) for _, amount in counts]
+        await self._settle(keys=keys, args=args)
+
+    @_guarded
+    async def renew_holds(
+        self, holder: str, lease: float, *, slots: Sequence[str] = (), budgets: Sequence[str] = ()
+    ) -> None:
+        if not (slots or budgets):
+            return
+        keys = [self._k(key) for key in slots] + [self._holders(key) for key in budgets]
+        await self._renew_holds(keys=keys, args=[holder, _us(require_positive("lease", lease)), len(slots)])
+
+    @_guarded
+    async def budget(self, key: str) -> tuple[float, float] | None:
+        used, held = await self._redis.hmget(self._k(key), ["used", "held"])
+        return None if used is None else (float(used), float(held or 0.0))
 
     # ---------------------------------------------------------------- key/value
     @_guarded
