@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy import func, select, text
 
 from . import __version__
-from .api import api_keys, auth, catalog, profile, usage
+from .api import api_keys, auth, catalog, packages, profile, usage
 from .api.admin import account_groups as admin_account_groups
 from .api.admin import accounts as admin_accounts
 from .api.admin import api_keys as admin_api_keys
@@ -23,6 +23,7 @@ from .api.admin import logs as admin_logs
 from .api.admin import models as admin_models
 from .api.admin import oauth as admin_oauth
 from .api.admin import operation_logs as admin_operation_logs
+from .api.admin import packages as admin_packages
 from .api.admin import proxy_configs as admin_proxy_configs
 from .api.admin import proxy_test as admin_proxy_test
 from .api.admin import users as admin_users
@@ -184,10 +185,12 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         profile.router,
         api_keys.router,
         catalog.router,
+        packages.router,
         usage.router,
         admin_users.router,
         admin_api_keys.router,
         admin_models.router,
+        admin_packages.router,
         admin_configs.router,
         admin_operation_logs.router,
         admin_accounts.router,

@@ -24,6 +24,8 @@ CREATING = [
     ("post", "/api/admin/proxy-configs"),
     ("post", "/api/admin/error-rules"),
     ("post", "/api/admin/error-messages"),
+    ("post", "/api/admin/packages"),
+    ("post", "/api/admin/user-packages/user/{user_id}"),
 ]
 
 

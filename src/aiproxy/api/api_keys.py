@@ -61,7 +61,7 @@ async def update_key(
     key_id: PathId, body: ApiKeyUpdate, user: CurrentUser, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
-    user_store.apply_key_fields(key, body.model_dump(exclude_unset=True))
+    await user_store.update_api_key(session, key, body.model_dump(exclude_unset=True))
     await session.commit()
     await user_store.bump_callers_version(services.state)
     return ok(api_key_view(key))

@@ -1,14 +1,14 @@
-"""What a signed-in user may buy and call: enabled models with prices, active packages."""
+"""What a signed-in user may call: enabled models with prices (packages on sale: `packages.py`)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from ..store.models import AIModel, Package
+from ..store.models import AIModel
 from .deps import CurrentUser, SessionDep
 from .envelope import FastJSONResponse, ok
-from .views import package_view, public_model_view
+from .views import public_model_view
 
 router = APIRouter(prefix="/api", tags=["catalog"])
 
@@ -21,11 +21,3 @@ async def list_models(_user: CurrentUser, session: SessionDep) -> FastJSONRespon
         .order_by(AIModel.platform, AIModel.sort_order, AIModel.model_id)
     )
     return ok([public_model_view(m) for m in models])
-
-
-@router.get("/packages")
-async def list_packages(_user: CurrentUser, session: SessionDep) -> FastJSONResponse:
-    packages = await session.scalars(
-        select(Package).where(Package.status == "active").order_by(Package.sort_order, Package.id)
-    )
-    return ok([package_view(p) for p in packages])

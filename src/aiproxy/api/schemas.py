@@ -74,14 +74,21 @@ def _normalise_csv(value: str | None) -> str | None:
     return ",".join(dict.fromkeys(items))
 
 
+RateLimit = Annotated[int, Field(strict=True, ge=0, le=1_000_000)]  # requests per minute
+DailyLimit = Annotated[int, Field(strict=True, ge=0, le=1_000_000_000)]  # requests per day
+# 0 unbinds; any other id must be a user package of the key's owner (checked by the store).
+KeyPackageId = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]
+
+
 class ApiKeyFields(Body):
     allowed_platforms: ShortList | None = None
     allowed_models: str | None = None
     allowed_clients: ShortList | None = None
-    rate_limit: Annotated[int, Field(strict=True, ge=0, le=1_000_000)] | None = None
-    daily_limit: Annotated[int, Field(strict=True, ge=0, le=1_000_000_000)] | None = None
+    rate_limit: RateLimit | None = None
+    daily_limit: DailyLimit | None = None
     monthly_quota: Amount | None = None
     expires_at: datetime | None = None
+    user_package_id: KeyPackageId | None = None
 
     _csv = field_validator("allowed_platforms", "allowed_models", "allowed_clients")(_normalise_csv)
 

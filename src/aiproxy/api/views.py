@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..store.models import AIModel, ApiKey, OperationLog, Package, User
+from ..store.models import AIModel, ApiKey, OperationLog, Package, User, UserPackage
+from ..store.packages import remaining
 
 
 def user_view(user: User) -> dict[str, Any]:
@@ -39,6 +40,7 @@ def api_key_view(key: ApiKey) -> dict[str, Any]:
         "monthly_quota": key.monthly_quota,
         "price_rate": key.price_rate,
         "account_group_id": key.account_group_id,
+        "user_package_id": key.user_package_id,
         "used_tokens": key.used_tokens,
         "used_cost": key.used_cost,
         "request_count": key.request_count,
@@ -97,10 +99,39 @@ def package_view(package: Package) -> dict[str, Any]:
         "valid_days": package.valid_days,
         "allowed_platforms": package.allowed_platforms,
         "allowed_models": package.allowed_models,
+        "allowed_clients": package.allowed_clients,
         "rate_limit": package.rate_limit,
         "daily_limit": package.daily_limit,
         "status": package.status,
+        "sort_order": package.sort_order,
         "created_at": package.created_at,
+        "updated_at": package.updated_at,
+    }
+
+
+def _tidy_dollars(amount: float | None) -> float | None:
+    """A dollar difference without float noise (0.3 - 0.1 shown as 0.2)."""
+    return None if amount is None else round(amount, 9)
+
+
+def user_package_view(holding: UserPackage) -> dict[str, Any]:
+    """A package a user holds; `remaining_*` is null where the quota is 0 (no cap)."""
+    return {
+        "id": holding.id,
+        "user_id": holding.user_id,
+        "package_id": holding.package_id,
+        "package_name": holding.package_name,
+        "token_quota": holding.token_quota,
+        "used_tokens": holding.used_tokens,
+        "remaining_tokens": remaining(holding.token_quota, holding.used_tokens),
+        "cost_quota": holding.cost_quota,
+        "used_cost": holding.used_cost,
+        "remaining_cost": _tidy_dollars(remaining(holding.cost_quota, holding.used_cost)),
+        "daily_limit": holding.daily_limit,
+        "start_time": holding.start_time,
+        "end_time": holding.end_time,
+        "status": holding.status,
+        "created_at": holding.created_at,
     }
 
 

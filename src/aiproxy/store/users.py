@@ -13,7 +13,7 @@ from ..errors import BadRequest, NotFound
 from ..security.api_keys import display_prefix, generate_api_key, hash_api_key
 from ..security.passwords import hash_password
 from ..security.secretbox import SecretBox
-from .models import AccountGroup, ApiKey, User
+from .models import AccountGroup, ApiKey, User, UserPackage
 from .state import SharedState, StateUnavailable, warn_unavailable
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,22 @@ async def check_group(session: AsyncSession, group_id: int | None) -> None:
     """A key or user may only be bound to a group that exists."""
     if group_id is not None and await session.get(AccountGroup, group_id) is None:
         raise BadRequest("account_group_id: account group not found")
+
+
+KEY_PACKAGE_INVALID = "user_package_id: 用户套餐不存在或不属于该用户"
+
+
+async def check_key_package(
+    session: AsyncSession, *, user_id: int, user_package_id: int | None
+) -> int | None:
+    """The user package a key of `user_id` is bound to: None or 0 unbinds; any other id must be a
+    user package of the key's owner (whatever its status)."""
+    if not user_package_id:
+        return None
+    holding = await session.get(UserPackage, user_package_id)
+    if holding is None or holding.user_id != user_id:
+        raise BadRequest(KEY_PACKAGE_INVALID)
+    return user_package_id
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User:
@@ -116,6 +132,11 @@ async def create_api_key(
         raise BadRequest(f"每个用户最多创建 {MAX_KEYS_PER_USER} 个 API Key")
     raw = generate_api_key()
     await check_group(session, fields.get("account_group_id"))
+    fields = {**fields}
+    if "user_package_id" in fields:
+        fields["user_package_id"] = await check_key_package(
+            session, user_id=user_id, user_package_id=fields["user_package_id"]
+        )
     key = ApiKey(
         user_id=user_id,
         name=name,
@@ -129,9 +150,23 @@ async def create_api_key(
     return key, raw
 
 
+async def update_api_key(session: AsyncSession, key: ApiKey, changes: dict[str, Any]) -> None:
+    """Apply a key's changed fields after checking the group and the user package they name."""
+    if "account_group_id" in changes:
+        await check_group(session, changes["account_group_id"])
+    if "user_package_id" in changes:
+        changes = {
+            **changes,
+            "user_package_id": await check_key_package(
+                session, user_id=key.user_id, user_package_id=changes["user_package_id"]
+            ),
+        }
+    apply_key_fields(key, changes)
+
+
 def apply_key_fields(key: ApiKey, fields: dict[str, Any]) -> None:
     for name, value in fields.items():
-        if value is None and name not in {"expires_at", "account_group_id"}:
+        if value is None and name not in {"expires_at", "account_group_id", "user_package_id"}:
             continue
         if name == "allowed_platforms" and value == "":
             value = "all"

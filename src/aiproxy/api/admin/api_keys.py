@@ -85,10 +85,7 @@ async def update_key(
     key_id: PathId, body: AdminApiKeyUpdate, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     key = await _get_key(session, key_id)
-    changes = body.model_dump(exclude_unset=True)
-    if "account_group_id" in changes:
-        await user_store.check_group(session, changes["account_group_id"])
-    user_store.apply_key_fields(key, changes)
+    await user_store.update_api_key(session, key, body.model_dump(exclude_unset=True))
     await session.commit()
     await user_store.bump_callers_version(services.state)
     return ok(_with_owner(key, await session.get(User, key.user_id)))

@@ -22,6 +22,8 @@ class Package(IdMixin, TimestampMixin, Base):
     valid_days: Mapped[int] = mapped_column(Integer, default=30)
     allowed_platforms: Mapped[str] = mapped_column(String(255), default="")
     allowed_models: Mapped[str] = mapped_column(Text, default="")
+    # Client types (as in a key's allowed_clients), comma-separated; "" = any client.
+    allowed_clients: Mapped[str] = mapped_column(String(255), default="", server_default="")
     rate_limit: Mapped[int] = mapped_column(Integer, default=0)
     daily_limit: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="active")

@@ -50,6 +50,10 @@ class ApiKey(IdMixin, TimestampMixin, Base):
     account_group_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("account_groups.id", ondelete="SET NULL"), nullable=True
     )
+    # The user package this key is bound to (None: unbound); unbound when that package is deleted.
+    user_package_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("user_packages.id", ondelete="SET NULL"), nullable=True, index=True
+    )
     used_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     used_cost: Mapped[float] = mapped_column(Float, default=0.0)
     request_count: Mapped[int] = mapped_column(BigInteger, default=0)
