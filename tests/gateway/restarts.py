@@ -11,11 +11,11 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from aiproxy.billing.journal import SEGMENT_SUFFIX
 from aiproxy.store.db import Database
-from aiproxy.store.models import RequestLog
+from aiproxy.store.models import RequestLog, UsageRecord
 
 from ..support import ADMIN_PASSWORD, Api, RelayServer
 
@@ -45,6 +45,23 @@ async def _logged(url: str, key_id: int) -> list[tuple[str, str]]:
 def logged(backend: Backend, data_dir: Path, key_id: int) -> list[tuple[str, str]]:
     """(request_id, user agent) of every request log of the key, read from the database itself."""
     return asyncio.run(_logged(backend.database_url(data_dir), key_id))
+
+
+async def _billed(url: str, key_id: int) -> int:
+    db = Database(url)
+    try:
+        async with db.session() as session:
+            count = await session.scalar(
+                select(func.count(UsageRecord.id)).where(UsageRecord.api_key_id == key_id)
+            )
+            return int(count or 0)
+    finally:
+        await db.close()
+
+
+def billed(backend: Backend, data_dir: Path, key_id: int) -> int:
+    """How many requests of the key were billed (have a usage record): what its request_count counts."""
+    return asyncio.run(_billed(backend.database_url(data_dir), key_id))
 
 
 def journal_segments(data_dir: Path) -> list[Path]:

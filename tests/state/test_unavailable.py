@@ -8,16 +8,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from aiproxy.errors import ServiceUnavailable
+from aiproxy.gateway.admission import Admission, Request, Ticket
 from aiproxy.gateway.auth import Caller
 from aiproxy.gateway.errors import STATE_UNAVAILABLE, GatewayError
 from aiproxy.gateway.limits import Limits
 from aiproxy.store.db import Database
+from aiproxy.store.models import Base
 from aiproxy.store.state import RedisState, StateUnavailable
 
 from ..redis_server import RedisServer
@@ -126,34 +127,47 @@ def _caller(**limits: int | float) -> Caller:
 async def test_limits_fail_closed_and_release_quietly(server: RedisServer, state: RedisState) -> None:
     """What the gateway does per limit when Redis is gone (no database access on these paths)."""
     db = Database("sqlite+aiosqlite:///:memory:")
-    limits = Limits(state, db)
+    limits = Limits(state)
+    admission = Admission(state, db, lambda: 60.0)
+    request = Request("claude-sonnet-4-5", frozenset({"claude-official"}), tokens=100, cost=0.1)
+
+    async def admit(caller: Caller, holder: str) -> Ticket:
+        return await admission.admit(caller, holder, request)
+
+    async with db.engine.begin() as connection:  # the counters are seeded from an empty database
+        await connection.run_sync(Base.metadata.create_all)
     try:
         assert await limits.take_account_slot("slots:account:1", "req-1", 2, 60.0) is True
+        kept = await admit(_caller(daily_limit=3, monthly_quota=5.0), "req-1")
         server.stop()
 
-        await limits.admit(_caller())  # nothing to check: admitted without shared state
-        await limits.take_user_slot(_caller(), "req-2", 60.0)
-        for key_limit in ({"rate_limit": 5}, {"daily_limit": 5}, {"monthly_quota": 1.0}):
+        async with await admit(_caller(), "req-2"):
+            pass  # nothing to check: admitted (and settled) without shared state
+        for key_limit in (
+            {"rate_limit": 5},
+            {"daily_limit": 5},
+            {"monthly_quota": 1.0},
+            {"user_max_concurrency": 2},
+        ):
             with pytest.raises(GatewayError) as refused:
-                await limits.admit(_caller(**key_limit))
+                await admit(_caller(**key_limit), "req-2")
             assert refused.value.status == 503 and refused.value.message == STATE_UNAVAILABLE
-        with pytest.raises(GatewayError) as refused:
-            await limits.take_user_slot(_caller(user_max_concurrency=2), "req-2", 60.0)
-        assert refused.value.status == 503 and refused.value.message == STATE_UNAVAILABLE
 
         # An account whose cap cannot be checked is skipped; with none left the answer is a 503.
         assert await limits.take_account_slot("slots:account:1", "req-2", 2, 60.0) is False
         refusal = limits.no_free_account()
         assert refusal.status == 503 and refusal.message == STATE_UNAVAILABLE
-        # Giving back and renewing never raise: the leases expire by themselves.
+        # Giving back, renewing and settling never raise: the leases expire by themselves.
         await limits.release_slot("slots:account:1", "req-1")
-        await limits.renew_slots([("slots:account:1", "req-1"), ("slots:user:1", "req-1")], 60.0)
-        await limits.refund_day(_caller(daily_limit=3), datetime.now(UTC))
-        await limits.add_cost(_caller(monthly_quota=5.0), 0.5, datetime.now(UTC))
+        await limits.renew("req-1", 60.0, slots=["slots:account:1", "slots:user:1"], budgets=kept.budgets)
+        kept.bill(tokens=10, cost=0.5)
+        async with kept:
+            pass
 
         server.start()
         await asyncio.sleep(RETRY_INTERVAL)
-        await limits.admit(_caller(rate_limit=5))
+        async with await admit(_caller(rate_limit=5), "req-3"):
+            pass
         assert limits.no_free_account().status == 429  # state answers: all busy is a 429 again
     finally:
         await db.close()

@@ -448,13 +448,16 @@ class UsageRecorder:
         for e in batch:
             tokens = e.usage.total if e.usage else 0
             cost = e.cost.total if e.cost else 0.0
-            for bucket, ident in ((keys, e.api_key_id), (accounts, e.account_id)):
+            # A key counts what it was served, like the usage views (refusals are only logged);
+            # an account counts every request it was given.
+            billed = int(e.usage is not None and e.cost is not None)
+            for bucket, ident, requests in ((keys, e.api_key_id, billed), (accounts, e.account_id, 1)):
                 if ident is None:
                     continue
                 agg = bucket.setdefault(ident, [0, 0.0, 0, e.created_at])
                 agg[0] += tokens
                 agg[1] += cost
-                agg[2] += 1
+                agg[2] += requests
                 agg[3] = max(agg[3], e.created_at)
         # Sorted ids: concurrent instances take row locks in the same order (no deadlocks).
         for model, bucket in ((ApiKey, keys), (Account, accounts)):

@@ -27,14 +27,14 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
-from ..billing.pricing import Cost, ModelPrice, PriceBook, cost_of, effective_rate
+from ..billing.pricing import Cost, ModelPrice, PriceBook, Usage, cost_of, effective_rate
 from ..billing.recorder import UsageEvent, UsageRecorder
 from ..client_address import client_address
 from ..security.masking import mask_text
 from ..services import Services
-from ..state_keys import user_slots
 from ..store.accounts import ACCOUNT_TYPES
 from . import errors as e
+from .admission import Admission, Request, Ticket, estimate_tokens
 from .asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_whole
 from .auth import Caller, KeyCache, key_from_headers
 from .disconnect import DisconnectWatch
@@ -127,7 +127,7 @@ class Call:
     plan: Plan | None = None
     converted: dict[str, Any] | None = None  # the body converted once for every attempt (chat_to_responses)
     stream: bool = False
-    admitted: datetime | None = None  # set once the request counts against the key's limits
+    ticket: Ticket | None = None  # set once the request is admitted (counts against limits)
     session: str | None = None  # the sticky-session key, when there was a choice of accounts
     bound_account: int | None = None
     slots: list[tuple[str, str]] = field(default_factory=list)
@@ -176,7 +176,8 @@ class Gateway:
         self.configs = services.configs
         self.pool = AccountPool(services.db, services.state, services.secrets)
         self.keys = KeyCache(services.db, services.state)
-        self.limits = Limits(services.state, services.db)
+        self.limits = Limits(services.state)
+        self.admission = Admission(services.state, services.db, self.slot_lease)
         self.recorder = recorder
         self.prices = PriceBook()
         self._prices_version = -2
@@ -327,19 +328,19 @@ class Gateway:
         plan.price = price
         return plan
 
-    def _check_platform(self, caller: Caller, plan: Plan) -> None:
-        if caller.allowed_platforms is None:
-            return
-        families = plan.families + (plan.fallback[0] if plan.fallback else ())
-        types = [t.name for t in ACCOUNT_TYPES.values() if t.family in families]
+    @staticmethod
+    def _account_types(plan: Plan) -> frozenset[str]:
+        """The account types that may serve the plan (what platform permissions are checked on)."""
         if plan.forced_type:
-            types = [plan.forced_type]
-        if not any(t in caller.allowed_platforms for t in types):
-            raise GatewayError(403, e.PLATFORM_FORBIDDEN)
+            return frozenset((plan.forced_type,))
+        families = plan.families + (plan.fallback[0] if plan.fallback else ())
+        return frozenset(t.name for t in ACCOUNT_TYPES.values() if t.family in families)
 
     async def _serve(self, call: Call, caller: Caller) -> None:
         plan = call.plan = self._plan(call)
-        self._check_platform(caller, plan)
+        account_types = self._account_types(plan)
+        if caller.allowed_platforms is not None and not caller.allowed_platforms & account_types:
+            raise GatewayError(403, e.PLATFORM_FORBIDDEN)
         check_model_allowed(caller, plan.model)
         call.stream = self._wants_stream(call)
         if call.endpoint.kind == "count_tokens" or call.endpoint.action == "countTokens":
@@ -352,26 +353,18 @@ class Gateway:
             finally:
                 await self._release_slots(call)
             return
-        admitted = call.admitted = await self.limits.admit(caller)
+        rate = self._price_rate(caller)
+        input_tokens, output_tokens = estimate_tokens(call.payload, len(call.body))
+        estimate = cost_of(Usage(input_tokens, output_tokens), plan.price, rate).total if plan.price else 0.0
+        request = Request(plan.model, account_types, input_tokens + output_tokens, estimate)
+        ticket = await self.admission.admit(caller, call.request_id, request)
+        call.ticket = ticket
         try:
-            await self.limits.take_user_slot(caller, call.request_id, self.slot_lease())
-        except GatewayError:
-            await self.limits.refund_day(caller, admitted)
-            call.admitted = None  # refused: it did not count
-            raise
-        if caller.user_max_concurrency > 0:
-            call.slots.append((user_slots(caller.user_id), call.request_id))
-        try:
-            try:
+            async with ticket:
                 outcome = await self._relay(call, plan)
-            except GatewayError:  # no account could take it: it does not use up the day's allowance
-                await self.limits.refund_day(caller, admitted)
-                raise
-            # Logged first, before anything else waits: a crash from here on cannot lose the row.
-            await self._bill(call, plan, outcome, admitted)
-            if outcome.status == "client_gone" and outcome.account_id is None:
-                await self.limits.refund_day(caller, admitted)  # nothing was served
-            await self.relay.settle(call, outcome)
+                # Logged first, before anything else waits: a crash from here on cannot lose the row.
+                self._bill(call, plan, outcome, ticket, rate)
+                await self.relay.settle(call, outcome)
         finally:
             await self._release_slots(call)
 
@@ -408,23 +401,31 @@ class Gateway:
     def slot_lease(self) -> float:
         return float(self.configs.get("timeout")) + 60.0
 
+    async def renew_leases(self, call: Call) -> None:
+        """Keep a long answer's slots and holds from running out while it streams."""
+        ticket = call.ticket
+        slots = [key for key, _ in call.slots] + (ticket.slots if ticket else [])
+        budgets = ticket.budgets if ticket else []
+        if slots or budgets:
+            await self.limits.renew(call.request_id, self.slot_lease(), slots=slots, budgets=budgets)
+
     # -- billing -------------------------------------------------------------------------------
 
-    async def _bill(self, call: Call, plan: Plan, outcome: Outcome, admitted: datetime) -> None:
-        caller = call.caller
-        assert caller is not None
+    def _price_rate(self, caller: Caller) -> float:
+        return effective_rate(
+            key_rate=caller.key_price_rate,
+            user_rate=caller.user_price_rate,
+            global_rate=float(self.configs.get("global_price_rate")),
+        )
+
+    def _bill(self, call: Call, plan: Plan, outcome: Outcome, ticket: Ticket, rate: float) -> None:
         cost = None
         if outcome.usage is not None and plan.price is not None:
             price = self.prices.lookup(outcome.upstream_model) or plan.price
-            rate = effective_rate(
-                key_rate=caller.key_price_rate,
-                user_rate=caller.user_price_rate,
-                global_rate=float(self.configs.get("global_price_rate")),
-            )
             cost = cost_of(outcome.usage, price, rate)
         self._record_outcome(call, plan, outcome, cost)
-        if cost is not None:
-            await self.limits.add_cost(caller, cost.total, admitted)
+        if outcome.account_id is not None:  # served (an account took it): counts and costs
+            ticket.bill(tokens=outcome.usage.total if outcome.usage else 0, cost=cost.total if cost else 0.0)
 
     def _record_outcome(self, call: Call, plan: Plan, outcome: Outcome, cost: Cost | None) -> None:
         event = self._event(call, outcome.status, outcome.status_code, outcome.error)
@@ -444,7 +445,7 @@ class Gateway:
         A request that got past admission and then failed (or hit a bug) is an `error`; one
         refused before it counted against any limit is `rejected`.
         """
-        status = "error" if call.admitted is not None or exc.status == 500 else "rejected"
+        status = "error" if call.ticket is not None or exc.status == 500 else "rejected"
         self._record(call, self._event(call, status, exc.status, exc.message))
 
     def _record(self, call: Call, event: UsageEvent) -> None:

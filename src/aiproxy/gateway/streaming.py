@@ -158,9 +158,9 @@ async def relay_stream(
                     # The chat client has its whole answer ([DONE]) and may close before the
                     # upstream's own end arrives: that is no disconnect.
                     call.stop_watching()
-            if call.slots and time.monotonic() - renewed > renew_every:
+            if time.monotonic() - renewed > renew_every:
                 renewed = time.monotonic()
-                await gateway.limits.renew_slots(call.slots, gateway.slot_lease())
+                await gateway.renew_leases(call)
             try:
                 chunk = await chunks.__anext__()
             except StopAsyncIteration:
