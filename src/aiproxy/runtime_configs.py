@@ -80,6 +80,12 @@ CONFIG_SPECS: tuple[ConfigSpec, ...] = (
         "Price rate for everyone; ≠1 overrides user and key rates",
         minimum=0,
     ),
+    _spec(
+        "billing",
+        "require_package",
+        False,
+        "Refuse requests of users without an active package (403)",
+    ),
     # What subscription (OAuth) upstreams expect a request to look like. Observed values that
     # change with the vendors' CLIs: kept here so an admin can follow them without a release.
     _spec(

@@ -132,7 +132,7 @@ async def test_limits_fail_closed_and_release_quietly(server: RedisServer, state
     request = Request("claude-sonnet-4-5", frozenset({"claude-official"}), tokens=100, cost=0.1)
 
     async def admit(caller: Caller, holder: str) -> Ticket:
-        return await admission.admit(caller, holder, request)
+        return await admission.admit(caller, holder, request, require_package=False)
 
     async with db.engine.begin() as connection:  # the counters are seeded from an empty database
         await connection.run_sync(Base.metadata.create_all)

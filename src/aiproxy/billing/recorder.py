@@ -23,13 +23,13 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, case, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..store.db import Database
-from ..store.models import Account, ApiKey, DailyUsage, RequestLog, UsageRecord
+from ..store.models import Account, ApiKey, DailyUsage, RequestLog, UsageRecord, UserPackage
 from .journal import Journal, Orphan, orphans
 from .pricing import Cost, Usage
 
@@ -69,6 +69,7 @@ class UsageEvent:
     error_message: str = ""
     request_headers: str = ""
     request_body: str = ""
+    user_package_id: int | None = None  # the user package that paid for it
 
     def _shared(self, usage: Usage) -> dict[str, Any]:
         """Columns request_logs and usage_records have in common."""
@@ -124,6 +125,7 @@ class UsageEvent:
             cache_read_cost=cost.cache_read,
             price_rate=cost.rate,
             cost=cost.total,
+            user_package_id=self.user_package_id,
         )
         return row
 
@@ -459,6 +461,7 @@ class UsageRecorder:
                 agg[1] += cost
                 agg[2] += requests
                 agg[3] = max(agg[3], e.created_at)
+        await self._bump_packages(session, batch)
         # Sorted ids: concurrent instances take row locks in the same order (no deadlocks).
         for model, bucket in ((ApiKey, keys), (Account, accounts)):
             for ident in sorted(bucket):
@@ -474,3 +477,29 @@ class UsageRecorder:
                     )
                     .execution_options(synchronize_session=False)
                 )
+
+    async def _bump_packages(self, session: AsyncSession, batch: list[UsageEvent]) -> None:
+        """What each user package paid for; one whose quota this uses up becomes `exhausted`."""
+        spent: dict[int, list[Any]] = {}
+        for e in batch:
+            if e.user_package_id is not None and e.usage is not None and e.cost is not None:
+                agg = spent.setdefault(e.user_package_id, [0, 0.0])
+                agg[0] += e.usage.total
+                agg[1] += e.cost.total
+        table = UserPackage
+        for ident in sorted(spent):
+            tokens, cost = spent[ident]
+            used_up = or_(
+                and_(table.token_quota > 0, table.used_tokens + tokens >= table.token_quota),
+                and_(table.cost_quota > 0, table.used_cost + cost >= table.cost_quota),
+            )
+            await session.execute(
+                update(table)
+                .where(table.id == ident)
+                .values(
+                    used_tokens=table.used_tokens + tokens,
+                    used_cost=table.used_cost + cost,
+                    status=case((and_(table.status == "active", used_up), "exhausted"), else_=table.status),
+                )
+                .execution_options(synchronize_session=False)
+            )

@@ -19,7 +19,9 @@ that has one is refused with 503, one without any never touches shared state.
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +34,7 @@ from ..store.state import SharedState, StateUnavailable, warn_unavailable
 from ..store.state.gates import Gate
 from . import counters
 from . import errors as e
-from .auth import Caller
+from .auth import Caller, Grant
 from .errors import GatewayError
 
 log = logging.getLogger(__name__)
@@ -70,17 +72,22 @@ class _Gates:
     gates: list[Gate] = field(default_factory=list)
     refusals: list[Callable[[float], GatewayError]] = field(default_factory=list)
     seeds: dict[str, Callable[[], Awaitable[float]]] = field(default_factory=dict)
+    in_tokens: set[str] = field(default_factory=set)  # budgets counted in tokens (the others: dollars)
 
     def add(
         self,
         gate: Gate,
         refusal: Callable[[float], GatewayError],
         seed: Callable[[], Awaitable[float]] | None = None,
+        *,
+        tokens: bool = False,
     ) -> None:
         self.gates.append(gate)
         self.refusals.append(refusal)
         if seed is not None:
             self.seeds[gate.key] = seed
+        if tokens:
+            self.in_tokens.add(gate.key)
 
 
 def _refuse(status: int, message: str, code: str | None = None) -> Callable[[float], GatewayError]:
@@ -94,6 +101,14 @@ def _refuse_rate(message: str) -> Callable[[float], GatewayError]:
     return refusal
 
 
+_BUSY_USER = _refuse(429, e.USER_CONCURRENCY)
+
+
+@functools.lru_cache(maxsize=4096)
+def _user_slot(user_id: int, limit: int, lease: float) -> Gate:
+    return Gate("slot", user_slots(user_id), limit, lease)
+
+
 class Ticket:
     """One admitted request's holds; leaving the `async with` settles them (see the module doc)."""
 
@@ -102,29 +117,34 @@ class Ticket:
         "_cost_budgets",
         "_counts",
         "_slots",
+        "_token_budgets",
         "cost",
         "holder",
+        "package_id",
         "served",
         "tokens",
     )
 
-    def __init__(
-        self,
-        admission: Admission,
-        holder: str,
-        *,
-        counts: list[str],
-        cost_budgets: list[str],
-        slots: list[str],
-    ) -> None:
+    def __init__(self, admission: Admission, holder: str, *, package_id: int | None) -> None:
         self._admission = admission
         self.holder = holder
-        self._counts = counts
-        self._cost_budgets = cost_budgets
-        self._slots = slots
+        self.package_id = package_id  # the user package that pays for it, if any
+        self._counts: list[str] = []
+        self._cost_budgets: list[str] = []
+        self._token_budgets: list[str] = []
+        self._slots: list[str] = []
         self.served = False  # an account took the request: its requests count stays used
         self.tokens = 0
         self.cost = 0.0
+
+    def hold(self, gate: Gate, *, tokens: bool) -> None:
+        """Remember a gate taken for this request, to settle it on the way out."""
+        if gate.kind == "count":
+            self._counts.append(gate.key)
+        elif gate.kind == "budget":
+            (self._token_budgets if tokens else self._cost_budgets).append(gate.key)
+        elif gate.kind == "slot":
+            self._slots.append(gate.key)
 
     def bill(self, *, tokens: int, cost: float) -> None:
         """What the request really used (an account served it)."""
@@ -138,7 +158,7 @@ class Ticket:
 
     @property
     def budgets(self) -> list[str]:
-        return self._cost_budgets
+        return self._cost_budgets + self._token_budgets
 
     async def __aenter__(self) -> Ticket:
         return self
@@ -147,6 +167,7 @@ class Ticket:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         budgets = [(key, self.cost) for key in self._cost_budgets]
+        budgets += [(key, float(self.tokens)) for key in self._token_budgets]
         counts = [] if self.served else [(key, 1) for key in self._counts]
         await self._admission.settle(self, budgets, counts)
 
@@ -161,74 +182,165 @@ class Request:
     cost: float  # estimated dollars, held against dollar quotas
 
 
+def package_refusal(grant: Grant, request: Request, now: float) -> GatewayError | None:
+    """Why this package cannot serve the request whatever its counters say, or None."""
+    if grant.status == "disabled":
+        return GatewayError(403, e.PACKAGE_DISABLED)
+    if grant.status == "expired" or now >= grant.end:
+        return GatewayError(403, e.PACKAGE_EXPIRED)
+    if grant.status == "exhausted":
+        return GatewayError(429, e.PACKAGE_EXHAUSTED, code="insufficient_quota")
+    if now < grant.start:
+        return GatewayError(403, e.PACKAGE_NOT_STARTED)
+    if grant.allowed_platforms is not None and not grant.allowed_platforms & request.account_types:
+        return GatewayError(403, e.PACKAGE_PLATFORM_FORBIDDEN)
+    if grant.allowed_models is not None and request.model not in grant.allowed_models:
+        return GatewayError(403, e.PACKAGE_MODEL_FORBIDDEN)
+    return None
+
+
 class Admission:
     def __init__(self, state: SharedState, db: Database, holder_lease: Callable[[], float]) -> None:
         self._state = state
         self._db = db
         self._lease = holder_lease
 
-    async def admit(self, caller: Caller, holder: str, request: Request) -> Ticket:
-        """Take every limit of this request, or refuse it (429 over a limit, 503 when a limit it
-        has cannot be checked)."""
-        now = datetime.now(UTC)
+    async def admit(self, caller: Caller, holder: str, request: Request, *, require_package: bool) -> Ticket:
+        """Take every limit of this request, or refuse it (429 over a limit, 403 without a package
+        that may serve it, 503 when a limit it has cannot be checked)."""
+        now = time.time()
         required = self._key_gates(caller, now, request.cost)
         if caller.user_max_concurrency > 0:
-            required.add(
-                Gate("slot", user_slots(caller.user_id), caller.user_max_concurrency, self._lease()),
-                _refuse(429, e.USER_CONCURRENCY),
-            )
-        ticket = Ticket(
-            self,
-            holder,
-            counts=[g.key for g in required.gates if g.kind == "count"],
-            cost_budgets=[g.key for g in required.gates if g.kind == "budget"],
-            slots=[g.key for g in required.gates if g.kind == "slot"],
-        )
-        if required.gates:
+            required.add(_user_slot(caller.user_id, caller.user_max_concurrency, self._lease()), _BUSY_USER)
+        grants: list[Grant] = []
+        must_choose = False
+        if caller.bound_package is not None or caller.packages or require_package:
+            grants, must_choose = self._candidates(caller, request, now, require_package)
+        choices = [self._package_gates(grant, now, request) for grant in grants]
+        chosen: int | None = 0 if grants else None
+        if required.gates or any(choice.gates for choice in choices):
             try:
-                await self._take(holder, required)
+                chosen = await self._take(holder, required, choices, must_choose)
             except StateUnavailable as exc:
-                warn_unavailable(log, "refusing requests with limits (key or user)", exc)
+                warn_unavailable(log, "refusing requests with limits (key, user or package)", exc)
                 raise GatewayError(503, e.STATE_UNAVAILABLE) from exc
+        ticket = Ticket(self, holder, package_id=grants[chosen].id if chosen is not None else None)
+        paying = choices[chosen].gates if chosen is not None else []
+        for gate in (*required.gates, *paying):
+            ticket.hold(gate, tokens=chosen is not None and gate.key in choices[chosen].in_tokens)
         return ticket
 
-    async def _take(self, holder: str, required: _Gates) -> None:
+    @staticmethod
+    def _candidates(
+        caller: Caller, request: Request, now: float, require_package: bool
+    ) -> tuple[list[Grant], bool]:
+        """The packages that may pay for this request, in the order to try them, and whether one
+        must. A key bound to a package uses that one only. Otherwise the user's live packages are
+        tried earliest expiry first; a user who holds live packages is served only through them,
+        one without any is served without a package unless `require_package` is on."""
+        if caller.bound_package is not None:
+            refusal = package_refusal(caller.bound_package, request, now)
+            if refusal is not None:
+                raise refusal
+            return [caller.bound_package], True
+        live = [g for g in caller.packages if g.start <= now < g.end]
+        fitting: list[Grant] = []
+        first_refusal: GatewayError | None = None
+        for grant in live:
+            refusal = package_refusal(grant, request, now)
+            if refusal is None:
+                fitting.append(grant)
+            elif first_refusal is None:
+                first_refusal = refusal
+        if first_refusal is not None and not fitting:
+            raise first_refusal
+        if not live and require_package:
+            raise GatewayError(403, e.NO_PACKAGE)
+        return fitting, require_package
+
+    async def _take(
+        self, holder: str, required: _Gates, choices: list[_Gates], must_choose: bool
+    ) -> int | None:
+        groups = [c.gates for c in choices]
         for _ in range(SEED_ROUNDS):
-            verdict = await self._state.admit(holder, self._lease(), required.gates)
+            verdict = await self._state.admit(
+                holder, self._lease(), required.gates, groups, must_choose=must_choose
+            )
             if verdict.admitted:
-                return
+                return verdict.choice
             if not verdict.unseeded:
-                raise required.refusals[verdict.gate](verdict.retry_after)
+                refusing = required if verdict.group is None else choices[verdict.group]
+                raise refusing.refusals[verdict.gate](verdict.retry_after)
+            seeds = dict(required.seeds)
+            for choice in choices:
+                seeds.update(choice.seeds)
             for gate in verdict.unseeded:
-                await self._state.seed(gate, await required.seeds[gate.key]())
+                await self._state.seed(gate, await seeds[gate.key]())
         raise StateUnavailable("counters vanished while being seeded")
 
-    def _key_gates(self, caller: Caller, now: datetime, cost_estimate: float) -> _Gates:
+    def _key_gates(self, caller: Caller, now: float, cost_estimate: float) -> _Gates:
         gates = _Gates()
         key_id, db = caller.key_id, self._db
         if caller.rate_limit > 0:
             gates.add(
                 Gate("rate", f"rate:key:{key_id}", caller.rate_limit, MINUTE), _refuse_rate(e.RATE_LIMITED)
             )
-        if caller.daily_limit > 0:
-            day = datetime(now.year, now.month, now.day, tzinfo=UTC)
+        if caller.daily_limit > 0 or caller.monthly_quota > 0:
+            today = datetime.fromtimestamp(now, UTC)
+            if caller.daily_limit > 0:
+                day = datetime(today.year, today.month, today.day, tzinfo=UTC)
+                gates.add(
+                    Gate("count", f"count:key:{key_id}:day:{today:%Y%m%d}", caller.daily_limit, DAY_TTL),
+                    _refuse(429, e.DAILY_LIMIT),
+                    lambda: counters.key_requests_since(db, key_id, day),
+                )
+            if caller.monthly_quota > 0:
+                month = datetime(today.year, today.month, 1, tzinfo=UTC)
+                gates.add(
+                    Gate(
+                        "budget",
+                        f"budget:key:{key_id}:month:{today:%Y%m}",
+                        caller.monthly_quota,
+                        MONTH_TTL,
+                        cost_estimate,
+                    ),
+                    _refuse(429, e.MONTHLY_QUOTA),
+                    lambda: counters.key_cost_since(db, key_id, month),
+                )
+        return gates
+
+    def _package_gates(self, grant: Grant, now: float, request: Request) -> _Gates:
+        """A package's limits. Its counters are named after its start, so a package restarted by
+        an admin begins with fresh ones; its days are counted from that start, not from midnight."""
+        gates = _Gates()
+        db, package_id = self._db, grant.id
+        name = f"package:{package_id}:{int(grant.start)}"
+        if grant.rate_limit > 0:
             gates.add(
-                Gate("count", f"count:key:{key_id}:day:{now:%Y%m%d}", caller.daily_limit, DAY_TTL),
-                _refuse(429, e.DAILY_LIMIT),
-                lambda: counters.key_requests_since(db, key_id, day),
+                Gate("rate", f"rate:package:{package_id}", grant.rate_limit, MINUTE),
+                _refuse_rate(e.PACKAGE_RATE_LIMITED),
             )
-        if caller.monthly_quota > 0:
-            month = datetime(now.year, now.month, 1, tzinfo=UTC)
+        if grant.daily_limit > 0:
+            day = int((now - grant.start) // 86400)
+            since = datetime.fromtimestamp(grant.start + day * 86400, UTC)
             gates.add(
-                Gate(
-                    "budget",
-                    f"budget:key:{key_id}:month:{now:%Y%m}",
-                    caller.monthly_quota,
-                    MONTH_TTL,
-                    cost_estimate,
-                ),
-                _refuse(429, e.MONTHLY_QUOTA),
-                lambda: counters.key_cost_since(db, key_id, month),
+                Gate("count", f"count:{name}:day:{day}", grant.daily_limit, DAY_TTL),
+                _refuse(429, e.PACKAGE_DAILY_LIMIT),
+                lambda: counters.package_requests_since(db, package_id, since),
+            )
+        exhausted = _refuse(429, e.PACKAGE_EXHAUSTED, code="insufficient_quota")
+        if grant.token_quota > 0:
+            gates.add(
+                Gate("budget", f"budget:{name}:tokens", grant.token_quota, DAY_TTL, request.tokens),
+                exhausted,
+                lambda: counters.package_used(db, package_id, tokens=True),
+                tokens=True,
+            )
+        if grant.cost_quota > 0:
+            gates.add(
+                Gate("budget", f"budget:{name}:cost", grant.cost_quota, DAY_TTL, request.cost),
+                exhausted,
+                lambda: counters.package_used(db, package_id, tokens=False),
             )
         return gates
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from ..security.api_keys import hash_api_key
 from ..store.db import Database
-from ..store.models import ApiKey, User
+from ..store.models import ApiKey, Package, User, UserPackage
 from ..store.state import SharedState, StateUnavailable, warn_unavailable
 from ..store.users import CALLERS_VERSION
 
@@ -33,6 +34,23 @@ MAX_CACHED = 100_000
 _SERVING_SNAPSHOTS = (
     f"API keys served from cached snapshots (reloaded from the database every {SNAPSHOT_TTL:g} s)"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One package a user holds (a user package with its package's rules), as admission reads it."""
+
+    id: int
+    status: str
+    start: float  # epoch seconds: its daily windows count from here
+    end: float
+    token_quota: int  # 0: no cap
+    cost_quota: float  # dollars, 0: no cap
+    daily_limit: int
+    rate_limit: int
+    allowed_platforms: frozenset[str] | None  # None = all
+    allowed_models: frozenset[str] | None
+    allowed_clients: frozenset[str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +70,9 @@ class Caller:
     user_price_rate: float
     user_max_concurrency: int
     account_group_id: int | None
+    # Packages: the one the key is bound to (in any state), else the user's active ones by end time.
+    bound_package: Grant | None = None
+    packages: tuple[Grant, ...] = ()
 
 
 def _csv_set(value: str, *, all_word: str | None = None) -> frozenset[str] | None:
@@ -118,6 +139,7 @@ class KeyCache:
         if row is None:
             return None
         key, user = row.tuple()
+        bound, packages = await self._grants(user.id, key.user_package_id)
         return Caller(
             key_id=key.id,
             user_id=user.id,
@@ -134,4 +156,41 @@ class KeyCache:
             user_price_rate=user.price_rate,
             user_max_concurrency=user.max_concurrency,
             account_group_id=key.account_group_id or user.account_group_id,
+            bound_package=bound,
+            packages=packages,
         )
+
+    async def _grants(self, user_id: int, bound_id: int | None) -> tuple[Grant | None, tuple[Grant, ...]]:
+        now = datetime.now(UTC)
+        live = and_(UserPackage.status == "active", UserPackage.end_time > now)
+        async with self._db.session() as session:
+            rows = (
+                await session.execute(
+                    select(UserPackage, Package)
+                    .outerjoin(Package, Package.id == UserPackage.package_id)
+                    .where(
+                        UserPackage.user_id == user_id,
+                        or_(live, UserPackage.id == bound_id) if bound_id else live,
+                    )
+                    .order_by(UserPackage.end_time, UserPackage.id)
+                )
+            ).tuples()
+            grants = [_grant(held, package) for held, package in rows]
+        bound = next((g for g in grants if g.id == bound_id), None)
+        return bound, tuple(g for g in grants if g.status == "active" and g.end > now.timestamp())
+
+
+def _grant(held: UserPackage, package: Package | None) -> Grant:
+    return Grant(
+        id=held.id,
+        status=held.status,
+        start=held.start_time.timestamp(),
+        end=held.end_time.timestamp(),
+        token_quota=held.token_quota,
+        cost_quota=held.cost_quota,
+        daily_limit=held.daily_limit,
+        rate_limit=package.rate_limit if package else 0,
+        allowed_platforms=_csv_set(package.allowed_platforms, all_word="all") if package else None,
+        allowed_models=_csv_set(package.allowed_models) if package else None,
+        allowed_clients=_csv_set(package.allowed_clients) if package else None,
+    )

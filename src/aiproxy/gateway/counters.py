@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from ..store.db import Database
-from ..store.models import RequestLog, UsageRecord
+from ..store.models import RequestLog, UsageRecord, UserPackage
 
 
 async def key_requests_since(db: Database, key_id: int, since: datetime) -> float:
@@ -39,3 +39,22 @@ async def key_cost_since(db: Database, key_id: int, since: datetime) -> float:
             )
         )
     return float(spent or 0.0)
+
+
+async def package_requests_since(db: Database, user_package_id: int, since: datetime) -> float:
+    """Requests a user package paid for since ``since`` (its current day)."""
+    async with db.session() as session:
+        count = await session.scalar(
+            select(func.count(UsageRecord.id)).where(
+                UsageRecord.user_package_id == user_package_id, UsageRecord.created_at >= since
+            )
+        )
+    return float(count or 0)
+
+
+async def package_used(db: Database, user_package_id: int, *, tokens: bool) -> float:
+    """Tokens (or dollars) a user package has paid for: its running total, kept by the recorder."""
+    column = UserPackage.used_tokens if tokens else UserPackage.used_cost
+    async with db.session() as session:
+        used = await session.scalar(select(column).where(UserPackage.id == user_package_id))
+    return float(used or 0)

@@ -357,7 +357,8 @@ class Gateway:
         input_tokens, output_tokens = estimate_tokens(call.payload, len(call.body))
         estimate = cost_of(Usage(input_tokens, output_tokens), plan.price, rate).total if plan.price else 0.0
         request = Request(plan.model, account_types, input_tokens + output_tokens, estimate)
-        ticket = await self.admission.admit(caller, call.request_id, request)
+        require_package = bool(self.configs.get("require_package"))
+        ticket = await self.admission.admit(caller, call.request_id, request, require_package=require_package)
         call.ticket = ticket
         try:
             async with ticket:
@@ -488,6 +489,7 @@ class Gateway:
             error_message=mask_text(error),
             request_headers=self._logged_headers(call.headers),
             request_body=self._captured_body(call.body),
+            user_package_id=call.ticket.package_id if call.ticket else None,
         )
 
     def _client_ip(self, call: Call) -> str:

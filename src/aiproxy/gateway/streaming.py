@@ -154,9 +154,10 @@ async def relay_stream(
             out = converter.feed(chunk) if converter is not None else chunk
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
-                if to_chat is not None and converter.completed:  # type: ignore[union-attr]
-                    # The chat client has its whole answer ([DONE]) and may close before the
-                    # upstream's own end arrives: that is no disconnect.
+                answered = to_chat is not None and converter.completed  # type: ignore[union-attr]
+                if answered or (tap is not None and tap.failed):
+                    # The client has its whole answer ([DONE]) or the stream's error event, and may
+                    # close before the upstream's own end arrives: that is no disconnect.
                     call.stop_watching()
             if time.monotonic() - renewed > renew_every:
                 renewed = time.monotonic()

@@ -99,9 +99,10 @@ def has_usage_object(data: bytes) -> bool:
 
 
 class StreamTap:
-    """Watches an SSE stream for usage; `complete` turns true at the protocol's normal end."""
+    """Watches an SSE stream for usage; `complete` turns true at the protocol's normal end, `failed`
+    at an error event (the stream's last word: the client may leave once it has it)."""
 
-    __slots__ = ("complete", "family", "parser", "saw_usage", "usage")
+    __slots__ = ("complete", "failed", "family", "parser", "saw_usage", "usage")
 
     def __init__(self, family: str) -> None:
         self.family = family
@@ -109,6 +110,7 @@ class StreamTap:
         self.usage = Usage()
         self.saw_usage = False
         self.complete = False
+        self.failed = False
 
     def feed(self, chunk: bytes) -> None:
         for event, data in self.parser.feed(chunk):
@@ -121,6 +123,8 @@ class StreamTap:
                 self._claude(data, event)
             elif event == "message_stop":
                 self.complete = True
+            elif event == "error":
+                self.failed = True
         elif family == OPENAI:
             if data == b"[DONE]":
                 self.complete = True

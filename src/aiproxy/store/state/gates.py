@@ -77,6 +77,9 @@ class Verdict:
     unseeded: tuple[Gate, ...] = ()
 
 
+ADMITTED = Verdict(True)  # the common answer, built once
+
+
 def pick(
     outcomes: list[tuple[int, float, bool] | None], must_choose: bool
 ) -> tuple[int | None, tuple[int, float] | None, int | None]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from .base import RateDecision, SharedState, parse_int, require_positive
-from .gates import Gate, Verdict, pick
+from .gates import ADMITTED, Gate, Verdict, pick
 
 __all__ = ["MemoryState"]
 
@@ -301,7 +301,7 @@ class MemoryState(SharedState):
         now = self._clock()
         missing = [
             gate
-            for gates in (required, *choices)
+            for gates in ((required, *choices) if choices else (required,))
             for gate in gates
             if gate.kind in ("count", "budget") and self._live(gate.key, now) is None
         ]
@@ -310,10 +310,18 @@ class MemoryState(SharedState):
         failed = self._first_failure(required, holder, now)
         if failed is not None:
             return Verdict(False, group=None, gate=failed[0], retry_after=failed[1])
-        chosen, refusal, refusing = pick([self._first_failure(g, holder, now) for g in choices], must_choose)
-        if refusal is not None:
-            return Verdict(False, group=refusing, gate=refusal[0], retry_after=refusal[1])
-        for gate in (*required, *(choices[chosen] if chosen is not None else ())):
+        chosen = None
+        if choices:
+            chosen, refusal, refusing = pick(
+                [self._first_failure(g, holder, now) for g in choices], must_choose
+            )
+            if refusal is not None:
+                return Verdict(False, group=refusing, gate=refusal[0], retry_after=refusal[1])
+        for gate in required:
+            self._take(gate, holder, lease, now)
+        if chosen is None:
+            return ADMITTED
+        for gate in choices[chosen]:
             self._take(gate, holder, lease, now)
         return Verdict(True, choice=chosen)
 

@@ -35,7 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import gate_scripts
 from .base import RateDecision, SharedState, StateUnavailable, parse_int, require_positive
-from .gates import Gate, Verdict
+from .gates import ADMITTED, Gate, Verdict
 
 __all__ = ["DEFAULT_TIMEOUT", "RETRY_INTERVAL", "RedisState"]
 
@@ -395,7 +395,7 @@ class RedisState(SharedState):
                 args += (gate.kind, repr(float(gate.limit)), _us(gate.span), repr(float(gate.amount)))
         reply = [int(value) for value in await self._admit(keys=keys, args=args)]
         if reply[0] == 1:
-            return Verdict(True, choice=reply[1] - 1 if reply[1] else None)
+            return Verdict(True, choice=reply[1] - 1) if reply[1] else ADMITTED
         if reply[0] == 0:
             group = reply[1] - 1 if reply[1] else None
             return Verdict(False, group=group, gate=reply[2] - 1, retry_after=reply[3] / 1_000_000)
