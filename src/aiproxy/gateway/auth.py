@@ -174,7 +174,7 @@ class KeyCache:
                     )
                     .order_by(UserPackage.end_time, UserPackage.id)
                 )
-            ).tuples()
+            ).all()
             grants = [_grant(held, package) for held, package in rows]
         bound = next((g for g in grants if g.id == bound_id), None)
         return bound, tuple(g for g in grants if g.status == "active" and g.end > now.timestamp())
