@@ -8,9 +8,13 @@ test can count rows while no relay is running.
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from aiproxy.billing.journal import SEGMENT_SUFFIX
@@ -76,6 +80,27 @@ def started_relay(data_dir: Path, env: dict[str, str]) -> RelayServer:
     assert relay.cli("config", "set", "captcha_enabled", "false").returncode == 0
     relay.start()
     return relay
+
+
+@contextmanager
+def two_instances(
+    backend: Backend, data_dir: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[RelayServer, RelayServer]]:
+    """Two relays on one PostgreSQL database and one Redis, sharing their secrets (skipped on
+    SQLite, which is one instance's storage); stopped on the way out."""
+    if backend.name == "sqlite":
+        pytest.skip("several instances share PostgreSQL and Redis")
+    shared = {"AIPROXY_SECRET_KEY": uuid.uuid4().hex * 2, "AIPROXY_JWT_SECRET": uuid.uuid4().hex * 2}
+    settings = {**backend.env, **shared, **(env or {})}
+    first = started_relay(data_dir / "one", settings)
+    try:
+        second = started_relay(data_dir / "two", settings)
+        try:
+            yield first, second
+        finally:
+            second.stop()
+    finally:
+        first.stop()
 
 
 def admin_with_account(relay: RelayServer, credential: str, upstream_url: str) -> Api:

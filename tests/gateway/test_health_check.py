@@ -16,7 +16,7 @@ import pytest
 from ..oauth_support import oauth_env
 from ..support import Api, RelayServer
 from .conftest import Pool, Upstream
-from .restarts import Backend, started_relay
+from .restarts import Backend, started_relay, two_instances
 from .test_oauth_serving import OAuthSetup, current_access, fail_next_claude_refresh, mock_oauth, token_calls
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hello"}]
@@ -326,49 +326,44 @@ def test_a_check_of_an_oauth_account_refreshes_a_refused_token(oauth: OAuthSetup
 def test_two_instances_sweep_as_one_and_show_the_same_results(
     backend: Backend, upstream: Upstream, tmp_path: Path
 ) -> None:
-    if backend.name == "sqlite":
-        pytest.skip("several instances share PostgreSQL and Redis")
-    shared_secrets = {"AIPROXY_SECRET_KEY": uuid.uuid4().hex * 2, "AIPROXY_JWT_SECRET": uuid.uuid4().hex * 2}
-    env = {**backend.env, **shared_secrets}
-    first = started_relay(tmp_path / "one", env)
-    second = started_relay(tmp_path / "two", env)
     credential = f"up-{uuid.uuid4().hex[:12]}"
-    try:
-        setup = OAuthSetup(first, upstream)  # an admin, a group and a key bound to it
-        account = setup.admin.ok(
-            "POST",
-            "/api/admin/accounts",
-            json={
-                "name": credential,
-                "type": "claude-official",
-                "api_key": credential,
-                "base_url": upstream.base_url,
-                "group_ids": [setup.group_id],
-            },
-        )
-        setup.settle()
-        upstream.behave(credential, "429", count=-1, retry_after=3600)
-        client = anthropic.Anthropic(api_key=setup.key, base_url=f"{first.base_url}/claude", max_retries=0)
-        with pytest.raises(anthropic.RateLimitError):
-            client.messages.create(model="claude-opus-4-8", max_tokens=16, messages=MESSAGES)
-        assert setup.account(account["id"])["status"] == "rate_limited"
+    with two_instances(backend, tmp_path) as (first, second):
+        try:
+            setup = OAuthSetup(first, upstream)  # an admin, a group and a key bound to it
+            account = setup.admin.ok(
+                "POST",
+                "/api/admin/accounts",
+                json={
+                    "name": credential,
+                    "type": "claude-official",
+                    "api_key": credential,
+                    "base_url": upstream.base_url,
+                    "group_ids": [setup.group_id],
+                },
+            )
+            setup.settle()
+            upstream.behave(credential, "429", count=-1, retry_after=3600)
+            client = anthropic.Anthropic(
+                api_key=setup.key, base_url=f"{first.base_url}/claude", max_retries=0
+            )
+            with pytest.raises(anthropic.RateLimitError):
+                client.messages.create(model="claude-opus-4-8", max_tokens=16, messages=MESSAGES)
+            assert setup.account(account["id"])["status"] == "rate_limited"
 
-        setup.admin.ok("PUT", "/api/admin/configs", json={"key": "health_check_interval", "value": 2})
-        started = time.monotonic()
-        time.sleep(9)
-        probes = len(upstream.requests_for(credential)) - 1  # the relayed request itself
-        elapsed = time.monotonic() - started
-        # One sweep per interval across both instances (each alone would probe every ~2 s too).
-        assert 1 <= probes <= elapsed / 2 + 1, probes
+            setup.admin.ok("PUT", "/api/admin/configs", json={"key": "health_check_interval", "value": 2})
+            started = time.monotonic()
+            time.sleep(9)
+            probes = len(upstream.requests_for(credential)) - 1  # the relayed request itself
+            elapsed = time.monotonic() - started
+            # One sweep per interval across both instances (each alone would probe every ~2 s too).
+            assert 1 <= probes <= elapsed / 2 + 1, probes
 
-        other = Api(second.base_url, setup.admin.token)
-        views = [api.ok("GET", "/api/admin/health-check/status") for api in (setup.admin, other)]
-        checks = [next(a for a in v["accounts"] if a["id"] == account["id"])["last_check"] for v in views]
-        assert checks[0] is not None and checks[0] == checks[1] and checks[0]["status_code"] == 429
-        assert views[0]["last_run"] == views[1]["last_run"]
-        assert setup.account(account["id"])["status"] == "rate_limited"
-        other.close()
-    finally:
-        upstream.behave(credential, "ok")
-        first.stop()
-        second.stop()
+            other = Api(second.base_url, setup.admin.token)
+            views = [api.ok("GET", "/api/admin/health-check/status") for api in (setup.admin, other)]
+            checks = [next(a for a in v["accounts"] if a["id"] == account["id"])["last_check"] for v in views]
+            assert checks[0] is not None and checks[0] == checks[1] and checks[0]["status_code"] == 429
+            assert views[0]["last_run"] == views[1]["last_run"]
+            assert setup.account(account["id"])["status"] == "rate_limited"
+            other.close()
+        finally:
+            upstream.behave(credential, "ok")

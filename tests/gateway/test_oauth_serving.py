@@ -26,7 +26,7 @@ from google.genai import types as genai_types
 from ..oauth_support import oauth_env
 from ..support import ADMIN_PASSWORD, Api, RelayServer
 from .conftest import Upstream
-from .restarts import Backend, started_relay
+from .restarts import Backend, started_relay, two_instances
 
 CLAUDE_MODEL = "claude-opus-4-8"
 CODEX_MODEL = "gpt-5-codex"
@@ -428,36 +428,29 @@ def test_gemini_oauth_account_serves_through_code_assist(setup: OAuthSetup, upst
 def test_two_instances_refresh_a_shared_account_once(
     backend: Backend, upstream: Upstream, tmp_path: Path
 ) -> None:
-    if backend.name == "sqlite":
-        pytest.skip("several instances share PostgreSQL and Redis")
-    shared_secrets = {"AIPROXY_SECRET_KEY": uuid.uuid4().hex * 2, "AIPROXY_JWT_SECRET": uuid.uuid4().hex * 2}
-    env = {**backend.env, **shared_secrets, **relay_env(upstream, "0.2")}
-    first = started_relay(tmp_path / "one", env)
-    second = started_relay(tmp_path / "two", env)
-    try:
-        setup = OAuthSetup(first, upstream)
-        before = token_calls(upstream, "claude")
-        account = setup.onboard_expiring(120)
-        deadline = time.monotonic() + 15
-        while token_calls(upstream, "claude") == before:
-            assert time.monotonic() < deadline, "nobody refreshed the expiring token"
-            time.sleep(0.1)
-        time.sleep(1.5)  # both sweepers have run several times since
-        assert token_calls(upstream, "claude") == before + 1
-        refreshed_token = current_access(upstream, "claude")
-        # Both instances serve with the new token.
-        for relay in (first, second):
-            client = anthropic.Anthropic(api_key=setup.key, base_url=f"{relay.base_url}/claude")
-            client.messages.create(
-                model=CLAUDE_MODEL, max_tokens=16, messages=[{"role": "user", "content": "x"}]
-            )
-        assert len(upstream_calls(upstream, refreshed_token)) == 2
-        assert setup.account(account["id"])["status"] == "valid"
-        setup.logs(expect=2)
-    finally:
-        mock_oauth(upstream, "/__mock/oauth/config", {"expires_in": {"claude": 28_800}})
-        first.stop()
-        second.stop()
+    with two_instances(backend, tmp_path, relay_env(upstream, "0.2")) as (first, second):
+        try:
+            setup = OAuthSetup(first, upstream)
+            before = token_calls(upstream, "claude")
+            account = setup.onboard_expiring(120)
+            deadline = time.monotonic() + 15
+            while token_calls(upstream, "claude") == before:
+                assert time.monotonic() < deadline, "nobody refreshed the expiring token"
+                time.sleep(0.1)
+            time.sleep(1.5)  # both sweepers have run several times since
+            assert token_calls(upstream, "claude") == before + 1
+            refreshed_token = current_access(upstream, "claude")
+            # Both instances serve with the new token.
+            for relay in (first, second):
+                client = anthropic.Anthropic(api_key=setup.key, base_url=f"{relay.base_url}/claude")
+                client.messages.create(
+                    model=CLAUDE_MODEL, max_tokens=16, messages=[{"role": "user", "content": "x"}]
+                )
+            assert len(upstream_calls(upstream, refreshed_token)) == 2
+            assert setup.account(account["id"])["status"] == "valid"
+            setup.logs(expect=2)
+        finally:
+            mock_oauth(upstream, "/__mock/oauth/config", {"expires_in": {"claude": 28_800}})
 
 
 def test_the_admin_probe_reads_subscription_answers(setup: OAuthSetup, upstream: Upstream) -> None:

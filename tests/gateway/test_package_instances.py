@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 
 from aiproxy.store.db import Database
@@ -23,7 +22,7 @@ from aiproxy.store.models import RequestLog, UsageRecord, UserPackage
 
 from ..support import ADMIN_PASSWORD, Api
 from .conftest import Upstream
-from .restarts import Backend, started_relay
+from .restarts import Backend, two_instances
 
 QUOTA = 400
 WORDS = 10  # output tokens of every answer; the prompt "hi" is one input token
@@ -95,94 +94,86 @@ def _in_flight_when_spent(logs: list[Any]) -> int:
 def test_two_instances_overspend_one_package_by_at_most_what_is_in_flight(
     backend: Backend, upstream: Upstream, tmp_path: Path
 ) -> None:
-    if backend.name == "sqlite":
-        pytest.skip("several instances share PostgreSQL and Redis")
-    shared_secrets = {"AIPROXY_SECRET_KEY": uuid.uuid4().hex * 2, "AIPROXY_JWT_SECRET": uuid.uuid4().hex * 2}
-    env = {**backend.env, **shared_secrets}
-    first = started_relay(tmp_path / "one", env)
-    second = started_relay(tmp_path / "two", env)
     credential = f"up-{uuid.uuid4().hex[:12]}"
-    admin = Api(first.base_url)
-    try:
-        admin.login("admin", ADMIN_PASSWORD)
-        user = admin.ok(
-            "POST",
-            "/api/admin/users",
-            json={"username": f"u{uuid.uuid4().hex[:10]}", "password": "user-pass-1"},
-        )
-        admin.ok("PUT", f"/api/admin/users/{user['id']}", json={"max_concurrency": 0})
-        key = admin.ok("POST", f"/api/admin/users/{user['id']}/api-keys", json={"name": "main"})
-        group = admin.ok("POST", "/api/admin/account-groups", json={"name": f"g-{uuid.uuid4().hex[:8]}"})
-        admin.ok(
-            "PUT", f"/api/admin/api-keys/{key['id']}", json={"account_group_id": group["id"], "rate_limit": 0}
-        )
-        admin.ok(
-            "POST",
-            "/api/admin/accounts",
-            json={
-                "name": credential,
-                "type": "claude-official",
-                "api_key": credential,
-                "base_url": upstream.base_url,
-                "group_ids": [group["id"]],
-            },
-        )
-        package = admin.ok(
-            "POST",
-            "/api/admin/packages",
-            json={"name": "burst", "price": 1, "token_quota": QUOTA, "valid_days": 30},
-        )
-        held = admin.ok(
-            "POST", f"/api/admin/user-packages/user/{user['id']}", json={"package_id": package["id"]}
-        )
-        # Packages required: a user whose package is used up is refused, not served without one.
-        admin.ok("PUT", "/api/admin/configs", json={"key": "require_package", "value": True})
-        upstream.behave(credential, "slow", delay_ms=150, words=WORDS)
-        time.sleep(2.5)  # both instances see the new account, key and config (polled every 2 s)
-
-        responses = asyncio.run(_burst([first.base_url, second.base_url], key["key"]))
-        served = sum(1 for r in responses if r.status_code == 200)
-        refused = [r for r in responses if r.status_code != 200]
-        assert served > 0 and all(
-            r.status_code == 429 and r.json()["error"]["message"] == EXHAUSTED for r in refused
-        ), {r.status_code for r in refused}
-        # What the burst left (holds larger than the answers): spent one request at a time.
-        sent = BURST
-        for i in range(QUOTA):
-            sent += 1
-            answer = httpx.post(
-                f"{(first, second)[i % 2].base_url}/claude/v1/messages",
-                json=BODY,
-                headers={"x-api-key": key["key"]},
-                timeout=30,
+    with two_instances(backend, tmp_path) as (first, second):
+        admin = Api(first.base_url)
+        try:
+            admin.login("admin", ADMIN_PASSWORD)
+            user = admin.ok(
+                "POST",
+                "/api/admin/users",
+                json={"username": f"u{uuid.uuid4().hex[:10]}", "password": "user-pass-1"},
             )
-            if answer.status_code != 200:
-                assert answer.status_code == 429 and answer.json()["error"]["message"] == EXHAUSTED
-                break
-            served += 1
+            admin.ok("PUT", f"/api/admin/users/{user['id']}", json={"max_concurrency": 0})
+            key = admin.ok("POST", f"/api/admin/users/{user['id']}/api-keys", json={"name": "main"})
+            group = admin.ok("POST", "/api/admin/account-groups", json={"name": f"g-{uuid.uuid4().hex[:8]}"})
+            limits = {"account_group_id": group["id"], "rate_limit": 0}
+            admin.ok("PUT", f"/api/admin/api-keys/{key['id']}", json=limits)
+            admin.ok(
+                "POST",
+                "/api/admin/accounts",
+                json={
+                    "name": credential,
+                    "type": "claude-official",
+                    "api_key": credential,
+                    "base_url": upstream.base_url,
+                    "group_ids": [group["id"]],
+                },
+            )
+            package = admin.ok(
+                "POST",
+                "/api/admin/packages",
+                json={"name": "burst", "price": 1, "token_quota": QUOTA, "valid_days": 30},
+            )
+            held = admin.ok(
+                "POST", f"/api/admin/user-packages/user/{user['id']}", json={"package_id": package["id"]}
+            )
+            # Packages required: a user whose package is used up is refused, not served without one.
+            admin.ok("PUT", "/api/admin/configs", json={"key": "require_package", "value": True})
+            upstream.behave(credential, "slow", delay_ms=150, words=WORDS)
+            time.sleep(2.5)  # both instances see the new account, key and config (polled every 2 s)
 
-        deadline = time.monotonic() + 15
-        while True:
-            figures = asyncio.run(_figures(backend.database_url(tmp_path), key["id"], held["id"]))
-            if len(figures["logs"]) >= sent and figures["used"] == figures["recorded"]:
-                break
-            assert time.monotonic() < deadline, (len(figures["logs"]), sent)
-            time.sleep(0.2)
-        logs = figures["logs"]
-        assert len(logs) == sent  # one row per request
-        assert sum(1 for row in logs if row.status == "success") == served
-        assert figures["used"] == figures["recorded"] == served * PER_REQUEST
-        assert figures["status"] == "exhausted"
-        overshoot = figures["used"] - QUOTA
-        in_flight = _in_flight_when_spent(logs)
-        print(
-            f"\n{BURST} at once + {sent - BURST} one by one on two instances: {served} served, "
-            f"{figures['used']} tokens used of {QUOTA} (overshoot {overshoot}), "
-            f"{in_flight} in flight when spent"
-        )
-        assert 0 <= overshoot <= (in_flight + 1) * PER_REQUEST, (overshoot, in_flight)
-    finally:
-        upstream.behave(credential, "ok")
-        admin.close()
-        first.stop()
-        second.stop()
+            responses = asyncio.run(_burst([first.base_url, second.base_url], key["key"]))
+            served = sum(1 for r in responses if r.status_code == 200)
+            refused = [r for r in responses if r.status_code != 200]
+            assert served > 0 and all(
+                r.status_code == 429 and r.json()["error"]["message"] == EXHAUSTED for r in refused
+            ), {r.status_code for r in refused}
+            # What the burst left (holds larger than the answers): spent one request at a time.
+            sent = BURST
+            for i in range(QUOTA):
+                sent += 1
+                answer = httpx.post(
+                    f"{(first, second)[i % 2].base_url}/claude/v1/messages",
+                    json=BODY,
+                    headers={"x-api-key": key["key"]},
+                    timeout=30,
+                )
+                if answer.status_code != 200:
+                    assert answer.status_code == 429 and answer.json()["error"]["message"] == EXHAUSTED
+                    break
+                served += 1
+
+            deadline = time.monotonic() + 15
+            while True:
+                figures = asyncio.run(_figures(backend.database_url(tmp_path), key["id"], held["id"]))
+                if len(figures["logs"]) >= sent and figures["used"] == figures["recorded"]:
+                    break
+                assert time.monotonic() < deadline, (len(figures["logs"]), sent)
+                time.sleep(0.2)
+            logs = figures["logs"]
+            assert len(logs) == sent  # one row per request
+            assert sum(1 for row in logs if row.status == "success") == served
+            assert figures["used"] == figures["recorded"] == served * PER_REQUEST
+            assert figures["status"] == "exhausted"
+            overshoot = figures["used"] - QUOTA
+            in_flight = _in_flight_when_spent(logs)
+            print(
+                f"\n{BURST} at once + {sent - BURST} one by one on two instances: {served} served, "
+                f"{figures['used']} tokens used of {QUOTA} (overshoot {overshoot}), "
+                f"{in_flight} in flight when spent"
+            )
+            assert 0 <= overshoot <= (in_flight + 1) * PER_REQUEST, (overshoot, in_flight)
+        finally:
+            upstream.behave(credential, "ok")
+            admin.close()
