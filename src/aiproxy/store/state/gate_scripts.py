@@ -17,24 +17,36 @@ local function refresh_key_ttl(key)
 end
 """
 
+# Words of one space-separated argument (one argument to encode instead of dozens: the client's
+# cost of a command grows with its argument count).
+_WORDS = """
+local function words(text)
+  local out = {}
+  for word in string.gmatch(text, '%S+') do out[#out + 1] = word end
+  return out
+end
+"""
+
 # KEYS: one per gate in order (a budget adds its holders' set right after it).
-# ARGV: holder, hold lease us, unique rate member, must_choose (0|1), number of groups, then per
-# group its gate count followed by kind, limit, span us, amount for each gate.
+# ARGV[1]: holder; ARGV[2]: unique member for rate gates ('' without any); ARGV[3]: the words
+# "<lease us> <must_choose 0|1> <number of groups>", then per group its gate count followed by
+# kind, limit, span us and amount of each gate.
 # Returns {1, chosen choice (1-based, 0 = none)} | {0, group (0 = required), gate (1-based), retry us}
 # | {-1, group, gate, group, gate, ...} for the gates to seed first.
 ADMIT = (
     _PROLOGUE
+    + _WORDS
     + """
-local holder, lease, member = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local must = ARGV[4] == '1'
-local groups, a, k = {}, 6, 1
-for g = 1, tonumber(ARGV[5]) do
+local holder, member, W = ARGV[1], ARGV[2], words(ARGV[3])
+local lease, must = tonumber(W[1]), W[2] == '1'
+local groups, a, k = {}, 4, 1
+for g = 1, tonumber(W[3]) do
   local gates = {}
-  local n = tonumber(ARGV[a])
+  local n = tonumber(W[a])
   a = a + 1
   for i = 1, n do
-    local gate = {kind = ARGV[a], limit = tonumber(ARGV[a + 1]), span = tonumber(ARGV[a + 2]),
-                  amount = tonumber(ARGV[a + 3]), key = KEYS[k]}
+    local gate = {kind = W[a], limit = tonumber(W[a + 1]), span = tonumber(W[a + 2]),
+                  amount = tonumber(W[a + 3]), key = KEYS[k]}
     a, k = a + 4, k + 1
     if gate.kind == 'budget' then gate.holders = KEYS[k]; k = k + 1 end
     gates[i] = gate
@@ -158,14 +170,16 @@ return 1
 """
 )
 
-# KEYS: budgets (key, holders) pairs, then counts, then slots. ARGV: holder, number of budgets,
-# of counts, of slots, then what each budget used, then what each count gives back.
-SETTLE = """
-local holder = ARGV[1]
-local nb, nc, ns = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local k, a = 1, 5
+# KEYS: budgets (key, holders) pairs, then counts, then slots. ARGV[1]: holder; ARGV[2]: the words
+# "<budgets> <counts> <slots>", then what each budget used, then what each count gives back.
+SETTLE = (
+    _WORDS
+    + """
+local holder, W = ARGV[1], words(ARGV[2])
+local nb, nc, ns = tonumber(W[1]), tonumber(W[2]), tonumber(W[3])
+local k, a = 1, 4
 for i = 1, nb do
-  local key, holders, used = KEYS[k], KEYS[k + 1], ARGV[a]
+  local key, holders, used = KEYS[k], KEYS[k + 1], W[a]
   k, a = k + 2, a + 1
   -- A budget that expired meanwhile is left alone: it is rebuilt from the database, where this
   -- request's usage is recorded.
@@ -182,7 +196,7 @@ for i = 1, nb do
   redis.call('ZREM', holders, holder)
 end
 for i = 1, nc do
-  if redis.call('EXISTS', KEYS[k]) == 1 then redis.call('DECRBY', KEYS[k], ARGV[a]) end
+  if redis.call('EXISTS', KEYS[k]) == 1 then redis.call('DECRBY', KEYS[k], W[a]) end
   k, a = k + 1, a + 1
 end
 for i = 1, ns do
@@ -191,6 +205,7 @@ for i = 1, ns do
 end
 return 1
 """
+)
 
 # KEYS: slots, then budget holder sets. ARGV: holder, lease us, number of slots.
 RENEW = (

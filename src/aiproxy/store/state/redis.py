@@ -7,10 +7,14 @@ integer microseconds since the epoch (~1.7e15, exactly representable as a double
 sub-second windows and leases precise.
 
 Outages: every socket operation and the wait for a pooled connection are bounded by one short
-timeout, the client never retries on its own, and a failed call opens a circuit breaker: for the
+timeout, and a failed call opens a circuit breaker: for the
 next ``retry_interval`` seconds every call raises :class:`StateUnavailable` at once instead of
 waiting on Redis again; then one call goes through as a probe, and its success closes the breaker.
 A stalled or dead Redis thus costs a request at most one timeout, and most requests nothing.
+The client retries one thing by itself, at once and within that timeout: a command whose pooled
+connection turns out to be closed (Redis restarted, or dropped an idle client) is sent again on a
+new connection. Otherwise every connection left in the pool from before a restart would fail one
+request each, whenever traffic happened to pick it. A timeout is never retried.
 """
 
 from __future__ import annotations
@@ -254,10 +258,12 @@ class RedisState(SharedState):
         ``max_connections`` wait for a free connection instead of failing with "Too many connections"
         like the default pool does, but only up to ``pool_timeout`` (default: ``timeout``): with
         sub-millisecond commands, a pool that stays exhausted that long means Redis is not answering.
-        The client itself never retries; the circuit breaker decides when Redis is tried again."""
+        Only a command on a connection found closed is retried (once, on a new connection); for
+        everything else the circuit breaker decides when Redis is tried again."""
         options: dict[str, Any] = {
             "socket_connect_timeout": timeout,
-            "retry": Retry(NoBackoff(), 0),
+            "retry": Retry(NoBackoff(), 1),
+            "retry_on_error": [RedisConnectionError],
             **redis_kwargs,
         }
         pool = BlockingConnectionPool.from_url(
@@ -383,17 +389,20 @@ class RedisState(SharedState):
         must_choose: bool = False,
     ) -> Verdict:
         lease_us = _us(require_positive("lease", lease))
-        groups = (required, *choices)
+        groups = (required, *choices) if choices else (required,)
         keys: list[str] = []
-        args: list[Any] = [holder, lease_us, uuid.uuid4().hex, int(must_choose), len(groups)]
+        words = [f"{lease_us} {int(must_choose)} {len(groups)}"]
+        rated = False
         for gates in groups:
-            args.append(len(gates))
+            words.append(str(len(gates)))
             for gate in gates:
                 keys.append(self._k(gate.key))
                 if gate.kind == "budget":
                     keys.append(self._holders(gate.key))
-                args += (gate.kind, repr(float(gate.limit)), _us(gate.span), repr(float(gate.amount)))
-        reply = [int(value) for value in await self._admit(keys=keys, args=args)]
+                rated = rated or gate.kind == "rate"
+                words.append(f"{gate.kind} {float(gate.limit)!r} {_us(gate.span)} {float(gate.amount)!r}")
+        member = uuid.uuid4().hex if rated else ""
+        reply = [int(value) for value in await self._admit(keys=keys, args=[holder, member, " ".join(words)])]
         if reply[0] == 1:
             return Verdict(True, choice=reply[1] - 1) if reply[1] else ADMITTED
         if reply[0] == 0:
@@ -416,17 +425,20 @@ class RedisState(SharedState):
         counts: Sequence[tuple[str, int]] = (),
         slots: Sequence[str] = (),
     ) -> None:
-        if not (budgets or counts or slots):
+        if not (budgets or counts):
+            if slots:  # the common case (no quota, no daily limit): plain commands are cheaper
+                for key in slots:
+                    await self._redis.zrem(self._k(key), holder)
             return
         keys: list[str] = []
         for key, _ in budgets:
             keys += (self._k(key), self._holders(key))
         keys += [self._k(key) for key, _ in counts]
         keys += [self._k(key) for key in slots]
-        args: list[Any] = [holder, len(budgets), len(counts), len(slots)]
-        args += [repr(float(used)) for _, used in budgets]
-        args += [int(amount) for _, amount in counts]
-        await self._settle(keys=keys, args=args)
+        words = [f"{len(budgets)} {len(counts)} {len(slots)}"]
+        words += [repr(float(used)) for _, used in budgets]
+        words += [str(int(amount)) for _, amount in counts]
+        await self._settle(keys=keys, args=[holder, " ".join(words)])
 
     @_guarded
     async def renew_holds(
