@@ -1,11 +1,13 @@
 """Admission: every limit a request must pass, taken in one step and given back in one.
 
 `Admission.admit` turns the caller's limits into gates (store/state/gates.py): the key's requests
-per minute and per day, its dollars this month, the user's concurrent requests. Shared state
-checks them all and takes them all at once (one Redis round trip), or refuses without taking
-anything. Dollar quotas are budgets: the request holds an estimate of its cost, so concurrent
-requests on any number of instances cannot all pass a nearly spent quota; the hold becomes the
-real cost when the request is billed.
+per minute and per day, its dollars this month, the user's concurrent requests, and the limits of
+the package that is to pay (its rate, its day counted from its start, its token and dollar quotas;
+which package that is: `_candidates`, and docs/packages.md). Shared state checks them all and takes
+them all at once (one Redis round trip), or refuses without taking anything. Quotas are budgets:
+the request holds an estimate of its tokens and cost, so concurrent requests on any number of
+instances cannot all pass a nearly spent quota; the hold becomes the real use when the request is
+billed.
 
 The `Ticket` it returns is an async context manager: on the way out it settles everything in one
 more round trip, on every path. Billed requests turn their holds into what they cost; requests
