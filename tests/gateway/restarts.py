@@ -8,6 +8,7 @@ test can count rows while no relay is running.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,7 +105,8 @@ def two_instances(
 
 
 def admin_with_account(relay: RelayServer, credential: str, upstream_url: str) -> Api:
-    """The admin, logged in, after adding one Claude account on the fake upstream."""
+    """The admin, logged in, after adding one Claude account on the fake upstream, once the relay
+    serves with it (with Redis the gateway looks for pool changes every half second)."""
     admin = Api(relay.base_url)
     admin.login("admin", ADMIN_PASSWORD)
     admin.ok(
@@ -112,4 +114,6 @@ def admin_with_account(relay: RelayServer, credential: str, upstream_url: str) -
         "/api/admin/accounts",
         json={"name": credential, "type": "claude-official", "api_key": credential, "base_url": upstream_url},
     )
+    if "AIPROXY_REDIS_URL" in relay.env_overrides:
+        time.sleep(0.6)
     return admin
