@@ -107,17 +107,25 @@ def describe(method: str, path: str, body_text: str) -> tuple[str, str, str, str
     return action, resource, resource_id, description[:512]
 
 
-async def _record(request: Request, body: bytes, status_code: int) -> None:
+def _admin(request: Request) -> tuple[int, str] | None:
+    """(id, username) of the admin making the request; None when not one (refused before
+    authentication: nothing was done by an admin)."""
     user: User | None = getattr(request.state, "user", None)
     if user is None or user.role != "admin":
-        return  # refused before authentication: nothing was done by an admin
+        return None
+    return user.id, user.username
+
+
+async def _record(request: Request, body: bytes, status_code: int, admin: tuple[int, str] | None) -> None:
+    if admin is None:
+        return
     services: Services = request.app.state.services
     body_text = _masked_body(body)
     action, resource, resource_id, description = describe(request.method, request.url.path, body_text)
     # Every text is cut to its column: a refused write is recorded too, and its path may be long.
     entry = OperationLog(
-        user_id=user.id,
-        username=user.username,
+        user_id=admin[0],
+        username=admin[1],
         action=action[:32],
         resource=resource[:64],
         resource_id=resource_id[:64],
@@ -157,9 +165,15 @@ class AuditedRoute(APIRoute):
             try:
                 response = await handler(request)
             except Exception as exc:  # refused writes are recorded too, then handled as usual
-                await _record(request, body, _status_of(exc))
+                admin = _admin(request)  # read before the rollback expires the user's row
+                # What the refused request wrote is undone first: its open transaction would
+                # otherwise hold SQLite's write lock while the audit row waits for it.
+                session = getattr(request.state, "db_session", None)
+                if session is not None:
+                    await session.rollback()
+                await _record(request, body, _status_of(exc), admin)
                 raise
-            await _record(request, body, response.status_code)
+            await _record(request, body, response.status_code, _admin(request))
             return response
 
         return audited

@@ -24,8 +24,9 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
+async def get_session(request: Request, services: ServicesDep) -> AsyncIterator[AsyncSession]:
     async with services.db.sessions() as session:
+        request.state.db_session = session  # the audit rolls a refused write back (api/audit.py)
         yield session
 
 

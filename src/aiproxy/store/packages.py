@@ -207,11 +207,17 @@ async def update_package(session: AsyncSession, *, package_id: int, changes: Map
 async def delete_package(session: AsyncSession, *, package_id: int, now: datetime | None = None) -> None:
     """Refused while an active holding refers to it; older holdings stay (package_id NULL, name kept)."""
     package = await get_package(session, package_id)
-    await refresh_statuses(session, now=now or utcnow())
+    # Holdings still active by the clock and their quotas, read as they are: a delete needs no
+    # status refresh of every user's packages.
     in_use = await session.scalar(
         select(func.count())
         .select_from(UserPackage)
-        .where(UserPackage.package_id == package.id, UserPackage.status == "active")
+        .where(
+            UserPackage.package_id == package.id,
+            UserPackage.status == "active",
+            UserPackage.end_time > (now or utcnow()),
+            not_(used_up_clause()),
+        )
     )
     if in_use:
         raise BadRequest(PACKAGE_IN_USE.format(count=int(in_use)))
