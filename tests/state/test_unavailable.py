@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from aiproxy.billing.pricing import ModelPrice, Prices
 from aiproxy.errors import ServiceUnavailable
 from aiproxy.gateway.admission import Admission, Request, Ticket
 from aiproxy.gateway.auth import Caller
@@ -129,7 +130,15 @@ async def test_limits_fail_closed_and_release_quietly(server: RedisServer, state
     db = Database("sqlite+aiosqlite:///:memory:")
     limits = Limits(state)
     admission = Admission(state, db, lambda: 60.0)
-    request = Request("claude-sonnet-4-5", frozenset({"claude-official"}), tokens=100, cost=0.1)
+    price = ModelPrice("claude-sonnet-4-5", "claude-official", True, Prices(3.0, 15.0, 3.75, 0.3))
+    request = Request(
+        "claude-sonnet-4-5",
+        frozenset({"claude-official"}),
+        payload={"max_tokens": 100},
+        body_size=400,
+        price=price,
+        rate=1.0,
+    )
 
     async def admit(caller: Caller, holder: str) -> Ticket:
         return await admission.admit(caller, holder, request, require_package=False)

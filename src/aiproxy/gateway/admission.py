@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+from ..billing.pricing import ModelPrice, Usage, cost_of
 from ..state_keys import user_slots
 from ..store.db import Database
 from ..store.state import SharedState, StateUnavailable, warn_unavailable
@@ -174,14 +175,47 @@ class Ticket:
         await self._admission.settle(self, budgets, counts)
 
 
-@dataclass(frozen=True, slots=True)
 class Request:
-    """What admission needs to know about the request itself."""
+    """What admission needs to know about the request itself. Its estimate (tokens and dollars,
+    held against quotas) is worked out only when a quota asks for it: most requests have none."""
 
-    model: str
-    account_types: frozenset[str]  # the account types that could serve it (platform checks)
-    tokens: int  # estimated tokens, held against token quotas
-    cost: float  # estimated dollars, held against dollar quotas
+    __slots__ = ("_body_size", "_estimate", "_payload", "_price", "_rate", "account_types", "model")
+
+    def __init__(
+        self,
+        model: str,
+        account_types: frozenset[str],
+        *,
+        payload: dict[str, Any],
+        body_size: int,
+        price: ModelPrice | None,
+        rate: float,
+    ) -> None:
+        self.model = model
+        self.account_types = account_types  # the account types that could serve it (platform checks)
+        self._payload = payload
+        self._body_size = body_size
+        self._price = price
+        self._rate = rate
+        self._estimate: tuple[int, float] | None = None
+
+    def _estimated(self) -> tuple[int, float]:
+        if self._estimate is None:
+            input_tokens, output_tokens = estimate_tokens(self._payload, self._body_size)
+            price = self._price
+            cost = cost_of(Usage(input_tokens, output_tokens), price, self._rate).total if price else 0.0
+            self._estimate = (input_tokens + output_tokens, cost)
+        return self._estimate
+
+    @property
+    def tokens(self) -> int:
+        """Estimated tokens, held against token quotas."""
+        return self._estimated()[0]
+
+    @property
+    def cost(self) -> float:
+        """Estimated dollars, held against dollar quotas."""
+        return self._estimated()[1]
 
 
 def package_refusal(grant: Grant, request: Request, now: float) -> GatewayError | None:
@@ -211,7 +245,7 @@ class Admission:
         """Take every limit of this request, or refuse it (429 over a limit, 403 without a package
         that may serve it, 503 when a limit it has cannot be checked)."""
         now = time.time()
-        required = self._key_gates(caller, now, request.cost)
+        required = self._key_gates(caller, now, request)
         if caller.user_max_concurrency > 0:
             required.add(_user_slot(caller.user_id, caller.user_max_concurrency, self._lease()), _BUSY_USER)
         grants: list[Grant] = []
@@ -280,7 +314,7 @@ class Admission:
                 await self._state.seed(gate, await seeds[gate.key]())
         raise StateUnavailable("counters vanished while being seeded")
 
-    def _key_gates(self, caller: Caller, now: float, cost_estimate: float) -> _Gates:
+    def _key_gates(self, caller: Caller, now: float, request: Request) -> _Gates:
         gates = _Gates()
         key_id, db = caller.key_id, self._db
         if caller.rate_limit > 0:
@@ -304,7 +338,7 @@ class Admission:
                         f"budget:key:{key_id}:month:{today:%Y%m}",
                         caller.monthly_quota,
                         MONTH_TTL,
-                        cost_estimate,
+                        request.cost,
                     ),
                     _refuse(429, e.MONTHLY_QUOTA),
                     lambda: counters.key_cost_since(db, key_id, month),

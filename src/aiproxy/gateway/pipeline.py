@@ -27,14 +27,14 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
-from ..billing.pricing import Cost, ModelPrice, PriceBook, Usage, cost_of, effective_rate
+from ..billing.pricing import Cost, ModelPrice, PriceBook, cost_of, effective_rate
 from ..billing.recorder import UsageEvent, UsageRecorder
 from ..client_address import client_address
 from ..security.masking import mask_text
 from ..services import Services
 from ..store.accounts import ACCOUNT_TYPES
 from . import errors as e
-from .admission import Admission, Request, Ticket, estimate_tokens
+from .admission import Admission, Request, Ticket
 from .asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_whole
 from .auth import Caller, KeyCache, key_from_headers
 from .disconnect import DisconnectWatch
@@ -354,9 +354,14 @@ class Gateway:
                 await self._release_slots(call)
             return
         rate = self._price_rate(caller)
-        input_tokens, output_tokens = estimate_tokens(call.payload, len(call.body))
-        estimate = cost_of(Usage(input_tokens, output_tokens), plan.price, rate).total if plan.price else 0.0
-        request = Request(plan.model, account_types, input_tokens + output_tokens, estimate)
+        request = Request(
+            plan.model,
+            account_types,
+            payload=call.payload,
+            body_size=len(call.body),
+            price=plan.price,
+            rate=rate,
+        )
         require_package = bool(self.configs.get("require_package"))
         ticket = await self.admission.admit(caller, call.request_id, request, require_package=require_package)
         call.ticket = ticket
