@@ -172,14 +172,16 @@ class MemoryState(SharedState):
             return RateDecision(True, count, limit, 0.0)
         if log is not None and count >= limit:
             return RateDecision(False, count, limit, max(log[0] + window - now, 0.0))
-        if log is None:
-            log = deque()
-            self._data[key] = log
+        self._record_hit(key, log, window, now)
+        return RateDecision(True, count + 1, limit, 0.0)
+
+    def _record_hit(self, key: str, log: deque[float] | None, window: float, now: float) -> None:
+        """Add a hit to a (pruned) rate log; the key dies when its newest hit leaves the window."""
+        log = deque() if log is None else log
         # Clamp so the log stays sorted even if the wall clock steps backwards.
         stamp = max(now, log[-1]) if log else now
         log.append(stamp)
-        self._store(key, log, stamp + window)  # the key dies when its newest hit leaves the window
-        return RateDecision(True, count + 1, limit, 0.0)
+        self._store(key, log, stamp + window)
 
     async def peek(self, key: str, window: float) -> int:
         require_positive("window", window)
@@ -196,13 +198,16 @@ class MemoryState(SharedState):
         require_positive("lease", lease)
         now = self._clock()
         slots = self._prune_slots(key, now)
-        if slots is None:
-            slots = {}
-        elif holder not in slots and 0 < limit <= len(slots):
+        if slots is not None and holder not in slots and 0 < limit <= len(slots):
             return False
-        slots[holder] = now + lease
-        self._store(key, slots, max(slots.values()))
+        self._lease_slot(key, slots, holder, now + lease)
         return True
+
+    def _lease_slot(self, key: str, slots: dict[str, float] | None, holder: str, until: float) -> None:
+        """Give (or renew) the holder a slot in a pruned slot set; the set lives as its last lease."""
+        slots = {} if slots is None else slots
+        slots[holder] = until
+        self._store(key, slots, max(slots.values()))
 
     async def release_slot(self, key: str, holder: str) -> None:
         slots = self._prune_slots(key, self._clock())
@@ -219,8 +224,7 @@ class MemoryState(SharedState):
         slots = self._prune_slots(key, now)
         if slots is None or holder not in slots:
             return False
-        slots[holder] = now + lease
-        self._store(key, slots, max(slots.values()))
+        self._lease_slot(key, slots, holder, now + lease)
         return True
 
     async def slot_count(self, key: str) -> int:
@@ -269,10 +273,7 @@ class MemoryState(SharedState):
 
     def _take(self, gate: Gate, holder: str, lease: float, now: float) -> None:
         if gate.kind == "rate":
-            log = self._prune_log(gate.key, gate.span, now) or deque()
-            stamp = max(now, log[-1]) if log else now
-            log.append(stamp)
-            self._store(gate.key, log, stamp + gate.span)
+            self._record_hit(gate.key, self._prune_log(gate.key, gate.span, now), gate.span, now)
         elif gate.kind == "count":
             self._data[gate.key] = str(parse_int(self._typed(gate.key, str, now)) + int(gate.amount))
         elif gate.kind == "budget":
@@ -284,9 +285,7 @@ class MemoryState(SharedState):
                 budget.holds[holder] = (hold, now + lease)
             self._store(gate.key, budget, now + gate.span)
         else:
-            slots = self._prune_slots(gate.key, now) or {}
-            slots[holder] = now + gate.span
-            self._store(gate.key, slots, max(slots.values()))
+            self._lease_slot(gate.key, self._prune_slots(gate.key, now), holder, now + gate.span)
 
     async def admit(
         self,
