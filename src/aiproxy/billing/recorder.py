@@ -23,13 +23,14 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, case, insert, or_, select, update
+from sqlalchemy import and_, case, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..store.db import Database
 from ..store.models import Account, ApiKey, DailyUsage, RequestLog, UsageRecord, UserPackage
+from ..store.packages import used_up_clause
 from .journal import Journal, Orphan, orphans
 from .pricing import Cost, Usage
 
@@ -489,10 +490,7 @@ class UsageRecorder:
         table = UserPackage
         for ident in sorted(spent):
             tokens, cost = spent[ident]
-            used_up = or_(
-                and_(table.token_quota > 0, table.used_tokens + tokens >= table.token_quota),
-                and_(table.cost_quota > 0, table.used_cost + cost >= table.cost_quota),
-            )
+            used_up = used_up_clause(tokens=tokens, cost=cost)
             await session.execute(
                 update(table)
                 .where(table.id == ident)

@@ -63,11 +63,11 @@ OUT_OF_RANGE = "valid_days: 结束时间超出可表示的范围"
 # --- quota and status rules ------------------------------------------------------------------
 
 
-def used_up_clause() -> ColumnElement[bool]:
-    """SQL: a nonzero quota of the row is used up."""
+def used_up_clause(*, tokens: int = 0, cost: float = 0.0) -> ColumnElement[bool]:
+    """SQL: a nonzero quota of the row is used up (once `tokens` and `cost` more are added)."""
     return or_(
-        and_(UserPackage.token_quota > 0, UserPackage.used_tokens >= UserPackage.token_quota),
-        and_(UserPackage.cost_quota > 0, UserPackage.used_cost >= UserPackage.cost_quota),
+        and_(UserPackage.token_quota > 0, UserPackage.used_tokens + tokens >= UserPackage.token_quota),
+        and_(UserPackage.cost_quota > 0, UserPackage.used_cost + cost >= UserPackage.cost_quota),
     )
 
 
