@@ -173,7 +173,12 @@ def test_sigkill_under_load_loses_no_answered_request(
         assert len(missing) <= GATEWAY_WINDOW_LOSSES, ages
         assert journal_segments(tmp_path) == []  # replayed and deleted; the clean stop left none
     else:
-        assert old_missing, f"the control lost too little to tell ({ages}): the kill missed the queue"
+        # Losses the gateway window explains are at most one per client connection; more than that is
+        # what the recorder's queue held. (Not judged by age: on a fast machine the whole queue can be
+        # younger than the window.)
+        assert len(missing) > GATEWAY_WINDOW_LOSSES, (
+            f"the control lost too little to tell ({ages}): the kill missed the queue"
+        )
 
 
 def test_journal_stays_small_under_steady_traffic(
