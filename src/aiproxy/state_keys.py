@@ -5,6 +5,10 @@ The gateway takes concurrency slots under these names; the admin API shows and r
 
 from __future__ import annotations
 
+# Prefixes of the slot keys below, for the admin's scans (the functions spell them out: hot path).
+USER_SLOTS = "slots:user:"
+ACCOUNT_SLOTS = "slots:account:"
+
 
 def user_slots(user_id: int) -> str:
     return f"slots:user:{user_id}"

@@ -240,6 +240,18 @@ async def test_ttl_and_expire(state: SharedState) -> None:
     assert await state.ttl("k") is None
 
 
+async def test_get_with_ttl_reads_many_keys_at_once(state: SharedState) -> None:
+    assert await state.get_with_ttl([]) == []
+    await state.set("a", "1", ttl=5.0)
+    await state.set("b", "2")
+    await state.set("gone", "x", ttl=0.1)
+    await asyncio.sleep(0.2)
+    (a, a_ttl), b, gone, missing = await state.get_with_ttl(["a", "b", "gone", "missing"])
+    assert a == "1" and a_ttl is not None and 4.0 < a_ttl <= 5.0
+    assert b == ("2", None)  # exists without a ttl
+    assert gone == missing == (None, None)
+
+
 async def test_pop_is_single_use(state: SharedState) -> None:
     assert await state.set("captcha:1", "ABCD", ttl=5.0)
     results = await asyncio.gather(*(state.pop("captcha:1") for _ in range(20)))

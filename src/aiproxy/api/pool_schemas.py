@@ -11,7 +11,7 @@ from ..store.accounts import ACCOUNT_TYPES, CREDENTIAL_FIELDS
 from .numbers import Id
 from .schemas import Body, _normalise_csv
 
-AccountStatus = Literal["valid", "rate_limited", "overloaded", "invalid", "token_expired"]
+AccountStatus = Literal["valid", "rate_limited", "overloaded", "unavailable", "invalid", "token_expired"]
 # The same values as store.error_rules.TARGET_STATUSES; "valid" means "ignore the error".
 TargetStatus = Literal["invalid", "rate_limited", "overloaded", "valid"]
 ProxyType = Literal["http", "socks5"]

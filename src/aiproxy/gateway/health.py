@@ -13,7 +13,9 @@ billed nor request-logged) and applies what it learns:
   limit or an overload (the probe's model or a passing hiccup may be the cause), so those marks
   are left to real traffic. An OAuth account answered 401 is refreshed and probed once more,
   like relayed traffic; a refused refresh token moves it to `token_expired`;
-- `token_expired` accounts are never brought back by a probe: they need a new login.
+- `token_expired` accounts are never brought back by a probe: they need a new login;
+- an admin's `unavailable` mark (`store/account_marks.py`) is never probed either: it ends at the
+  time the admin chose, or when an admin lifts it.
 
 The periodic sweep (runtime configs `health_check_enabled`, `health_check_interval`) probes the
 enabled accounts the relay itself moved out of rotation (a status set by hand with
@@ -58,7 +60,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OUT_OF_ROTATION = ("rate_limited", "overloaded", "invalid")  # what a probe may bring back
+# What a probe may bring back; an admin's `unavailable` is not among them: it lasts as long as they said.
+OUT_OF_ROTATION = ("rate_limited", "overloaded", "invalid")
 SWEEP_LOCK = "health:sweep:lock"
 LAST_SWEEP = "health:sweep:last"
 RESULT_PREFIX = "health:result:"

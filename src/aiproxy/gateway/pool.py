@@ -23,7 +23,13 @@ from typing import Any
 from sqlalchemy import select, update
 
 from ..security.secretbox import SecretBox, SecretBoxError
-from ..store.accounts import ACCOUNT_TYPES, POOL_VERSION, bump_pool_version, decrypt_credentials
+from ..store.accounts import (
+    ACCOUNT_TYPES,
+    POOL_VERSION,
+    TIMED_STATUSES,
+    bump_pool_version,
+    decrypt_credentials,
+)
 from ..store.db import Database
 from ..store.error_rules import ErrorRuleSpec, rule_spec
 from ..store.models import Account, AccountGroup, AccountGroupMember, ErrorMessage, ErrorRule, ProxyConfig
@@ -62,14 +68,10 @@ class PoolAccount:
     extra: dict[str, Any] = field(default_factory=dict)  # non-secret per-account facts (OAuth ids)
 
     def usable(self, now: float) -> bool:
-        """Status usable, or a cooldown that has ended by itself."""
+        """Status usable, or a timed mark (a cooldown, an admin's `unavailable`) that has ended."""
         if self.status == USABLE:
             return True
-        return (
-            self.status in ("rate_limited", "overloaded")
-            and self.cooldown_until
-            and now >= self.cooldown_until
-        )
+        return self.status in TIMED_STATUSES and self.cooldown_until and now >= self.cooldown_until
 
     def upstream_model(self, model: str) -> str | None:
         """The model name to send upstream, or None when this account cannot serve `model`."""
@@ -243,14 +245,14 @@ class AccountPool:
         await self._announce()
 
     async def recover(self, account_id: int) -> None:
-        """Back to `valid` after a cooldown that ended by itself; the last error stays for the record."""
+        """Back to `valid` after a timed mark that ended by itself; the last error stays for the record."""
         current = self.accounts.get(account_id)
         if current is not None:
             self.accounts[account_id] = replace(current, status=USABLE, cooldown_until=0.0)
         async with self._db.transaction() as session:
             await session.execute(
                 update(Account)
-                .where(Account.id == account_id, Account.status.in_(("rate_limited", "overloaded")))
+                .where(Account.id == account_id, Account.status.in_(TIMED_STATUSES))
                 .values(status=USABLE, status_reason="", rate_limited_until=None, overloaded_until=None)
             )
         await self._announce()

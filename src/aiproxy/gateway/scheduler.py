@@ -6,6 +6,10 @@ cooling down. They are ordered by a weighted random draw (priority × weight) wi
 replacement, so failover walks the same order the draw produced. A sticky binding, when
 its account is still a candidate, goes first. Bindings live in shared state; while it cannot
 be reached, requests are served without stickiness rather than refused.
+
+A binding is one string key, `sticky:<key id>:<digest>` (the digest is a hash of the client's
+session id, which is never stored), holding `<account id>:<bound at>`: the request reads it with
+one GET, and the admin's list (`live_state.py`) shows since when it holds without another key.
 """
 
 from __future__ import annotations
@@ -122,14 +126,41 @@ def session_key(headers: dict[bytes, bytes], body: dict[str, object] | None) -> 
     return None
 
 
+STICKY_PREFIX = "sticky:"
+
+
+def sticky_key(key_id: int, digest: str) -> str:
+    """The shared-state key of one binding: scoped by API key, named by the session's digest."""
+    return f"{STICKY_PREFIX}{key_id}:{digest}"
+
+
+def session_digest(session: str) -> str:
+    """What stands for a client's session id everywhere it is kept: state keys, the admin's list."""
+    return hashlib.sha256(session.encode()).hexdigest()[:32]
+
+
+def binding_value(account_id: int, bound_at: float) -> str:
+    """`<account id>:<epoch seconds>`: the account, and since when (for the admin's list)."""
+    return f"{account_id}:{int(bound_at)}"
+
+
+def parse_binding(value: str) -> tuple[int, int | None]:
+    """(account id, bound at); a binding written before the time was kept has no time.
+
+    Raises ValueError for a value no version of the relay wrote."""
+    account, _, bound_at = value.partition(":")
+    return int(account), int(bound_at) if bound_at else None
+
+
 class StickySessions:
+    """The gateway's side of bindings: one GET per request, one SET or EXPIRE after it."""
+
     def __init__(self, state: SharedState) -> None:
         self._state = state
 
     @staticmethod
     def _key(key_id: int, session: str) -> str:
-        digest = hashlib.sha256(session.encode()).hexdigest()[:32]
-        return f"sticky:{key_id}:{digest}"
+        return sticky_key(key_id, session_digest(session))
 
     async def get(self, key_id: int, session: str) -> int | None:
         try:
@@ -137,15 +168,21 @@ class StickySessions:
         except StateUnavailable as exc:
             warn_unavailable(log, _NOT_STICKY, exc)
             return None
-        return int(value) if value else None
+        if not value:
+            return None
+        try:
+            return parse_binding(value)[0]
+        except ValueError:  # not ours to read: served as if unbound, and bound again afterwards
+            return None
 
     async def bind(self, key_id: int, session: str, account_id: int, ttl: float) -> None:
         try:
-            await self._state.set(self._key(key_id, session), str(account_id), ttl=ttl)
+            await self._state.set(self._key(key_id, session), binding_value(account_id, time.time()), ttl=ttl)
         except StateUnavailable as exc:
             warn_unavailable(log, _NOT_STICKY, exc)
 
     async def touch(self, key_id: int, session: str, ttl: float) -> None:
+        """Renew the binding's lifetime; its value (and so its bound-at time) stays."""
         try:
             await self._state.expire(self._key(key_id, session), ttl)
         except StateUnavailable as exc:

@@ -119,9 +119,13 @@ ACCOUNT_TYPES: dict[str, AccountType] = {
     )
 }
 
-# Account statuses. A cooldown (rate_limited, overloaded) ends by itself; invalid and
-# token_expired wait for an admin (token_expired: the refresh token was refused, log in again).
-ACCOUNT_STATUSES = ("valid", "rate_limited", "overloaded", "invalid", "token_expired")
+# Account statuses. A cooldown (rate_limited, overloaded) ends by itself, and so does an admin's
+# `unavailable` mark (taken out of rotation for a set time, see account_marks.py); all three
+# keep their end in `rate_limited_until` / `overloaded_until`, and without one they last until an
+# admin changes them. invalid and token_expired wait for an admin (token_expired: the refresh
+# token was refused, log in again).
+ACCOUNT_STATUSES = ("valid", "rate_limited", "overloaded", "unavailable", "invalid", "token_expired")
+TIMED_STATUSES = ("rate_limited", "overloaded", "unavailable")
 
 # Which account families can serve each model platform of the model table.
 PLATFORM_FAMILIES = {"claude-official": "claude", "openai": "openai", "gemini": "gemini"}

@@ -54,7 +54,8 @@ class Account(IdMixin, TimestampMixin, Base):
     name: Mapped[str] = mapped_column(String(100))
     type: Mapped[str] = mapped_column(String(32), index=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    # valid | rate_limited | overloaded | invalid; cooldowns end at the *_until times.
+    # valid | rate_limited | overloaded | unavailable | invalid | token_expired (store/accounts.py);
+    # timed marks end at the *_until times (an admin's `unavailable` keeps its end in overloaded_until).
     status: Mapped[str] = mapped_column(String(16), default="valid", index=True)
     status_reason: Mapped[str] = mapped_column(Text, default="")
     rate_limited_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -237,6 +237,11 @@ class SharedState(ABC):
         Returns whether it was written. A plain set without ttl clears any previous ttl."""
 
     @abstractmethod
+    async def get_with_ttl(self, keys: Sequence[str]) -> list[tuple[str | None, float | None]]:
+        """For each string key, its value and remaining seconds to live (None, None when missing),
+        read in one round trip: for admin listings of many small keys, never the hot path."""
+
+    @abstractmethod
     async def pop(self, key: str) -> str | None:
         """Atomically read and delete: exactly one concurrent caller gets the value (single-use tokens)."""
 

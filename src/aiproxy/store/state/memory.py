@@ -389,6 +389,15 @@ class MemoryState(SharedState):
         self._store(key, value, None if ttl is None else now + ttl)
         return True
 
+    async def get_with_ttl(self, keys: Sequence[str]) -> list[tuple[str | None, float | None]]:
+        now = self._clock()
+        found: list[tuple[str | None, float | None]] = []
+        for key in keys:
+            value = self._typed(key, str, now)
+            expires = self._expires.get(key) if value is not None else None
+            found.append((value, None if expires is None else expires - now))
+        return found
+
     async def pop(self, key: str) -> str | None:
         value = self._typed(key, str)
         if value is not None:

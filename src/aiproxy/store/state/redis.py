@@ -467,6 +467,20 @@ class RedisState(SharedState):
         return bool(await self._redis.set(self._k(key), value, px=px, nx=only_if_absent))
 
     @_guarded
+    async def get_with_ttl(self, keys: Sequence[str]) -> list[tuple[str | None, float | None]]:
+        if not keys:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(self._k(key))
+            pipe.pttl(self._k(key))
+        replies = await pipe.execute()
+        return [
+            (value, None if value is None or int(remaining) < 0 else int(remaining) / 1000)
+            for value, remaining in zip(replies[::2], replies[1::2], strict=True)
+        ]
+
+    @_guarded
     async def pop(self, key: str) -> str | None:
         return await self._redis.getdel(self._k(key))
 
