@@ -18,7 +18,7 @@ from aiproxy.gateway.convert import SSEParser, chat_request_to_gemini, gemini_us
 from aiproxy.mock_upstream import MockUpstream
 
 GEMINI = "gemini-2.5-flash"
-FIXTURES = Path("/work/shared/fixtures/client-requests.jsonl")
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "client-requests.jsonl"
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")

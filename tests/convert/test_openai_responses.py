@@ -34,7 +34,7 @@ from aiproxy.gateway.convert.sse import SSEParser
 from aiproxy.mock_upstream import MockUpstream
 
 MODEL = "gpt-5-codex"
-FIXTURES = Path("/work/shared/fixtures/client-requests.jsonl")
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "client-requests.jsonl"
 X: list[Any] = [{"role": "user", "content": "x"}]  # a minimal conversation
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 WEATHER = {

@@ -32,7 +32,7 @@ CLAUDE_MODEL = "claude-opus-4-8"
 CODEX_MODEL = "gpt-5-codex"
 GEMINI_MODEL = "gemini-2.5-flash"
 HELLO: list[Any] = [{"role": "user", "content": "hello"}]
-CLIENT_REQUESTS = Path("/work/shared/fixtures/client-requests.jsonl")
+CLIENT_REQUESTS = Path(__file__).parents[1] / "fixtures" / "client-requests.jsonl"
 
 
 def relay_env(upstream: Upstream, refresh_interval: str = "0.3") -> dict[str, str]:

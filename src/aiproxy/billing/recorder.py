@@ -71,6 +71,7 @@ class UsageEvent:
     request_headers: str = ""
     request_body: str = ""
     user_package_id: int | None = None  # the user package that paid for it
+    client_type: str = ""  # the client type the client filter identified ("" when not checked)
 
     def _shared(self, usage: Usage) -> dict[str, Any]:
         """Columns request_logs and usage_records have in common."""
@@ -104,7 +105,7 @@ class UsageEvent:
             retries=self.retries,
             client_ip=self.client_ip[:64],
             user_agent=_text(self.user_agent, 512),
-            client_type="",
+            client_type=self.client_type[:64],
             session_hash=self.session_hash,
             flags=",".join(self.flags),
             error_message=_text(self.error_message, 4000),

@@ -179,7 +179,7 @@ class Request:
     """What admission needs to know about the request itself. Its estimate (tokens and dollars,
     held against quotas) is worked out only when a quota asks for it: most requests have none."""
 
-    __slots__ = ("_body_size", "_estimate", "_payload", "_price", "_rate", "account_types", "model")
+    __slots__ = ("_body_size", "_estimate", "_payload", "_price", "_rate", "account_types", "client", "model")
 
     def __init__(
         self,
@@ -190,8 +190,10 @@ class Request:
         body_size: int,
         price: ModelPrice | None,
         rate: float,
+        client: str | None = None,
     ) -> None:
         self.model = model
+        self.client = client  # the client type identified, when a filter asked (packages' allowed_clients)
         self.account_types = account_types  # the account types that could serve it (platform checks)
         self._payload = payload
         self._body_size = body_size
@@ -232,6 +234,12 @@ def package_refusal(grant: Grant, request: Request, now: float) -> GatewayError 
         return GatewayError(403, e.PACKAGE_PLATFORM_FORBIDDEN)
     if grant.allowed_models is not None and request.model not in grant.allowed_models:
         return GatewayError(403, e.PACKAGE_MODEL_FORBIDDEN)
+    if grant.allowed_clients is not None and request.client not in grant.allowed_clients:
+        return GatewayError(
+            403,
+            e.PACKAGE_CLIENT_FORBIDDEN,
+            detail=f"client {request.client or 'unidentified'} not in package",
+        )
     return None
 
 

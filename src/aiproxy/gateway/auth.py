@@ -73,6 +73,9 @@ class Caller:
     # Packages: the one the key is bound to (in any state), else the user's active ones by end time.
     bound_package: Grant | None = None
     packages: tuple[Grant, ...] = ()
+    allowed_clients: frozenset[str] | None = None  # client type names; None = any client
+    # Whether a package the user may pay with limits clients (then the client is identified).
+    package_clients: bool = False
 
 
 def _csv_set(value: str, *, all_word: str | None = None) -> frozenset[str] | None:
@@ -158,6 +161,8 @@ class KeyCache:
             account_group_id=key.account_group_id or user.account_group_id,
             bound_package=bound,
             packages=packages,
+            allowed_clients=_csv_set(key.allowed_clients),
+            package_clients=any(g.allowed_clients is not None for g in (bound, *packages) if g is not None),
         )
 
     async def _grants(self, user_id: int, bound_id: int | None) -> tuple[Grant | None, tuple[Grant, ...]]:

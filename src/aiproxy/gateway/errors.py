@@ -48,13 +48,20 @@ class GatewayError(Exception):
     """A refusal before or instead of an upstream answer."""
 
     def __init__(
-        self, status: int, message: str, *, code: str | None = None, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        detail: str = "",
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
         self.headers = headers or {}
+        self.detail = detail  # for the request log only (which client rule refused, say)
 
 
 def error_body(family: str, status: int, message: str, code: str | None = None) -> bytes:
@@ -109,6 +116,9 @@ PACKAGE_PLATFORM_FORBIDDEN = "套餐无权访问此平台"
 PACKAGE_MODEL_FORBIDDEN = "套餐无权使用此模型"
 PACKAGE_RATE_LIMITED = "套餐请求过于频繁，请稍后再试"
 PACKAGE_DAILY_LIMIT = "已达到套餐每日请求上限"
+CLIENT_FORBIDDEN = "当前客户端不允许访问"
+KEY_CLIENT_FORBIDDEN = "此 API Key 不允许当前客户端访问"
+PACKAGE_CLIENT_FORBIDDEN = "套餐不允许当前客户端访问"
 NO_ACCOUNT = "没有可用的账户"
 UPSTREAM_FAILED = "上游服务请求失败"
 # Shared state (Redis) is down and this request has a limit that can only be checked there.

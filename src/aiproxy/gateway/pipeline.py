@@ -32,11 +32,13 @@ from ..billing.recorder import UsageEvent, UsageRecorder
 from ..client_address import client_address
 from ..security.masking import mask_text
 from ..services import Services
+from ..store import client_filter as client_filter_store
 from ..store.accounts import ACCOUNT_TYPES
 from . import errors as e
 from .admission import Admission, Request, Ticket
 from .asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_whole
 from .auth import Caller, KeyCache, key_from_headers
+from .client_filter import BODYLESS_KINDS, ClientFilter, build_filter, check_client
 from .disconnect import DisconnectWatch
 from .errors import CLAUDE, GEMINI, OPENAI, RESPONSES, GatewayError, error_body
 from .health import HealthChecker
@@ -129,6 +131,7 @@ class Call:
     stream: bool = False
     ticket: Ticket | None = None  # set once the request is admitted (counts against limits)
     session: str | None = None  # the sticky-session key, when there was a choice of accounts
+    client: str | None = None  # the client type, when the client filter or a client list asked
     bound_account: int | None = None
     slots: list[tuple[str, str]] = field(default_factory=list)
     watch: DisconnectWatch | None = None
@@ -180,7 +183,8 @@ class Gateway:
         self.admission = Admission(services.state, services.db, self.slot_lease)
         self.recorder = recorder
         self.prices = PriceBook()
-        self._prices_version = -2
+        self.client_filter = ClientFilter()
+        self._snapshots_version = -2  # the pool version the prices and the client filter were read at
         self._instance = secrets.token_hex(6)
         self._sequence = 0
         self.relay = Relay(self, StickySessions(services.state), random.Random())
@@ -195,7 +199,7 @@ class Gateway:
 
     async def start(self) -> None:
         await self.pool.reload()
-        await self._refresh_prices()
+        await self._refresh_snapshots()
         self.recorder.start()
         self.tokens.start()
         self.health.start()
@@ -207,10 +211,14 @@ class Gateway:
         await self.recorder.stop()
         await self.relay.clients.close()
 
-    async def _refresh_prices(self) -> None:
-        if self._prices_version != self.pool.version:
+    async def _refresh_snapshots(self) -> None:
+        """The model prices and the client filter, read again when an admin change moved the pool version."""
+        if self._snapshots_version != self.pool.version:
+            version = self.pool.version
             self.prices = await PriceBook.load(self.services.db)
-            self._prices_version = self.pool.version
+            async with self.services.db.session() as session:
+                self.client_filter = build_filter(*await client_filter_store.load_all(session))
+            self._snapshots_version = version
 
     # -- entry point ---------------------------------------------------------------------------
 
@@ -265,8 +273,9 @@ class Gateway:
         if scope["method"] != expected:
             raise GatewayError(405, f"use {expected} for this endpoint")
         await self.pool.fresh()
-        await self._refresh_prices()
+        await self._refresh_snapshots()
         if endpoint.kind == "models":
+            call.client = check_client(self.client_filter, caller, headers, scope["path"], None)
             await send_whole(call.send, 200, list(JSON_HEADERS), self._model_list(endpoint.family, caller))
             self._record(call, self._event(call, "success", 200, ""))
             return
@@ -281,6 +290,10 @@ class Gateway:
         if not isinstance(payload, dict):
             raise GatewayError(400, "request body must be a JSON object")
         call.payload = payload
+        conversation = (
+            None if endpoint.kind in BODYLESS_KINDS or endpoint.action == "countTokens" else payload
+        )
+        call.client = check_client(self.client_filter, caller, headers, scope["path"], conversation)
         await self._serve(call, caller)
 
     # -- one request ---------------------------------------------------------------------------
@@ -361,6 +374,7 @@ class Gateway:
             body_size=len(call.body),
             price=plan.price,
             rate=rate,
+            client=call.client,
         )
         require_package = bool(self.configs.get("require_package"))
         ticket = await self.admission.admit(caller, call.request_id, request, require_package=require_package)
@@ -452,7 +466,8 @@ class Gateway:
         refused before it counted against any limit is `rejected`.
         """
         status = "error" if call.ticket is not None or exc.status == 500 else "rejected"
-        self._record(call, self._event(call, status, exc.status, exc.message))
+        message = f"{exc.message} ({exc.detail})" if exc.detail else exc.message
+        self._record(call, self._event(call, status, exc.status, message))
 
     def _record(self, call: Call, event: UsageEvent) -> None:
         """Queue the request's one row (a second attempt to log the same request is a bug)."""
@@ -495,6 +510,7 @@ class Gateway:
             request_headers=self._logged_headers(call.headers),
             request_body=self._captured_body(call.body),
             user_package_id=call.ticket.package_id if call.ticket else None,
+            client_type=call.client or "",
         )
 
     def _client_ip(self, call: Call) -> str:

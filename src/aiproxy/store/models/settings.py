@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import NO_ID_REUSE, Base, BigId, IdMixin, TimestampMixin, UTCDateTime, utcnow
@@ -24,6 +24,8 @@ class SystemConfig(IdMixin, Base):
 
 
 class ClientType(IdMixin, TimestampMixin, Base):
+    """A kind of client (Claude Code, an SDK, …) as the client filter identifies it."""
+
     __tablename__ = "client_types"
     __table_args__ = NO_ID_REUSE
 
@@ -31,11 +33,15 @@ class ClientType(IdMixin, TimestampMixin, Base):
     display_name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(String(255), default="")
     ua_pattern: Mapped[str] = mapped_column(String(512))
+    # The paths this client calls (regex searched in the request path); "" = any path.
+    path_pattern: Mapped[str] = mapped_column(String(512), default="", server_default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     is_builtin: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ClientFilterRule(IdMixin, TimestampMixin, Base):
+    """A header, body-field or system-prompt rule a client type must meet in strict mode."""
+
     __tablename__ = "client_filter_rules"
     __table_args__ = NO_ID_REUSE
 
@@ -59,4 +65,6 @@ class ClientFilterConfig(IdMixin, Base):
     filter_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     filter_mode: Mapped[str] = mapped_column(String(16), default="simple")
     allowed_clients: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Whether a client that matches no enabled client type may call (while the filter is on).
+    default_allow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
