@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from ..security.secretbox import SecretBox, SecretBoxError
+from ..store.account_marks import ended_at
 from ..store.accounts import (
     ACCOUNT_TYPES,
     POOL_VERSION,
@@ -245,14 +246,18 @@ class AccountPool:
         await self._announce()
 
     async def recover(self, account_id: int) -> None:
-        """Back to `valid` after a timed mark that ended by itself; the last error stays for the record."""
+        """Back to `valid` after a timed mark that ended by itself; the last error stays for the record.
+
+        Only a mark that has ended is lifted in the database: one set since (an admin's, or another
+        instance's after an error) stays, and the reload the version bump causes shows it here too.
+        """
         current = self.accounts.get(account_id)
         if current is not None:
             self.accounts[account_id] = replace(current, status=USABLE, cooldown_until=0.0)
         async with self._db.transaction() as session:
             await session.execute(
                 update(Account)
-                .where(Account.id == account_id, Account.status.in_(TIMED_STATUSES))
+                .where(Account.id == account_id, ended_at(utcnow()))
                 .values(status=USABLE, status_reason="", rate_limited_until=None, overloaded_until=None)
             )
         await self._announce()

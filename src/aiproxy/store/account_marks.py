@@ -63,6 +63,20 @@ async def lift_all_marks(session: AsyncSession) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def ended_at(now: datetime) -> ColumnElement[bool]:
+    """A timed mark with an end, and that end has passed at `now`.
+
+    What lifting a mark that ended by itself must check in the same statement: a mark set since
+    (by an admin, or by traffic on another instance) has a later end, or none, and stays."""
+    rate_limited, overloaded = Account.rate_limited_until, Account.overloaded_until
+    return and_(
+        Account.status.in_(TIMED_STATUSES),
+        or_(rate_limited.is_not(None), overloaded.is_not(None)),
+        or_(rate_limited.is_(None), rate_limited <= now),
+        or_(overloaded.is_(None), overloaded <= now),
+    )
+
+
 def _held_at(now: datetime) -> ColumnElement[bool]:
     """Enabled, with a timed mark that has not ended at `now` (or has no end)."""
     return and_(
