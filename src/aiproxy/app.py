@@ -16,6 +16,7 @@ from .api import api_keys, auth, catalog, packages, profile, usage
 from .api.admin import account_groups as admin_account_groups
 from .api.admin import accounts as admin_accounts
 from .api.admin import api_keys as admin_api_keys
+from .api.admin import cache as admin_cache
 from .api.admin import client_filter as admin_client_filter
 from .api.admin import configs as admin_configs
 from .api.admin import error_rules as admin_error_rules
@@ -204,6 +205,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         admin_oauth.router,
         admin_client_filter.router,
         *admin_health_check.routers,
+        *admin_cache.routers,
     ):
         app.include_router(router)
     return app
