@@ -174,3 +174,19 @@ def test_users_are_refused(make_user: object) -> None:
         ("GET", "/api/admin/client-filter/rules"),
     ):
         assert user.call(method, path, json={})[0] == 403
+
+
+def test_key_and_package_client_lists_must_name_known_client_types(admin: Api, make_user: object) -> None:
+    user = make_user()  # type: ignore[operator]
+    assert "claude_code" in refused(
+        user, "POST", "/api/api-keys", 400, json={"name": "k", "allowed_clients": "claude_code"}
+    )
+    key = user.ok("POST", "/api/api-keys", json={"name": "k", "allowed_clients": "claude-code,codex-cli"})
+    assert key["allowed_clients"] == "claude-code,codex-cli"
+    refused(user, "PUT", f"/api/api-keys/{key['id']}", 400, json={"allowed_clients": "cursor"})
+    assert user.ok("PUT", f"/api/api-keys/{key['id']}", json={"allowed_clients": ""})["allowed_clients"] == ""
+    package = {"name": f"p-{uuid.uuid4().hex[:8]}", "price": 1, "token_quota": 0, "valid_days": 30}
+    refused(admin, "POST", "/api/admin/packages", 400, json={**package, "allowed_clients": "nope"})
+    created = admin.ok("POST", "/api/admin/packages", json={**package, "allowed_clients": "gemini-cli"})
+    refused(admin, "PUT", f"/api/admin/packages/{created['id']}", 400, json={"allowed_clients": "nope"})
+    admin.ok("DELETE", f"/api/admin/packages/{created['id']}")

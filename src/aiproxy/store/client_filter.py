@@ -61,6 +61,13 @@ async def check_client_names(session: AsyncSession, *, names: Sequence[str]) -> 
         raise BadRequest(UNKNOWN_CLIENTS.format(names=", ".join(unknown)))
 
 
+async def check_client_list(session: AsyncSession, value: str | None) -> None:
+    """A key's or package's comma-separated `allowed_clients` names known client types (400 if not):
+    a misspelt name would otherwise refuse every request of the key."""
+    if value:
+        await check_client_names(session, names=[name for name in value.split(",") if name])
+
+
 # --- client types ----------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, and_, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import BadRequest, NotFound
+from .client_filter import check_client_list
 from .models import Package, UserPackage, utcnow
 from .state import SharedState
 from .users import bump_callers_version, get_user
@@ -176,6 +177,7 @@ async def create_package(
     status: str = "active",
     sort_order: int = 0,
 ) -> Package:
+    await check_client_list(session, allowed_clients)
     package = Package(
         name=name,
         description=description,
@@ -199,6 +201,7 @@ async def create_package(
 async def update_package(session: AsyncSession, *, package_id: int, changes: Mapping[str, Any]) -> Package:
     """Set the given fields (None = unchanged). Holdings keep the quotas they were given."""
     package = await get_package(session, package_id)
+    await check_client_list(session, changes.get("allowed_clients"))
     _apply_package_fields(package, changes)
     await session.flush()
     return package

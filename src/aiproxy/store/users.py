@@ -13,6 +13,7 @@ from ..errors import BadRequest, NotFound
 from ..security.api_keys import display_prefix, generate_api_key, hash_api_key
 from ..security.passwords import hash_password
 from ..security.secretbox import SecretBox
+from .client_filter import check_client_list
 from .models import AccountGroup, ApiKey, User, UserPackage
 from .state import SharedState, StateUnavailable, warn_unavailable
 
@@ -132,6 +133,7 @@ async def create_api_key(
         raise BadRequest(f"每个用户最多创建 {MAX_KEYS_PER_USER} 个 API Key")
     raw = generate_api_key()
     await check_group(session, fields.get("account_group_id"))
+    await check_client_list(session, fields.get("allowed_clients"))
     fields = {**fields}
     if "user_package_id" in fields:
         fields["user_package_id"] = await check_key_package(
@@ -154,6 +156,7 @@ async def update_api_key(session: AsyncSession, key: ApiKey, changes: dict[str, 
     """Apply a key's changed fields after checking the group and the user package they name."""
     if "account_group_id" in changes:
         await check_group(session, changes["account_group_id"])
+    await check_client_list(session, changes.get("allowed_clients"))
     if "user_package_id" in changes:
         changes = {
             **changes,
