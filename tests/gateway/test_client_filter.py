@@ -11,6 +11,7 @@ the client (or, refused, the rule that refused it).
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,8 @@ import openai
 import pytest
 
 from ..support import Api
-from .conftest import Pool
+from .conftest import Pool, Upstream
+from .restarts import Backend, admin_with_account, logged, two_instances
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "client-requests.jsonl"
 REPLAYED_HEADERS_DROPPED = {
@@ -304,3 +306,60 @@ def test_the_test_route_names_the_rule_that_decided(client_pool: Pool, admin: Ap
     rule = admin.ok("GET", f"/api/admin/client-filter/rules/{verdict['rule_id']}")
     assert rule["field_name"] == "metadata.user_id"
     assert "does not match" in verdict["reason"]
+
+
+def test_a_filter_change_on_one_instance_holds_on_the_other(
+    tmp_path: Path, backend: Backend, upstream: Upstream
+) -> None:
+    with two_instances(backend, tmp_path) as (first, second):
+        admin = admin_with_account(first, f"cf-{uuid.uuid4().hex[:8]}", upstream.base_url)
+        key = admin.ok("POST", "/api/api-keys", json={"name": "tool"})["key"]
+        tool = admin.ok(
+            "POST",
+            "/api/admin/client-filter/client-types",
+            json={"name": "in-house", "display_name": "In-house tool", "ua_pattern": r"^in-house/\d+"},
+        )
+        admin.ok(
+            "POST",
+            "/api/admin/client-filter/rules",
+            json={
+                "client_type_id": tool["id"],
+                "rule_type": "header",
+                "field_name": "x-team",
+                "pattern": "^ml$",
+            },
+        )
+        admin.ok(
+            "PUT",
+            "/api/admin/client-filter/config",
+            json={"filter_enabled": True, "filter_mode": "strict", "allowed_clients": ["in-house"]},
+        )
+        time.sleep(0.6)  # each instance looks at the pool version at most every half second
+
+        def ask(headers: dict[str, str]) -> int:
+            reply = httpx.post(
+                f"{second.base_url}/claude/v1/messages",
+                headers={"x-api-key": key, **headers},
+                json={
+                    "model": "claude-opus-4-8",
+                    "max_tokens": 8,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+                timeout=30,
+            )
+            return reply.status_code
+
+        assert ask({"user-agent": "in-house/3.1", "x-team": "ml"}) == 200
+        assert ask({"user-agent": "in-house/3.1", "x-team": "web"}) == 403
+        assert ask({"user-agent": "claude-cli/2.1.197 (external, cli)"}) == 403
+        admin.ok("PUT", f"/api/admin/client-filter/client-types/{tool['id']}/toggle")  # off, on the first
+        time.sleep(0.6)
+        assert ask({"user-agent": "in-house/3.1", "x-team": "ml"}) == 403
+        admin.ok("PUT", "/api/admin/client-filter/config", json={"filter_enabled": False})
+        time.sleep(0.6)
+        assert ask({"user-agent": "in-house/3.1", "x-team": "ml"}) == 200
+        admin.close()
+        key_id = next(k["id"] for k in Api(first.base_url, admin.token).ok("GET", "/api/api-keys"))
+    agents = sorted(agent for _, agent in logged(backend, tmp_path / "one", key_id))
+    # One row per request, refused ones included.
+    assert agents == ["claude-cli/2.1.197 (external, cli)"] + ["in-house/3.1"] * 4
