@@ -26,6 +26,7 @@ UNAVAILABLE = "unavailable"
 DEFAULT_REASON = "marked unavailable by an admin"
 # Marks that an `unavailable` mark would end early, by bringing the account back when it ends.
 NEEDS_AN_ADMIN = ("invalid", "token_expired")
+_LIFTED = {"status": "valid", "status_reason": "", "rate_limited_until": None, "overloaded_until": None}
 
 
 def mark_end(account: Account) -> datetime | None:
@@ -34,31 +35,36 @@ def mark_end(account: Account) -> datetime | None:
     return max(ends) if ends else None
 
 
-def mark_unavailable(account: Account, *, until: datetime, reason: str) -> None:
-    """Out of rotation until `until`, whatever timed mark it had; `reason` shown as its status reason."""
-    account.status = UNAVAILABLE
-    account.status_reason = reason or DEFAULT_REASON
-    account.rate_limited_until = None
-    account.overloaded_until = until
+async def mark_unavailable(session: AsyncSession, *, account_id: int, until: datetime, reason: str) -> None:
+    """Out of rotation until `until`, whatever timed mark it had; `reason` shown as its status reason.
+
+    One UPDATE naming every column, not attributes set on a loaded row: a row loaded while still
+    `unavailable` and lifted meanwhile (its old mark ended and a request put it back) would
+    otherwise not get its status written again, the ORM seeing no change."""
+    await session.execute(
+        update(Account)
+        .where(Account.id == account_id)
+        .values(
+            status=UNAVAILABLE,
+            status_reason=reason or DEFAULT_REASON,
+            rate_limited_until=None,
+            overloaded_until=until,
+        )
+    )
 
 
-def lift_mark(account: Account) -> bool:
+async def lift_mark(session: AsyncSession, *, account_id: int) -> bool:
     """Back to `valid` when a timed mark holds it (ended or not); False when it has none."""
-    if account.status not in TIMED_STATUSES:
-        return False
-    account.status = "valid"
-    account.status_reason = ""
-    account.rate_limited_until = None
-    account.overloaded_until = None
-    return True
+    result = await session.execute(
+        update(Account).where(Account.id == account_id, Account.status.in_(TIMED_STATUSES)).values(**_LIFTED)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def lift_all_marks(session: AsyncSession) -> int:
     """Every account held by a timed mark back to `valid`; how many. The last error stays."""
     result = await session.execute(
-        update(Account)
-        .where(Account.status.in_(TIMED_STATUSES))
-        .values(status="valid", status_reason="", rate_limited_until=None, overloaded_until=None)
+        update(Account).where(Account.status.in_(TIMED_STATUSES)).values(**_LIFTED)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 

@@ -277,16 +277,12 @@ async def mark_unavailable(
         # The mark's end would bring it back into rotation with the problem unsolved.
         raise BadRequest(f"account is {account.status}: fix it first (its status stays until then)")
     until = datetime.now(UTC) + timedelta(seconds=body.duration)
-    account_marks.mark_unavailable(account, until=until, reason=body.reason)
+    reason = body.reason or account_marks.DEFAULT_REASON
+    await account_marks.mark_unavailable(session, account_id=account.id, until=until, reason=reason)
     await session.commit()
     await bump_pool_version(services.state)
     return ok(
-        {
-            "account_id": account.id,
-            "status": account.status,
-            "reason": account.status_reason,
-            "until": until,
-        }
+        {"account_id": account.id, "status": account_marks.UNAVAILABLE, "reason": reason, "until": until}
     )
 
 
@@ -296,11 +292,11 @@ async def lift_unavailable(
 ) -> FastJSONResponse:
     """Back to `valid` at once from a timed mark (`unavailable`, or a cooldown); a no-op otherwise."""
     account = await get_account(session, account_id)
-    lifted = account_marks.lift_mark(account)
+    lifted = await account_marks.lift_mark(session, account_id=account.id)
+    await session.commit()
     if lifted:
-        await session.commit()
         await bump_pool_version(services.state)
-    return ok({"account_id": account.id, "status": account.status, "cleared": lifted})
+    return ok({"account_id": account.id, "status": "valid" if lifted else account.status, "cleared": lifted})
 
 
 @accounts_router.get("/{account_id}/cache/concurrency")
