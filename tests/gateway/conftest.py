@@ -62,8 +62,9 @@ class Pool:
     key_id: int
     accounts: dict[str, int] = field(default_factory=dict)  # upstream credential -> account id
 
-    def add_account(self, type_: str = "claude-official", **fields: Any) -> str:
-        """Create an account in this pool; returns its upstream credential."""
+    def add_account(self, type_: str = "claude-official", *, settle: bool = True, **fields: Any) -> str:
+        """Create an account in this pool; returns its upstream credential. `settle=False` when
+        more changes follow and the caller settles once after them."""
         credential = fields.pop("api_key", f"up-{uuid.uuid4().hex[:12]}")
         body = {
             "name": f"acc-{credential}",
@@ -79,7 +80,8 @@ class Pool:
             body["endpoint"] = body.pop("base_url")
         account = self.admin.ok("POST", "/api/admin/accounts", json=body)
         self.accounts[credential] = account["id"]
-        self.settle()
+        if settle:
+            self.settle()
         return credential
 
     def account(self, credential: str) -> dict[str, Any]:

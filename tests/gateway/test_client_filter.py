@@ -98,9 +98,9 @@ def one_of(sender_prefix: str) -> dict[str, Any]:
 def client_pool(pool: Pool) -> Iterator[Pool]:
     """A pool with an account of every family the recorded clients need; the filter is switched
     off again afterwards whatever the test did (it is global)."""
-    pool.add_account("claude-official")
-    pool.add_account("openai")
-    pool.add_account("gemini")
+    for account_type in ("claude-official", "openai", "gemini"):
+        pool.add_account(account_type, settle=False)
+    pool.settle()
     try:
         yield pool
     finally:

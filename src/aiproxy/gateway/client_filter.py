@@ -38,7 +38,6 @@ from .errors import GatewayError
 VALUE_CAP = 2048  # characters of a header, field or system block that rules look at
 _SYSTEM_ITEMS = 4  # leading messages/input items searched for system and developer text
 RULE_TYPES = ("header", "body", "system")
-MODES = ("simple", "strict")
 # Endpoint kinds without a conversation: checked on UA and path only, even in strict mode.
 BODYLESS_KINDS = frozenset({"models", "count_tokens"})
 
@@ -208,8 +207,9 @@ class ClientFilter:
         """The first enabled type whose UA and path match and, in strict mode with a conversation
         (`payload` given), whose rules hold. `path` None skips the path patterns (the test route)."""
         strict = self.strict if strict is None else strict
+        user_agent = user_agent[:VALUE_CAP]
         if not strict:
-            return self._by_user_agent(user_agent, path)
+            return _identify_simple(self, user_agent, path)
         first_failure: Identification | None = None
         for spec in self.types:
             if not spec.ua.search(user_agent):
@@ -224,9 +224,6 @@ class ClientFilter:
                 return Identification(spec.name, ua_matched=True, headers_valid=True, body_valid=True)
             first_failure = first_failure or failure
         return first_failure or UNIDENTIFIED
-
-    def _by_user_agent(self, user_agent: str, path: str | None) -> Identification:
-        return _identify_simple(self, user_agent[:VALUE_CAP], path)
 
     @staticmethod
     def _check_rules(
@@ -306,9 +303,9 @@ def build_filter(config: Any, types: Iterable[Any], rules: Iterable[Any]) -> Cli
             paths = compile_pattern(row.path_pattern, "path_pattern") if row.path_pattern else None
         except PatternError:
             continue
-        compiled.append(
-            ClientTypeSpec(row.id, row.name, row.display_name, ua, paths, tuple(by_type.get(row.id, ())))
-        )
+        # Header rules first: the cheapest, and a failed one then says "headers" unambiguously.
+        specs = sorted(by_type.get(row.id, ()), key=lambda rule: (rule.kind != "header", rule.id))
+        compiled.append(ClientTypeSpec(row.id, row.name, row.display_name, ua, paths, tuple(specs)))
     if config is None:
         return ClientFilter(types=tuple(compiled))
     return ClientFilter(
