@@ -11,6 +11,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,13 @@ class Settings(BaseSettings):
     jwt_secret: str | None = None
     secret_key: str | None = None
     log_level: str = "info"
+    # App log files in <data dir>/logs/<category>-YYYY-MM-DD.log: one line per record as text, or
+    # one JSON object per line; a day's file is rotated when it passes this size.
+    log_format: Literal["text", "json"] = "text"
+    log_file_max_mb: int = Field(default=100, ge=1, le=100_000)
+    # Bearer token `GET /metrics` requires when set (Prometheus' `authorization` config); unset =
+    # open, for a scraper on a private network.
+    metrics_token: str | None = None
     workers: int = Field(default=1, ge=1)
     # Seconds between usage-recorder writes; larger batches cost the database less.
     recorder_flush_interval: float = Field(default=0.25, gt=0, le=60)
