@@ -30,6 +30,7 @@ import orjson
 from ..billing.pricing import Cost, ModelPrice, PriceBook, cost_of, effective_rate
 from ..billing.recorder import UsageEvent, UsageRecorder
 from ..client_address import client_address
+from ..observe import context as log_context
 from ..security.masking import mask_text
 from ..services import Services
 from ..store import client_filter as client_filter_store
@@ -224,6 +225,7 @@ class Gateway:
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         call = Call(scope, receive, send, self._request_id(), time.perf_counter())
+        log_context.request_id.set(call.request_id)  # on every log line of this request (observe/)
         try:
             await self._handle(call)
         except GatewayError as exc:
