@@ -10,9 +10,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from . import __version__
-from .api import api_keys, auth, catalog, packages, profile, usage
+from .api import api_keys, auth, catalog, metrics, packages, profile, usage
 from .api.admin import account_groups as admin_account_groups
 from .api.admin import accounts as admin_accounts
 from .api.admin import api_keys as admin_api_keys
@@ -45,7 +46,7 @@ from .store import users as user_store
 from .store.db import Database
 from .store.error_rules import seed_error_rules
 from .store.migrate import upgrade_to_head
-from .store.models import AIModel
+from .store.models import AIModel, User
 from .store.state import SharedState, open_state
 
 log = logging.getLogger("aiproxy")
@@ -53,15 +54,21 @@ log = logging.getLogger("aiproxy")
 #: Seconds each dependency gets to answer GET /ready: below the 1 s a load balancer or Kubernetes
 #: probe typically waits, so a slow dependency shows up as "not ready" rather than a probe timeout.
 READY_TIMEOUT = 0.8
+BOOTSTRAP_LOCK = "bootstrap:lock"
+BOOTSTRAP_WAIT = 60.0  # seconds: seeding a fresh database takes well under one
 
 
 async def _bootstrap(services: Services) -> None:
-    """First start: create the admin and fill the model table."""
-    async with services.db.transaction() as session:
-        created = await user_store.ensure_first_admin(session, password=services.settings.admin_password)
-        if not await session.scalar(select(func.count()).select_from(AIModel)):
-            await seed_models(session, reset=False)
-        await seed_error_rules(session)
+    """First start: create the admin and fill the model table.
+
+    Several workers or instances starting together on a fresh database take turns (a shared-state
+    lock); where the lock is not shared (several workers without Redis) the one that loses the race
+    to create the rows finds them made on its second try."""
+    try:
+        async with services.state.lock(BOOTSTRAP_LOCK, BOOTSTRAP_WAIT, wait=BOOTSTRAP_WAIT):
+            created = await _seed(services)
+    except IntegrityError:
+        created = await _seed(services)
     if created is not None:
         user, password = created
         if services.settings.admin_password:
@@ -75,6 +82,15 @@ async def _bootstrap(services: Services) -> None:
                 f"    password: {password}\n  (shown only now; change it in the console)\n",
                 flush=True,
             )
+
+
+async def _seed(services: Services) -> tuple[User, str] | None:
+    async with services.db.transaction() as session:
+        created = await user_store.ensure_first_admin(session, password=services.settings.admin_password)
+        if not await session.scalar(select(func.count()).select_from(AIModel)):
+            await seed_models(session, reset=False)
+        await seed_error_rules(session)
+    return created
 
 
 @asynccontextmanager
@@ -183,6 +199,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         return FastJSONResponse(body, status_code=200 if database_ok and state_ok else 503)
 
     for router in (
+        metrics.router,
         auth.router,
         profile.router,
         api_keys.router,

@@ -32,6 +32,7 @@ def _migrate(settings: Settings) -> None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from .observe.metrics import prepare_workers
     from .serving import connection_cap
 
     host = args.host or settings.host
@@ -39,6 +40,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     workers = args.workers or settings.workers
     # Migrate once here so several workers do not race; the lifespan finds the schema current.
     _migrate(settings)
+    prepare_workers(settings.data_dir, workers)  # their metrics are added up on /metrics
     print(f"aiproxy {__version__} listening on http://{host}:{port}", flush=True)
     uvicorn.run(
         "aiproxy.app:create_app",

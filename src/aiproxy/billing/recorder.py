@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -33,6 +33,9 @@ from ..store.models import Account, ApiKey, DailyUsage, RequestLog, UsageRecord,
 from ..store.packages import used_up_clause
 from .journal import Journal, Orphan, orphans
 from .pricing import Cost, Usage
+
+if TYPE_CHECKING:
+    from ..observe.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +235,11 @@ class UsageRecorder:
         self._failures = 0  # consecutive failed writes of the batch at the queue's head
         self.written = 0
         self.defanged = 0  # events stored without values the database refused (see `_isolate`)
+        self._metrics: Metrics | None = None
+
+    def report_to(self, metrics: Metrics) -> None:
+        """Queue depth, rows written and failed writes go to these metrics from now on."""
+        self._metrics = metrics
 
     def record(self, event: UsageEvent) -> None:
         if self._journal is not None:
@@ -281,6 +289,8 @@ class UsageRecorder:
                 journal.rotate()
                 syncing = asyncio.create_task(journal.sync())
             ok = await self._drain(everything=False)
+            if self._metrics is not None:
+                self._metrics.recorder_queue.set(len(self._pending))
             if syncing is not None:
                 await syncing
             if not ok:
@@ -313,11 +323,15 @@ class UsageRecorder:
                 done = len(batch)
             except Exception:
                 self._failures += 1
+                if self._metrics is not None:
+                    self._metrics.recorder_errors.inc()
                 done = await self._isolate(batch) if self._failures >= ISOLATE_AFTER else 0
                 if done < len(batch):
                     log.exception("writing %d usage events failed; will retry", len(batch) - done)
                     self._pending.extendleft(reversed(batch[done:]))
             self.written += done
+            if self._metrics is not None and done:
+                self._metrics.recorder_written.inc(done)
             if self._journal is not None and done:
                 self._journal.committed(done)  # always the oldest ones: batches are written in order
             if done < len(batch):

@@ -9,7 +9,7 @@ the same on every instance.
 A binding is shown by its session id `<api key id>.<digest>`: the digest already names it in
 the state key (a hash of the client's session id, whose first 16 characters are the request
 log's `session_hash`), so an operator can find and drop one without the client's own id ever
-being kept or shown.
+being kept or shown. `scrape_figures` gives `/metrics` the same figures (accounts, slots).
 """
 
 from __future__ import annotations
@@ -18,8 +18,12 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from prometheus_client.core import Metric
+
 from .. import state_keys
-from ..store.state import SharedState
+from ..observe.metrics import gauge
+from ..store.state import SharedState, StateUnavailable
+from .pool import AccountPool
 from .scheduler import STICKY_PREFIX, parse_binding, sticky_key
 
 # Keys per batched read or delete: each batch is one short round trip under the state's timeout.
@@ -176,3 +180,21 @@ class LiveState:
 
     async def reset_account_slots(self, account_id: int) -> int:
         return await self._state.reset_slots(state_keys.account_slots(account_id))
+
+
+async def scrape_figures(pool: AccountPool, state: SharedState) -> list[Metric]:
+    """What `/metrics` reads at scrape time: accounts by type and status (this instance's pool
+    snapshot), and concurrency slots in use by kind (shared state; left out while it cannot be read)."""
+    accounts: dict[tuple[str, ...], float] = {}
+    for account in pool.accounts.values():
+        accounts[(account.type, account.status)] = accounts.get((account.type, account.status), 0) + 1
+    figures = [gauge("aiproxy_accounts", "Enabled accounts by type and status", ("type", "status"), accounts)]
+    live = LiveState(state)
+    slots: dict[tuple[str, ...], float] = {}
+    try:
+        for kind, prefix in (("user", state_keys.USER_SLOTS), ("account", state_keys.ACCOUNT_SLOTS)):
+            slots[(kind,)] = float(sum((await live.slots_in_use(prefix)).values()))
+    except StateUnavailable:
+        return figures
+    figures.append(gauge("aiproxy_slots_in_use", "Concurrency slots held now, by kind", ("kind",), slots))
+    return figures

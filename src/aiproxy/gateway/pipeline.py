@@ -31,6 +31,7 @@ from ..billing.pricing import Cost, ModelPrice, PriceBook, cost_of, effective_ra
 from ..billing.recorder import UsageEvent, UsageRecorder
 from ..client_address import client_address
 from ..observe import context as log_context
+from ..observe.metrics import Metrics
 from ..security.masking import mask_text
 from ..services import Services
 from ..store import client_filter as client_filter_store
@@ -44,6 +45,7 @@ from .disconnect import DisconnectWatch
 from .errors import CLAUDE, GEMINI, OPENAI, RESPONSES, GatewayError, error_body
 from .health import HealthChecker
 from .limits import Limits, check_caller, check_model_allowed
+from .live_state import scrape_figures
 from .pool import AccountPool
 from .quotas import QuotaBoard
 from .relay import Outcome, Relay
@@ -189,7 +191,10 @@ class Gateway:
         self._instance = secrets.token_hex(6)
         self._sequence = 0
         self.relay = Relay(self, StickySessions(services.state), random.Random())
-        self.tokens = TokenStore(services, self.pool, self.relay.clients)
+        self.metrics = Metrics()
+        self.metrics.watch(functools.partial(scrape_figures, self.pool, services.state))
+        recorder.report_to(self.metrics)
+        self.tokens = TokenStore(services, self.pool, self.relay.clients, self.metrics)
         self.quotas = QuotaBoard(services.state)
         self.health = HealthChecker(services, self.pool, self.tokens, self.relay.clients)
 
@@ -226,6 +231,8 @@ class Gateway:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         call = Call(scope, receive, send, self._request_id(), time.perf_counter())
         log_context.request_id.set(call.request_id)  # on every log line of this request (observe/)
+        in_flight = self.metrics.in_flight
+        in_flight.inc()
         try:
             await self._handle(call)
         except GatewayError as exc:
@@ -246,6 +253,8 @@ class Gateway:
                 await send_whole(
                     send, 500, list(JSON_HEADERS), error_body(self._family(call), 500, "internal error")
                 )
+        finally:
+            in_flight.dec()
 
     @staticmethod
     def _family(call: Call) -> str:
@@ -478,6 +487,9 @@ class Gateway:
             return
         call.recorded = True
         self.recorder.record(event)
+        endpoint = call.endpoint
+        route = f"{endpoint.family}.{endpoint.kind}" if endpoint else "unknown"
+        self.metrics.request_done(route, event, known_model=event.model in self.prices.by_id)
 
     def _event(self, call: Call, status: str, status_code: int, error: str) -> UsageEvent:
         caller, plan, endpoint = call.caller, call.plan, call.endpoint

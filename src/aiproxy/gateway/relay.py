@@ -262,6 +262,8 @@ class Relay:
         upstream = provider.build(account, request, body)
         session, proxy = await self.clients.for_proxy(account.proxy_url)
         timeout = self._timeout(float(self.gateway.configs.get("timeout")))
+        metrics = self.gateway.metrics
+        sent = time.perf_counter()
         try:
             response = await session.post(
                 upstream.url,
@@ -271,7 +273,10 @@ class Relay:
                 timeout=timeout,
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
+            metrics.upstream_answered(account.type, "network_error", time.perf_counter() - sent)
             return network_failure("upstream request failed", exc)
+        outcome_class = "ok" if response.status < 400 else f"{response.status // 100}xx"
+        metrics.upstream_answered(account.type, outcome_class, time.perf_counter() - sent)
         try:
             headers = {k.lower(): v for k, v in response.headers.items()}
             if response.status >= 400 or provider.rejected(headers):

@@ -41,6 +41,7 @@ from ..store.models.base import utcnow
 from ..store.state import LockNotAcquired, StateUnavailable, warn_unavailable
 
 if TYPE_CHECKING:
+    from ..observe.metrics import Metrics
     from ..services import Services
     from .pool import AccountPool, PoolAccount
     from .upstream import UpstreamClients
@@ -73,8 +74,11 @@ class Renewal:
 
 
 class TokenStore:
-    def __init__(self, services: Services, pool: AccountPool, clients: UpstreamClients) -> None:
+    def __init__(
+        self, services: Services, pool: AccountPool, clients: UpstreamClients, metrics: Metrics
+    ) -> None:
         self._services = services
+        self._metrics = metrics
         self._pool = pool
         self._clients = clients
         self._margin = services.settings.oauth_refresh_margin
@@ -181,7 +185,9 @@ class TokenStore:
                 proxy=proxy,
             )
         except OAuthError as exc:
+            self._metrics.refreshed(account.type, "refused" if exc.terminal else "failed")
             return await self._refused(account, exc)
+        self._metrics.refreshed(account.type, "refreshed")
         await self._save(account.id, grant)
         self._blocked_until.pop(account.id, None)
         log.info("account %s: OAuth access token refreshed", account.id)

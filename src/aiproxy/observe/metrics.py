@@ -1,0 +1,219 @@
+"""Prometheus metrics: what the gateway served, how fast, what it cost, and the live state behind it.
+
+Counted where every request ends (the gateway's one request-log row, `Gateway._record`), so a
+metric and the usage table agree to the token: requests by route, platform, model and outcome;
+latency, time to first byte; tokens by kind and dollars. Upstream latency is observed per attempt
+(time until the upstream's response headers). Accounts by status, slots in use and the recorder's
+queue are read when Prometheus scrapes.
+
+Several workers on one host (`AIPROXY_WORKERS` > 1) answer `/metrics` on one port, each scrape
+reaching any of them: `prepare_workers` then switches prometheus-client to its multiprocess mode
+before the workers start, so every worker writes its figures to files under `<data dir>/metrics`
+and the worker that is scraped adds them all up (counters and histograms summed, in-flight summed
+over live workers, queue depth summed). Figures read from shared state at scrape time are the same
+from any worker. Separate instances (hosts, containers) are separate scrape targets, told apart
+by Prometheus' own `instance` label.
+
+Model names are client input: a model the price table does not know is counted as `other`, so a
+client cannot create series at will.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from ..billing.recorder import UsageEvent
+
+# Figures read at scrape time (accounts, slots), supplied by the gateway.
+LiveFigures = Callable[[], Awaitable[list["Metric"]]]
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OTHER_MODEL = "other"
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_TOKEN_KINDS = ("input", "output", "cache_creation", "cache_read")
+
+
+def prepare_workers(data_dir: Path, workers: int) -> None:
+    """Before several workers start (and before prometheus-client is imported by them): their
+    figures go to files in a fresh `<data dir>/metrics`, summed by the worker that is scraped."""
+    if workers <= 1:
+        return
+    directory = data_dir / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)  # files of an earlier run would be added in
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ[MULTIPROC_ENV] = str(directory)
+
+
+def _multiprocess() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+class Metrics:
+    """The relay's metrics in a registry of its own (one per process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = None if _multiprocess() else self.registry  # multiprocess: written to files
+        self.requests = Counter(
+            "aiproxy_requests",
+            "Proxy requests, by how they ended (one per request-log row)",
+            ("route", "platform", "model", "status", "code"),
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "aiproxy_request_duration_seconds",
+            "Time from the request's arrival to its last byte",
+            ("route", "platform"),
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.first_byte = Histogram(
+            "aiproxy_time_to_first_byte_seconds",
+            "Time from the request's arrival to the first byte of a streamed answer",
+            ("route", "platform"),
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.upstream = Histogram(
+            "aiproxy_upstream_latency_seconds",
+            "Time from sending a request upstream to its response headers, per attempt",
+            ("account_type", "outcome"),
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "aiproxy_requests_in_flight",
+            "Proxy requests being handled now",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.tokens = Counter(
+            "aiproxy_tokens",
+            "Tokens of served requests, by kind (input, output, cache_creation, cache_read)",
+            ("platform", "model", "kind"),
+            registry=registry,
+        )
+        self.cost = Counter(
+            "aiproxy_cost_usd",
+            "Billed dollars of served requests (after price rates)",
+            ("platform", "model"),
+            registry=registry,
+        )
+        self.recorder_queue = Gauge(
+            "aiproxy_recorder_queue_depth",
+            "Request-log rows waiting to be written",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.recorder_errors = Counter(
+            "aiproxy_recorder_write_errors",
+            "Failed writes of a batch of request-log rows (retried)",
+            registry=registry,
+        )
+        self.recorder_written = Counter(
+            "aiproxy_recorder_rows_written",
+            "Request-log rows written",
+            registry=registry,
+        )
+        self.refreshes = Counter(
+            "aiproxy_oauth_refreshes",
+            "OAuth access-token refreshes of subscription accounts, by outcome",
+            ("account_type", "outcome"),
+            registry=registry,
+        )
+        # Label lookups cost more than the increment: children are kept per label tuple.
+        self._children: dict[tuple[Any, ...], Any] = {}
+        self._live: LiveFigures | None = None
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    # -- what the gateway reports --------------------------------------------------------------
+
+    def request_done(self, route: str, event: UsageEvent, known_model: bool) -> None:
+        """One finished request, as logged: outcome, latency and, when served, tokens and dollars."""
+        platform = event.platform or "unknown"
+        model = event.model if known_model else OTHER_MODEL
+        self._child(self.requests, route, platform, model, event.status, str(event.status_code)).inc()
+        self._child(self.duration, route, platform).observe(event.duration_ms / 1000)
+        if event.first_byte_ms and event.stream:
+            self._child(self.first_byte, route, platform).observe(event.first_byte_ms / 1000)
+        usage = event.usage
+        if usage is not None:
+            counts = (
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_creation_tokens,
+                usage.cache_read_tokens,
+            )
+            for kind, count in zip(_TOKEN_KINDS, counts, strict=True):
+                if count:
+                    self._child(self.tokens, platform, model, kind).inc(count)
+        if event.cost is not None and event.cost.total:
+            self._child(self.cost, platform, model).inc(event.cost.total)
+
+    def upstream_answered(self, account_type: str, outcome: str, seconds: float) -> None:
+        self._child(self.upstream, account_type, outcome).observe(seconds)
+
+    def refreshed(self, account_type: str, outcome: str) -> None:
+        self._child(self.refreshes, account_type, outcome).inc()
+
+    # -- the scrape ----------------------------------------------------------------------------
+
+    def watch(self, live: LiveFigures) -> None:
+        """Figures read at scrape time (accounts, slots): from this process, whichever answers."""
+        self._live = live
+
+    async def exposition(self) -> bytes:
+        """The text format, with the live figures read now."""
+        live = self._live
+        scraped = CollectorRegistry(auto_describe=True)
+        if _multiprocess():
+            MultiProcessCollector(scraped)
+        else:
+            scraped = self.registry
+        if live is None:
+            return generate_latest(scraped)
+        families = await live()
+        snapshot = _Snapshot(families)
+        scraped.register(snapshot)
+        try:
+            return generate_latest(scraped)
+        finally:
+            scraped.unregister(snapshot)
+
+
+class _Snapshot(Collector):
+    """Figures read for one scrape, handed to the registry for its text output."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+def gauge(
+    name: str, documentation: str, labels: tuple[str, ...], values: dict[tuple[str, ...], float]
+) -> Metric:
+    family = GaugeMetricFamily(name, documentation, labels=list(labels))
+    for label_values, value in sorted(values.items()):
+        family.add_metric(list(label_values), value)
+    return family
