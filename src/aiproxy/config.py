@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     # one JSON object per line; a day's file is rotated when it passes this size.
     log_format: Literal["text", "json"] = "text"
     log_file_max_mb: int = Field(default=100, ge=1, le=100_000)
+    # Root of the whitelisted server logs the system-log viewer serves (`source=server`).
+    server_log_dir: Path = Path("/var/log")
     # Bearer token `GET /metrics` requires when set (Prometheus' `authorization` config); unset =
     # open, for a scraper on a private network.
     metrics_token: str | None = None
