@@ -131,8 +131,10 @@ class Metrics:
             ("account_type", "outcome"),
             registry=registry,
         )
-        # Label lookups cost more than the increment: children are kept per label tuple.
+        # Label lookups cost more than the increment: children are kept per label tuple, and a
+        # finished request finds all of its own with one lookup.
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._series: dict[tuple[str, str, str, str, int], _Series] = {}
         self._live: LiveFigures | None = None
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -148,10 +150,16 @@ class Metrics:
         """One finished request, as logged: outcome, latency and, when served, tokens and dollars."""
         platform = event.platform or "unknown"
         model = event.model if known_model else OTHER_MODEL
-        self._child(self.requests, route, platform, model, event.status, str(event.status_code)).inc()
-        self._child(self.duration, route, platform).observe(event.duration_ms / 1000)
+        key = (route, platform, model, event.status, event.status_code)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series(
+                self, route, platform, model, event.status, event.status_code
+            )
+        series.requests.inc()
+        series.duration.observe(event.duration_ms / 1000)
         if event.first_byte_ms and event.stream:
-            self._child(self.first_byte, route, platform).observe(event.first_byte_ms / 1000)
+            series.first_byte.observe(event.first_byte_ms / 1000)
         usage = event.usage
         if usage is not None:
             counts = (
@@ -160,11 +168,11 @@ class Metrics:
                 usage.cache_creation_tokens,
                 usage.cache_read_tokens,
             )
-            for kind, count in zip(_TOKEN_KINDS, counts, strict=True):
+            for kind, count in enumerate(counts):
                 if count:
-                    self._child(self.tokens, platform, model, kind).inc(count)
+                    series.tokens(kind).inc(count)
         if event.cost is not None and event.cost.total:
-            self._child(self.cost, platform, model).inc(event.cost.total)
+            series.cost().inc(event.cost.total)
 
     def upstream_answered(self, account_type: str, outcome: str, seconds: float) -> None:
         self._child(self.upstream, account_type, outcome).observe(seconds)
@@ -195,6 +203,34 @@ class Metrics:
             return generate_latest(scraped)
         finally:
             scraped.unregister(snapshot)
+
+
+class _Series:
+    """The metric children one kind of finished request updates (route, platform, model, outcome)."""
+
+    __slots__ = ("_cost", "_labels", "_metrics", "_tokens", "duration", "first_byte", "requests")
+
+    def __init__(
+        self, metrics: Metrics, route: str, platform: str, model: str, status: str, code: int
+    ) -> None:
+        self._metrics = metrics
+        self._labels = (platform, model)
+        self.requests = metrics.requests.labels(route, platform, model, status, str(code))
+        self.duration = metrics.duration.labels(route, platform)
+        self.first_byte = metrics.first_byte.labels(route, platform)
+        self._tokens: list[Any] = [None] * len(_TOKEN_KINDS)
+        self._cost: Any = None
+
+    def tokens(self, kind: int) -> Any:
+        child = self._tokens[kind]
+        if child is None:  # made on first use: no empty series for kinds a platform never reports
+            child = self._tokens[kind] = self._metrics.tokens.labels(*self._labels, _TOKEN_KINDS[kind])
+        return child
+
+    def cost(self) -> Any:
+        if self._cost is None:
+            self._cost = self._metrics.cost.labels(*self._labels)
+        return self._cost
 
 
 class _Snapshot(Collector):
