@@ -32,12 +32,16 @@ def _migrate(settings: Settings) -> None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from .observe.logs import configure_logging
     from .observe.metrics import prepare_workers
     from .serving import connection_cap
 
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
     workers = args.workers or settings.workers
+    # The console as before plus the category files in <data dir>/logs; uvicorn applies the same
+    # config again in each worker process it starts (a config made here alone would not reach them).
+    log_config = configure_logging(settings)
     # Migrate once here so several workers do not race; the lifespan finds the schema current.
     _migrate(settings)
     prepare_workers(settings.data_dir, workers)  # their metrics are added up on /metrics
@@ -52,6 +56,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         http="aiproxy.serving:GuardedHttpToolsProtocol",
         timeout_keep_alive=int(settings.keepalive_timeout + 0.999),
         limit_concurrency=connection_cap(settings.max_connections),
+        log_config=log_config,
         log_level=settings.log_level.lower(),
         access_log=False,
         # Client addresses are the relay's own business (AIPROXY_TRUST_PROXY_HEADERS); uvicorn's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -21,6 +22,8 @@ from .errors import describe_validation_error
 from .openapi import error_responses
 from .schemas import LoginBody, RegisterBody
 from .views import user_view
+
+log = logging.getLogger(__name__)  # the `auth` log file
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 BodyT = TypeVar("BodyT", LoginBody, RegisterBody)
@@ -98,6 +101,7 @@ async def login(request: Request, services: ServicesDep, session: SessionDep) ->
             configs.get("login_rate_limit_window"),
         )
         if not decision.allowed:
+            log.warning("login refused: too many attempts from %s", ip)
             raise TooManyRequests(
                 "登录尝试次数过多，请稍后再试",
                 headers={"Retry-After": str(max(1, int(decision.retry_after) + 1))},
@@ -106,8 +110,10 @@ async def login(request: Request, services: ServicesDep, session: SessionDep) ->
     await _check_captcha(services, body.captcha_id, body.captcha)
     user = await user_store.find_user_by_name(session, body.username)
     if user is None or not verify_password(body.password, user.password_hash):
+        log.warning("login failed for %r from %s: wrong user name or password", body.username[:64], ip)
         raise Unauthorized("invalid username or password")
     if user.status != "active":
+        log.warning("login refused for %s (user %s) from %s: user is disabled", user.username, user.id, ip)
         raise Forbidden("user is disabled")
     user.last_login_at = utcnow()
     await session.commit()
@@ -120,6 +126,7 @@ async def login(request: Request, services: ServicesDep, session: SessionDep) ->
         role=user.role,
         version=user.token_version,
     )
+    log.info("login: %s (user %s, %s) from %s", user.username, user.id, user.role, ip)
     return ok({"token": token, "user": user_view(user)})
 
 
@@ -143,4 +150,5 @@ async def register(request: Request, services: ServicesDep, session: SessionDep)
         max_concurrency=configs.get("default_max_concurrency"),
     )
     await session.commit()
+    log.info("registered: %s (user %s) from %s", user.username, user.id, client_ip(request))
     return created(user_view(user))

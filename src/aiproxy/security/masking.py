@@ -52,3 +52,34 @@ def mask_bytes(raw: bytes) -> bytes:
     text = raw.decode("utf-8", "replace")
     masked = mask_text(text)
     return raw if masked == text else masked.encode()
+
+
+# `name=value`, `name: value` and `"name": "value"` where the name says the value is a secret.
+# Log messages are free text written by this code: a password or token can reach one as a field of
+# a dict or a query string, where no credential shape gives it away (a password has none).
+_SECRET_FIELDS = re.compile(
+    r"""
+    (?P<name>
+        (?<![A-Za-z0-9])
+        [A-Za-z_\-]*?
+        (?i:password|passwd|passphrase|secret|token|api[_\-]?key|authorization|cookie|credentials?)
+        (?![A-Za-z0-9])
+        ["']?\s*[:=]\s*
+    )
+    (?P<quote>["']?)
+    (?P<value>(?i:bearer\s+|basic\s+)?(?!\*\*\*)[^\s"'&,;}\]]+)
+    """,
+    re.VERBOSE,
+)
+
+
+def _replace_field(match: re.Match[str]) -> str:
+    return match.group("name") + match.group("quote") + MASK
+
+
+def mask_secret_fields(text: str) -> str:
+    """`text` with the value of every secret-named field (`password=…`, `"api_key": "…"`) replaced
+    by `***`: for text the relay writes itself, such as log lines, where field names are known."""
+    if not text:
+        return text
+    return _SECRET_FIELDS.sub(_replace_field, text)
