@@ -37,8 +37,13 @@ def running_relay(
     server = RelayServer(data_dir=data_dir, env_overrides=overrides)
     server.cli("migrate")
     # Scripted logins need the captcha off (the captcha tests switch it back on), and every test
-    # logs in from 127.0.0.1 (the rate-limit test lowers this again for itself).
-    for key, value in (("captcha_enabled", "false"), ("login_rate_limit_max", "1000")):
+    # logs in from 127.0.0.1 (the rate-limit test lowers this again for itself). Tests write
+    # request-log history dated years back (usage_fixtures): the retention job must keep it.
+    for key, value in (
+        ("captcha_enabled", "false"),
+        ("login_rate_limit_max", "1000"),
+        ("request_log_retention_days", "36500"),
+    ):
         result = server.cli("config", "set", key, value)
         assert result.returncode == 0, result.stderr
     server.start()

@@ -130,6 +130,14 @@ CONFIG_SPECS: tuple[ConfigSpec, ...] = (
     _spec("log", "capture_body_max_bytes", 16384, "Largest body stored per request log", minimum=0),
     _spec("log", "request_log_retention_days", 30, "Days request logs are kept", minimum=1),
     _spec("log", "operation_log_retention_days", 90, "Days operation logs are kept", minimum=1),
+    _spec(
+        "log",
+        "log_cleanup_interval",
+        3600,
+        "Seconds between runs of the job deleting request and operation logs past their retention",
+        minimum=60,
+        maximum=86400,
+    ),
     _spec("log", "log_retention_days", 14, "Days app log files (<data dir>/logs) are kept", minimum=1),
 )
 

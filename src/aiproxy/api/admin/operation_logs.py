@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from ...billing.retention import cutoff_for, purge
 from ...errors import BadRequest, NotFound
 from ...store.models import OperationLog, utcnow
 from ..audit import AuditedRoute
@@ -124,18 +125,17 @@ async def stats(
 
 @router.delete("/cleanup")
 async def cleanup(
-    session: SessionDep, services: ServicesDep, days: Annotated[int | None, Query(ge=1, le=3650)] = None
+    services: ServicesDep, days: Annotated[int | None, Query(ge=1, le=3650)] = None
 ) -> FastJSONResponse:
-    """Delete entries older than `days` days (default: the `operation_log_retention_days` config)."""
+    """Delete entries older than `days` days (default: the `operation_log_retention_days` config),
+    in the retention job's short batches: a large table never holds the database's write lock long."""
     if days is None:
         days = int(services.configs.get("operation_log_retention_days"))
-    try:
-        cutoff = utcnow() - timedelta(days=days)
-    except OverflowError:  # a configured retention longer than the calendar keeps everything
+    cutoff = cutoff_for(days)
+    if cutoff is None:  # a configured retention longer than the calendar keeps everything
         return ok({"deleted": 0, "days": days})
-    result = await session.execute(delete(OperationLog).where(OperationLog.created_at < cutoff))
-    await session.commit()
-    return ok({"deleted": result.rowcount, "days": days})  # type: ignore[attr-defined]
+    purged = await purge(services.db, cast(Table, OperationLog.__table__), cutoff)
+    return ok({"deleted": purged.deleted, "days": days})
 
 
 @router.get("/{log_id}")
