@@ -107,7 +107,7 @@ def test_create_shows_defaults_and_masks_credentials(admin: Api, relay: RelaySer
             admin.ok("GET", f"{ACCOUNTS}?page_size=100"),
         ]
     )
-    logs = admin.ok("GET", "/api/admin/operation-logs?resource=accounts&page_size=100")["items"]
+    logs = admin.ok("GET", "/api/admin/operation-logs?resource=account&page_size=100")["items"]
     bodies = [admin.ok("GET", f"/api/admin/operation-logs/{e['id']}")["request_body"] for e in logs]
     for secret in (OPENAI_KEY, GEMINI_KEY):
         assert secret not in seen and secret not in " ".join(bodies)
@@ -238,7 +238,7 @@ def test_manual_status_and_recover(admin: Api, relay: RelayServer) -> None:
     recovered = admin.ok("POST", f"{path}/recover")
     assert (recovered["status"], recovered["last_error"], recovered["last_error_at"]) == ("valid", "", None)
     assert_bumped(relay, before)
-    actions = {e["action"] for e in admin.ok("GET", "/api/admin/operation-logs?resource=accounts")["items"]}
+    actions = {e["action"] for e in admin.ok("GET", "/api/admin/operation-logs?resource=account")["items"]}
     assert {"status", "recover"} <= actions
 
 

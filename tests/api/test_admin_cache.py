@@ -232,7 +232,7 @@ def test_cache_writes_are_audited(admin: Api) -> None:
     logs = admin.ok("GET", "/api/admin/operation-logs?page_size=5")["items"]
     assert logs[0]["path"] == f"{CACHE}/clear" and logs[0]["action"] == "clear"
     assert logs[1]["path"] == f"{ACCOUNTS}/{account['id']}/cache/concurrency"
-    assert logs[1]["action"] == "concurrency"
+    assert logs[1]["action"] == "reset-concurrency"
 
 
 def test_users_are_refused(make_user: Callable[..., Api]) -> None:

@@ -169,7 +169,7 @@ def test_proxy_crud_and_password_secrecy(admin: Api, relay: RelayServer) -> None
     assert proxy["id"] in [p["id"] for p in admin.ok("GET", PROXIES)]
 
     seen = json.dumps([admin.ok("GET", PROXIES), admin.ok("GET", path)])
-    logs = admin.ok("GET", "/api/admin/operation-logs?resource=proxy-configs&page_size=100")["items"]
+    logs = admin.ok("GET", "/api/admin/operation-logs?resource=proxy_config&page_size=100")["items"]
     bodies = " ".join(admin.ok("GET", f"/api/admin/operation-logs/{e['id']}")["request_body"] for e in logs)
     assert PROXY_PASSWORD not in seen and PROXY_PASSWORD not in bodies
 

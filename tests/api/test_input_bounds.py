@@ -280,7 +280,7 @@ def test_audit_of_a_long_path_id(admin: Api) -> None:
     admin_id = admin.ok("GET", "/api/profile")["id"]
     padded = str(admin_id).rjust(70, "0")
     admin.ok("PUT", f"/api/admin/users/{padded}", json={})
-    logs = admin.ok("GET", "/api/admin/operation-logs", params={"resource": "users", "page_size": 100})[
+    logs = admin.ok("GET", "/api/admin/operation-logs", params={"resource": "user", "page_size": 100})[
         "items"
     ]
     entry = next(e for e in logs if e["path"].endswith(padded))

@@ -281,7 +281,7 @@ def test_delete_package_refused_while_in_use(admin: Api, make_user: Callable[...
         {"code": 400, "message": "套餐仍被 2 个有效的用户套餐使用，请先停用或删除这些用户套餐"},
     )
     # The refusal is in the operation log (written at once: nothing of the refused request holds a lock).
-    audit = admin.ok("GET", "/api/admin/operation-logs?resource=packages&page_size=100")["items"]
+    audit = admin.ok("GET", "/api/admin/operation-logs?resource=package&page_size=100")["items"]
     path = f"/api/admin/packages/{package['id']}"
     assert any(e["path"] == path and e["status_code"] == 400 for e in audit), audit
     admin.ok("PUT", f"/api/admin/user-packages/{live[0]['id']}", json={"status": "disabled"})

@@ -4,6 +4,8 @@ Every admin router uses `AuditedRoute`: after a POST/PUT/PATCH/DELETE by an admi
 `operation_logs` row records who did what to which resource, from where, with the request
 body kept after masking passwords, keys, tokens and anything shaped like a credential
 (`sk-…` keys, bearer tokens, Google and AWS keys, JWTs: see `security/masking.py`).
+The resource, its id, the action and the Chinese description come from the route table in
+`audit_routes.py`, keyed by the route's declared path.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..errors import AppError
 from ..security.masking import mask_text
 from ..services import Services
 from ..store.models import OperationLog, User
+from .audit_routes import describe
 from .deps import client_ip
 
 log = logging.getLogger(__name__)
@@ -37,27 +40,8 @@ _SECRET_NAME = re.compile(
     r"|^(code|auth_code|authorization_code|callback_url|code_verifier)$",
     re.IGNORECASE,
 )
-_METHOD_ACTIONS = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
-# Trailing path words that name the action better than the HTTP method does.
-_ACTION_WORDS = frozenset(
-    {
-        "toggle",
-        "status",
-        "recover",
-        "reset",
-        "cleanup",
-        "trigger",
-        "init-defaults",
-        "reset-defaults",
-        "batch-price-rate",
-        "all-price-rate",
-        "default",
-        "test",
-        "reload",
-        "clear",
-        "concurrency",
-    }
-)
+# Answers larger than this are not read for the new row's id and name (creates answer a few hundred bytes).
+MAX_READ_ANSWER = 65536
 
 
 def mask_secrets(value: Any) -> Any:
@@ -78,33 +62,28 @@ def mask_secrets(value: Any) -> Any:
     return value
 
 
-def _masked_body(raw: bytes) -> str:
+def _masked_body(raw: bytes) -> tuple[str, Any]:
+    """The body as stored (masked JSON text, cut to MAX_STORED_BODY) and the masked value itself
+    (the audit table reads names and values from it; None when the body is not JSON)."""
     if not raw:
-        return ""
+        return "", None
     try:
-        text = orjson.dumps(mask_secrets(orjson.loads(raw))).decode()
+        masked = mask_secrets(orjson.loads(raw))
     except orjson.JSONDecodeError:
-        text = f"<non-JSON body of {len(raw)} bytes>"
-    return text[:MAX_STORED_BODY]
+        return f"<non-JSON body of {len(raw)} bytes>", None
+    return orjson.dumps(masked).decode()[:MAX_STORED_BODY], masked
 
 
-def describe(method: str, path: str, body_text: str) -> tuple[str, str, str, str]:
-    """(action, resource, resource_id, description) from the route path and body."""
-    parts = [p for p in path.split("/") if p][2:]  # drop "api", "admin"
-    resource = parts[0] if parts else "admin"
-    resource_id = next((p for p in parts[1:] if p.isdigit()), "")
-    action = _METHOD_ACTIONS.get(method, method.lower())
-    if parts and parts[-1] in _ACTION_WORDS and len(parts) > 1:
-        action = parts[-1]
-    description = f"{action} {resource}" + (f" #{resource_id}" if resource_id else "")
+def _answer_data(response: Response | None) -> Any:
+    """`data` of a JSON answer in the envelope, or None."""
+    raw = getattr(response, "body", b"") if response is not None else b""
+    if not raw or len(raw) > MAX_READ_ANSWER:
+        return None
     try:
-        decoded = orjson.loads(body_text) if body_text.startswith("{") else {}
+        payload = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        decoded = {}
-    label = next((decoded[k] for k in ("username", "name", "model_id", "key") if decoded.get(k)), None)
-    if label is not None:
-        description += f": {label}"
-    return action, resource, resource_id, description[:512]
+        return None
+    return payload.get("data") if isinstance(payload, dict) else None
 
 
 def _admin(request: Request) -> tuple[int, str] | None:
@@ -116,20 +95,35 @@ def _admin(request: Request) -> tuple[int, str] | None:
     return user.id, user.username
 
 
-async def _record(request: Request, body: bytes, status_code: int, admin: tuple[int, str] | None) -> None:
+async def _record(
+    request: Request,
+    template: str,
+    body: bytes,
+    status_code: int,
+    admin: tuple[int, str] | None,
+    response: Response | None = None,
+) -> None:
     if admin is None:
         return
     services: Services = request.app.state.services
-    body_text = _masked_body(body)
-    action, resource, resource_id, description = describe(request.method, request.url.path, body_text)
+    body_text, masked = _masked_body(body)
+    what = describe(
+        request.method,
+        template,
+        dict(request.path_params),
+        dict(request.query_params),
+        masked,
+        status_code,
+        _answer_data(response),
+    )
     # Every text is cut to its column: a refused write is recorded too, and its path may be long.
     entry = OperationLog(
         user_id=admin[0],
         username=admin[1],
-        action=action[:32],
-        resource=resource[:64],
-        resource_id=resource_id[:64],
-        description=description,
+        action=what.action[:32],
+        resource=what.resource[:64],
+        resource_id=what.resource_id[:64],
+        description=what.description[:512],
         method=request.method,
         path=request.url.path[:255],
         status_code=status_code,
@@ -157,6 +151,7 @@ def _status_of(exc: Exception) -> int:
 class AuditedRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handler = super().get_route_handler()
+        template = self.path  # as declared, `{user_id}` and all: the audit table's key
 
         async def audited(request: Request) -> Response:
             if request.method not in WRITE_METHODS:
@@ -171,9 +166,9 @@ class AuditedRoute(APIRoute):
                 session = getattr(request.state, "db_session", None)
                 if session is not None:
                     await session.rollback()
-                await _record(request, body, _status_of(exc), admin)
+                await _record(request, template, body, _status_of(exc), admin)
                 raise
-            await _record(request, body, response.status_code, _admin(request))
+            await _record(request, template, body, response.status_code, _admin(request), response)
             return response
 
         return audited
