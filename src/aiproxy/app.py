@@ -29,6 +29,7 @@ from .api.admin import operation_logs as admin_operation_logs
 from .api.admin import packages as admin_packages
 from .api.admin import proxy_configs as admin_proxy_configs
 from .api.admin import proxy_test as admin_proxy_test
+from .api.admin import system_logs as admin_system_logs
 from .api.admin import users as admin_users
 from .api.envelope import FastJSONResponse
 from .api.errors import install_error_handlers
@@ -39,6 +40,9 @@ from .billing.recorder import UsageRecorder
 from .config import Settings, load_settings
 from .gateway.asgi import Dispatcher
 from .gateway.pipeline import Gateway
+from .observe.access_log import AccessLog
+from .observe.log_files import LogJanitor
+from .observe.logs import log_dir
 from .runtime_configs import RuntimeConfigs
 from .security.secretbox import SecretBox
 from .services import Services
@@ -114,6 +118,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     recorder = UsageRecorder(db, flush_interval=settings.recorder_flush_interval, journal=journal)
     gateway = Gateway(services, recorder)
     app.state.gateway = gateway
+    log_janitor = LogJanitor(log_dir(settings), lambda: int(configs.get("log_retention_days")))
     try:
         if not await state.ping():
             raise RuntimeError(f"shared state ({state.kind}) is not reachable: check AIPROXY_REDIS_URL")
@@ -125,6 +130,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await configs.load()
         await _bootstrap(services)
         configs.start()
+        log_janitor.start()
         await recorder.recover(settings.journal_dir)  # what crashed processes journaled, before serving
         await gateway.start()
         # Objects alive after start-up (modules, ORM metadata, the pool) never die: keep them out of
@@ -139,6 +145,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await gateway.close()  # flushes every recorded request before the database closes
+        await log_janitor.close()
         await configs.stop()
         await state.close()
         await db.close()
@@ -219,6 +226,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         admin_error_rules.router,
         admin_error_rules.messages_router,
         admin_logs.router,
+        admin_system_logs.router,
         admin_oauth.router,
         admin_client_filter.router,
         *admin_health_check.routers,
@@ -228,6 +236,8 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def create_app(settings: Settings | None = None) -> Dispatcher:
-    """The whole relay: proxy endpoints on the raw-ASGI gateway, everything else on the API."""
-    return Dispatcher(create_api(settings))
+def create_app(settings: Settings | None = None) -> AccessLog:
+    """The whole relay: proxy endpoints on the raw-ASGI gateway, everything else on the API, one
+    access-log line per request around both."""
+    api = create_api(settings)
+    return AccessLog(Dispatcher(api), trust_proxy_headers=api.state.settings.trust_proxy_headers)
