@@ -16,7 +16,7 @@ import pytest
 
 from aiproxy.observe.context import request_id
 from aiproxy.observe.logs import FILE_NAME, category_files, category_of
-from aiproxy.security.masking import mask_secret_fields
+from aiproxy.security.masking import mask_secret_fields, mask_text
 
 SK_KEY = "sk-" + "0123456789abcdef" * 4
 ANT_KEY = "sk-ant-api03-" + "A" * 40
@@ -258,3 +258,29 @@ logging.getLogger("aiproxy.api.auth").debug("not at info level")
 )
 def test_mask_secret_fields(text: str, masked: str) -> None:
     assert mask_secret_fields(text) == masked
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        (f"key {SK_KEY} end", "key sk-*** end"),
+        (f"{ANT_KEY}", "sk-ant-api03-***"),
+        ("AIza" + "b" * 35, "AIza***"),
+        ("ya29." + "c" * 40, "ya29.***"),
+        ("AKIA" + "D" * 16, "AKIA***"),
+        ("ASIA" + "E" * 16, "ASIA***"),
+        ("BEARER " + "f" * 30, "BEARER ***"),
+        ("eyJ" + "g" * 30, "eyJ***"),
+        ("AWS_SECRET_ACCESS_KEY=" + "h" * 40, "AWS_SECRET_ACCESS_KEY=***"),
+        ("sessionKey: " + "i" * 40, "sessionKey: ***"),
+        ("session_key='" + "j" * 40, "session_key='***"),
+        ("nothing secret here, 200 OK", "nothing secret here, 200 OK"),
+    ],
+)
+def test_every_credential_shape_passes_the_quick_check(text: str, masked: str) -> None:
+    """mask_text skips text without any shape's hint: each shape must still be masked."""
+    assert mask_text(text) == masked
+
+
+def test_mask_secret_fields_outside_ascii() -> None:
+    assert mask_secret_fields("PASSWORD=Hunter2 für Api-Key: XyZ") == "PASSWORD=*** für Api-Key: ***"

@@ -146,14 +146,20 @@ class TextFormatter(logging.Formatter):
     reached a message (a user name, a path) cannot forge a line of its own.
     """
 
-    converter = time.gmtime
-
     def __init__(self) -> None:
-        super().__init__(datefmt=TEXT_DATE_FORMAT)
+        super().__init__()
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:  # one strftime per second, not per line
+            self._second, self._stamp = second, time.strftime(TEXT_DATE_FORMAT, time.gmtime(second))
+        return self._stamp
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage().replace("\r", "\\r").replace("\n", "\\n")
-        line = f"{self.formatTime(record, self.datefmt)} [{record.levelname}] {record.name}: {message}"
+        line = f"{self.formatTime(record)} [{record.levelname}] {record.name}: {message}"
         rid = getattr(record, "request_id", "")
         if rid:
             line += f" request_id={rid}"
@@ -248,16 +254,25 @@ class CategoryFileHandler(logging.Handler):
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self._files: dict[str, _DailyFile] = {}
+        self._day_number = -1
+        self._day_text = ""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             data = (self.format(record) + "\n").encode("utf-8", "replace")
-            day = time.strftime("%Y-%m-%d", time.gmtime(record.created))
+            day = self._day(record.created)
             self._file(category_of(record.name)).write(data, day)
             if record.levelno >= logging.WARNING:
                 self._file(ERROR_CATEGORY).write(data, day)
         except Exception:
             self.handleError(record)
+
+    def _day(self, created: float) -> str:
+        """The UTC date of a record, computed once a day."""
+        number = int(created // 86400)
+        if number != self._day_number:
+            self._day_number, self._day_text = number, time.strftime("%Y-%m-%d", time.gmtime(created))
+        return self._day_text
 
     def _file(self, category: str) -> _DailyFile:
         daily = self._files.get(category)
