@@ -23,11 +23,12 @@ BACKENDS = ["sqlite", "postgres+redis"]
 
 @contextlib.contextmanager
 def running_relay(
-    backend: str, data_dir: Path, *, redis_prefix: str = "aiproxy-test"
+    backend: str, data_dir: Path, *, redis_prefix: str = "aiproxy-test", env: dict[str, str] | None = None
 ) -> Iterator[RelayServer]:
     """A relay on `backend` (SQLite + in-process state, or PostgreSQL + Redis), set up for scripted
-    tests, running until the block ends; its PostgreSQL database is dropped afterwards."""
-    overrides: dict[str, str] = {}
+    tests, with `env` added to its environment, running until the block ends; its PostgreSQL
+    database is dropped afterwards."""
+    overrides: dict[str, str] = dict(env or {})
     pg_name = None
     if backend == "postgres+redis":
         overrides["AIPROXY_REDIS_URL"] = redis_url_or_skip()

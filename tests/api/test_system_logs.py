@@ -21,15 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ..conftest import BACKENDS
-from ..support import (
-    ADMIN_PASSWORD,
-    Api,
-    RelayServer,
-    create_pg_database,
-    drop_pg_database,
-    redis_url_or_skip,
-)
+from ..conftest import BACKENDS, running_relay
+from ..support import ADMIN_PASSWORD, Api, RelayServer
 
 BASE = "/api/admin/system-logs"
 MARKER = "TOP-SECRET-MARKER"
@@ -83,23 +76,9 @@ def _relay(backend: str, base: Path, log_format: str) -> Iterator[Relay]:
         "AIPROXY_LOG_FORMAT": log_format,
         "AIPROXY_SERVER_LOG_DIR": str(server_logs),
     }
-    pg_name = None
-    if backend == "postgres+redis":
-        env["AIPROXY_REDIS_URL"] = redis_url_or_skip()
-        env["AIPROXY_REDIS_PREFIX"] = f"aiproxy-syslogs:{uuid.uuid4().hex[:8]}:"
-        env["AIPROXY_DATABASE_URL"], pg_name = create_pg_database()
-    server = RelayServer(data_dir=base / "data", env_overrides=env)
-    server.cli("migrate")
-    for key, value in (("captcha_enabled", "false"), ("login_rate_limit_max", "1000")):
-        assert server.cli("config", "set", key, value).returncode == 0
-    server.start()
-    try:
+    with running_relay(backend, base / "data", redis_prefix="aiproxy-syslogs", env=env) as server:
         (server.data_dir / "planted-secret").write_text(f"{MARKER}\n")
         yield Relay(server, log_format, server_logs)
-    finally:
-        server.stop()
-        if pg_name:
-            drop_pg_database(pg_name)
 
 
 @pytest.fixture(scope="module", params=list(zip(BACKENDS, ["text", "json"], strict=True)), ids=BACKENDS)
