@@ -271,14 +271,34 @@ async def test_a_run_out_of_budget_carries_on_at_the_next_tick(store: Store) -> 
     job.start()
     try:
         for _ in range(600):  # 30 s at most
-            if not await _count(store.db, RequestLog):
+            last = orjson.loads(await store.state.get(LAST_RUN) or "{}")
+            if last.get("complete"):  # the run that found nothing more to delete has ended
                 break
             await asyncio.sleep(0.05)
     finally:
         await job.close()
     assert await _count(store.db, RequestLog) == 0
+    assert last["complete"] is True and job.runs >= 3
+
+
+async def test_a_run_cancelled_by_a_shutdown_leaves_the_rest_due(store: Store) -> None:
+    now = utcnow()
+    await _fill(store.db, RequestLog, [_log_row(now - 40 * DAY, n) for n in range(20_000)])
+    job = _job(store)
+    running = asyncio.create_task(job.run())
+    for _ in range(600):
+        if await _count(store.db, RequestLog) < 20_000:
+            break
+        await asyncio.sleep(0.01)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    left = await _count(store.db, RequestLog)
+    assert 0 < left < 20_000  # whole batches only: the one under way was rolled back or committed
     last = orjson.loads(await store.state.get(LAST_RUN) or "{}")
-    assert last["complete"] is True
+    assert last["complete"] is False and "error" not in last
+    assert last["next_at"] == pytest.approx(last["finished_at"])  # due again at the next tick
+    assert await store.state.get(LOCK) is None  # released on the way out
 
 
 async def test_a_failed_run_is_retried_later_not_every_tick(store: Store, tmp_path: Path) -> None:

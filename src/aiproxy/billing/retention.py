@@ -203,7 +203,9 @@ class RetentionJob:
         started = time.time()
         deadline = time.monotonic() + self._budget
         record: dict[str, Any] = {"started_at": started, "instance": self._configs.instance_id}
-        complete = True
+        # Complete only once every table is done: a run cut short (the budget, an error, a shutdown
+        # cancelling it) leaves the next one due at once rather than an interval later.
+        complete = False
         try:
             for target in TARGETS:
                 days = int(self._configs.get(target.days_key))
@@ -223,12 +225,12 @@ class RetentionJob:
                         purged.batches,
                     )
                 if not purged.complete:
-                    complete = False
                     log.info("retention: run budget of %.0f s used up; the rest follows", self._budget)
                     break
+            else:
+                complete = True
         except Exception as exc:
             record["error"] = type(exc).__name__  # the details go to the log, not to shared state
-            complete = False
             raise
         finally:
             finished = time.time()
@@ -237,7 +239,7 @@ class RetentionJob:
             elif complete:
                 next_at = started + self.interval
             else:
-                next_at = finished  # the budget ran out: carry on at the next tick
+                next_at = finished  # cut short (the budget, a shutdown): carry on at the next tick
             record.update(finished_at=finished, complete=complete, next_at=next_at)
             with contextlib.suppress(StateUnavailable):
                 ttl = max(self.interval * 3, 86_400.0)
