@@ -186,6 +186,16 @@ async def test_slot_holders_lists_live_leases_only(state: SharedState) -> None:
     assert await state.slot_count("s") == 1
 
 
+async def test_slot_counts_reads_many_keys_at_once(state: SharedState) -> None:
+    assert await state.slot_counts([]) == []
+    for holder in ("a", "b"):
+        assert await state.acquire_slot("s1", holder, 0, 5.0)
+    assert await state.acquire_slot("s2", "short", 0, 0.2)
+    assert await state.slot_counts(["s1", "s2", "missing"]) == [2, 1, 0]
+    await asyncio.sleep(0.3)
+    assert await state.slot_counts(["s2", "s1"]) == [0, 2]  # live leases only, in the order asked
+
+
 async def test_slot_unlimited_still_tracked(state: SharedState) -> None:
     for i in range(5):
         assert await state.acquire_slot("s", f"h{i}", 0, 5.0)

@@ -176,6 +176,11 @@ class SharedState(ABC):
         """Number of live (unexpired) leases."""
 
     @abstractmethod
+    async def slot_counts(self, keys: Sequence[str]) -> list[int]:
+        """:meth:`slot_count` of each key, read in one round trip: for admin views over many slot
+        keys, never the hot path."""
+
+    @abstractmethod
     async def slot_holders(self, key: str) -> list[str]:
         """Holders of live leases, soonest-expiring first."""
 

@@ -231,6 +231,9 @@ class MemoryState(SharedState):
         slots = self._prune_slots(key, self._clock())
         return 0 if slots is None else len(slots)
 
+    async def slot_counts(self, keys: Sequence[str]) -> list[int]:
+        return [await self.slot_count(key) for key in keys]
+
     async def slot_holders(self, key: str) -> list[str]:
         slots = self._prune_slots(key, self._clock())
         return [] if slots is None else sorted(slots, key=lambda h: (slots[h], h))

@@ -367,6 +367,15 @@ class RedisState(SharedState):
         return int(await self._live_slots(keys=[self._k(key)], args=["count"]))
 
     @_guarded
+    async def slot_counts(self, keys: Sequence[str]) -> list[int]:
+        if not keys:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            await self._live_slots(keys=[self._k(key)], args=["count"], client=pipe)
+        return [int(count) for count in await pipe.execute()]
+
+    @_guarded
     async def slot_holders(self, key: str) -> list[str]:
         return list(await self._live_slots(keys=[self._k(key)], args=["holders"]))
 
