@@ -37,6 +37,7 @@ from .api.openapi import install_openapi
 from .billing.journal import Journal
 from .billing.model_catalog import seed_models
 from .billing.recorder import UsageRecorder
+from .billing.retention import RetentionJob
 from .config import Settings, load_settings
 from .gateway.asgi import Dispatcher
 from .gateway.pipeline import Gateway
@@ -118,6 +119,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     recorder = UsageRecorder(db, flush_interval=settings.recorder_flush_interval, journal=journal)
     gateway = Gateway(services, recorder)
     app.state.gateway = gateway
+    retention = RetentionJob(services)
     log_janitor = LogJanitor(log_dir(settings), lambda: int(configs.get("log_retention_days")))
     try:
         if not await state.ping():
@@ -133,6 +135,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log_janitor.start()
         await recorder.recover(settings.journal_dir)  # what crashed processes journaled, before serving
         await gateway.start()
+        retention.start()
         # Objects alive after start-up (modules, ORM metadata, the pool) never die: keep them out of
         # the collector's full passes, which otherwise pause the loop for tens of milliseconds.
         gc.freeze()
@@ -144,6 +147,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         yield
     finally:
+        await retention.close()  # a batch under way is rolled back: nothing half-deleted
         await gateway.close()  # flushes every recorded request before the database closes
         await log_janitor.close()
         await configs.stop()
