@@ -73,6 +73,7 @@ def _relay(backend: str, base: Path, log_format: str) -> Iterator[Relay]:
     _server_logs(server_logs, base / "outside")
     env = {
         "AIPROXY_LOG_LEVEL": "info",
+        "AIPROXY_PROXY_ACCESS_LOG": "true",
         "AIPROXY_LOG_FORMAT": log_format,
         "AIPROXY_SERVER_LOG_DIR": str(server_logs),
     }
