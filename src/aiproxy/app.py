@@ -244,4 +244,9 @@ def create_app(settings: Settings | None = None) -> AccessLog:
     """The whole relay: proxy endpoints on the raw-ASGI gateway, everything else on the API, one
     access-log line per request around both."""
     api = create_api(settings)
-    return AccessLog(Dispatcher(api), trust_proxy_headers=api.state.settings.trust_proxy_headers)
+    settings = api.state.settings
+    return AccessLog(
+        Dispatcher(api),
+        trust_proxy_headers=settings.trust_proxy_headers,
+        proxy_lines=settings.proxy_access_log,
+    )
