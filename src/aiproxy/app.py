@@ -24,6 +24,7 @@ from .api.admin import error_rules as admin_error_rules
 from .api.admin import health_check as admin_health_check
 from .api.admin import logs as admin_logs
 from .api.admin import models as admin_models
+from .api.admin import monitor as admin_monitor
 from .api.admin import oauth as admin_oauth
 from .api.admin import operation_logs as admin_operation_logs
 from .api.admin import packages as admin_packages
@@ -233,6 +234,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         admin_system_logs.router,
         admin_oauth.router,
         admin_client_filter.router,
+        admin_monitor.router,
         *admin_health_check.routers,
         *admin_cache.routers,
     ):
