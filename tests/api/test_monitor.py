@@ -313,8 +313,13 @@ def test_figures_move_after_proxy_traffic(pool: Pool) -> None:
     cost = sum(log["cost"] for log in logs)
     assert today["total_cost"] == pytest.approx(before["/today"]["total_cost"] + cost)
     assert today["avg_duration_ms"] > 0
-    (model,) = [m for m in today["by_model"] if m["model"] == BODY["model"]]
-    was_model = [m for m in before["/today"]["by_model"] if m["model"] == BODY["model"]]
+
+    # by_model is per platform and model: earlier tests may have used the model on other platforms.
+    def ours(entry: dict[str, Any]) -> bool:
+        return entry["model"] == BODY["model"] and entry["platform"] == "claude-official"
+
+    (model,) = [m for m in today["by_model"] if ours(m)]
+    was_model = [m for m in before["/today"]["by_model"] if ours(m)]
     assert model["request_count"] == (was_model[0]["request_count"] if was_model else 0) + 3
     platforms = {p["platform"]: p for p in today["by_platform"]}
     assert platforms["claude-official"]["request_count"] >= 3

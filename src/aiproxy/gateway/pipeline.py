@@ -465,7 +465,8 @@ class Gateway:
         event.upstream_model = outcome.upstream_model
         event.usage = outcome.usage
         event.cost = cost
-        event.first_byte_ms = int(outcome.first_byte * 1000) if outcome.first_byte else 0
+        # At least 1 ms once a first byte went out: 0 means none (a sub-millisecond one is not "none").
+        event.first_byte_ms = max(1, round(outcome.first_byte * 1000)) if outcome.first_byte else 0
         event.retries = outcome.retries
         event.flags = plan.flags + outcome.flags
         self._record(call, event)
