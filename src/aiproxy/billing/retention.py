@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 from sqlalchemy import Table, delete, select
 
+from ..background import BackgroundTask
 from ..store.models import OperationLog, RequestLog, utcnow
 from ..store.state import LockNotAcquired, StateUnavailable, warn_unavailable
 
@@ -148,7 +149,7 @@ class RetentionJob:
         self._configs = services.configs
         self._tick = tick
         self._budget = budget
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("log-retention", self._run_forever)
         self.runs = 0  # runs this instance did (for tests)
 
     @property
@@ -156,15 +157,10 @@ class RetentionJob:
         return float(self._configs.get("log_cleanup_interval"))
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run_forever(), name="log-retention")
+        self._loop.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.close()
 
     async def _run_forever(self) -> None:
         while True:

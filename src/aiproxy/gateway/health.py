@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy import select, update
 
+from ..background import BackgroundTask
 from ..errors import AppError, BadRequest, NotFound
 from ..security.masking import mask_text
 from ..store.accounts import bump_pool_version
@@ -112,7 +113,7 @@ class HealthChecker:
         self._pool = pool
         self._tokens = tokens
         self._clients = clients
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("health-check", self._run_forever)
         self.sweeps = 0  # sweeps this instance ran (for tests and metrics)
 
     # -- settings --------------------------------------------------------------------------------
@@ -357,15 +358,10 @@ class HealthChecker:
     # -- scheduling ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run_forever(), name="health-check")
+        self._loop.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.close()
 
     async def _run_forever(self) -> None:
         while True:

@@ -24,7 +24,6 @@ the snapshot, for the moment between a refresh and the pool's reload.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
+from ..background import BackgroundTask
 from ..oauth.errors import OAuthError
 from ..oauth.grants import TokenGrant, refresh_grant
 from ..store.accounts import ACCOUNT_TYPES, bump_pool_version, decrypt_credentials, encrypt_credentials
@@ -85,7 +85,7 @@ class TokenStore:
         self._live: dict[int, LiveToken] = {}
         self._inflight: dict[int, asyncio.Future[Renewal]] = {}
         self._blocked_until: dict[int, float] = {}
-        self._sweeper: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("oauth-refresh", self._sweep_forever)
         self.refreshes = 0  # vendor token calls made by this instance (for tests and metrics)
 
     # -- the hot path ----------------------------------------------------------------------------
@@ -256,15 +256,10 @@ class TokenStore:
     # -- the background sweep ----------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._sweeper is None:
-            self._sweeper = asyncio.create_task(self._sweep_forever(), name="oauth-refresh")
+        self._loop.start()
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await self._loop.close()
 
     async def _sweep_forever(self) -> None:
         interval = self._services.settings.oauth_refresh_interval

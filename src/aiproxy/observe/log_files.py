@@ -31,6 +31,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from ..background import BackgroundTask
 from ..errors import BadRequest, Forbidden, NotFound
 from .logs import CATEGORY_LABELS, FILE_NAME
 
@@ -438,18 +439,13 @@ class LogJanitor:
     def __init__(self, root: Path, days: Callable[[], int]) -> None:
         self.root = root
         self.days = days
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("log-file-retention", self._run)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="log-file-retention")
+        self._loop.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.close()
 
     async def sweep(self) -> list[str]:
         today = datetime.now(UTC).date()
