@@ -62,8 +62,7 @@ async def update_key(
 ) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
     await user_store.update_api_key(session, key, body.model_dump(exclude_unset=True))
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return ok(api_key_view(key))
 
 
@@ -73,8 +72,7 @@ async def delete_key(
 ) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
     await session.delete(key)
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return ok(None)
 
 
@@ -84,6 +82,5 @@ async def toggle_key(
 ) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user.id, key_id=key_id)
     user_store.toggle_key(key)
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return ok({"id": key.id, "status": key.status})

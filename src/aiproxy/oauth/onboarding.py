@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..config import Settings
 from ..errors import BadRequest, NotFound
 from ..security.secretbox import SecretBox, SecretBoxError
-from ..store.accounts import ACCOUNT_TYPES, bump_pool_version, decrypt_credentials, encrypt_credentials
+from ..store.accounts import ACCOUNT_TYPES, commit_pool_change, decrypt_credentials, encrypt_credentials
 from ..store.models import Account, ProxyConfig
 from ..store.proxies import proxy_url
 from ..store.state import SharedState
@@ -368,6 +368,5 @@ async def store(
         _apply(ctx.box, account, grant, facts)
         db.add(account)
         created = True
-    await db.commit()
-    await bump_pool_version(ctx.state)
+    await commit_pool_change(db, ctx.state)
     return Stored(account, created)

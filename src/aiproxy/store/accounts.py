@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..security.secretbox import SecretBox
 from .state import SharedState, StateUnavailable, warn_unavailable
@@ -161,3 +162,11 @@ async def bump_pool_version(state: SharedState) -> bool:
         warn_unavailable(log, "pool change saved; instances reload it once shared state is back", exc)
         return False
     return True
+
+
+async def commit_pool_change(session: AsyncSession, state: SharedState) -> None:
+    """Commit a change the account pool snapshot depends on (accounts, groups, prices, rules, the
+    client filter, proxies), then announce it: in this order, so an instance that reloads on the
+    announcement always finds the change."""
+    await session.commit()
+    await bump_pool_version(state)

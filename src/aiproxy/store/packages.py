@@ -26,7 +26,7 @@ from ..errors import BadRequest, NotFound
 from .client_filter import check_client_list
 from .models import Package, UserPackage, utcnow
 from .state import SharedState
-from .users import bump_callers_version, get_user
+from .users import commit_callers_change, get_user
 
 PACKAGE_STATUSES = ("active", "disabled")
 USER_PACKAGE_STATUSES = ("active", "disabled", "expired", "exhausted")
@@ -138,8 +138,7 @@ async def refresh_and_publish(
 ) -> None:
     """`refresh_statuses`, committed and announced when anything changed (the listings' first step)."""
     if await refresh_statuses(session, now=now or utcnow(), user_id=user_id):
-        await session.commit()
-        await bump_callers_version(state)
+        await commit_callers_change(session, state)
 
 
 # --- packages ------------------------------------------------------------------------------

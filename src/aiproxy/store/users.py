@@ -33,6 +33,13 @@ async def bump_callers_version(state: SharedState) -> None:
         warn_unavailable(log, "key/user change saved; caller caches refresh within seconds", exc)
 
 
+async def commit_callers_change(session: AsyncSession, state: SharedState) -> None:
+    """Commit a change to keys, users or their packages, then empty every instance's caller cache
+    (in this order: a caller reloaded on the announcement sees the change)."""
+    await session.commit()
+    await bump_callers_version(state)
+
+
 async def check_group(session: AsyncSession, group_id: int | None) -> None:
     """A key or user may only be bound to a group that exists."""
     if group_id is not None and await session.get(AccountGroup, group_id) is None:

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...errors import BadRequest, NotFound
-from ...store.accounts import bump_pool_version
+from ...store.accounts import bump_pool_version, commit_pool_change
 from ...store.models import Account, AccountGroup, AccountGroupMember
 from ..audit import AuditedRoute
 from ..deps import Paging, ServicesDep, SessionDep, admin_user
@@ -108,8 +108,7 @@ async def create_group(body: GroupCreate, services: ServicesDep, session: Sessio
     await session.flush()
     if group.is_default:
         await _clear_other_defaults(session, group.id)
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return created(group_view(group))
 
 
@@ -130,8 +129,7 @@ async def update_group(
         setattr(group, name, value)
     if changes.get("is_default"):
         await _clear_other_defaults(session, group.id)
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(await _detail(session, group))
 
 
@@ -141,8 +139,7 @@ async def delete_group(group_id: PathId, services: ServicesDep, session: Session
     # Memberships go with the group; keys and users bound to it fall back to no group (FK SET NULL).
     await session.execute(delete(AccountGroupMember).where(AccountGroupMember.group_id == group.id))
     await session.delete(group)
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(None)
 
 
@@ -155,8 +152,7 @@ async def add_member(
     exists = await session.get(AccountGroupMember, (group.id, account.id))
     if exists is None:  # adding twice is harmless
         session.add(AccountGroupMember(group_id=group.id, account_id=account.id))
-        await session.commit()
-        await bump_pool_version(services.state)
+        await commit_pool_change(session, services.state)
     return ok({"group_id": group.id, "account_id": account.id, "added": exists is None})
 
 

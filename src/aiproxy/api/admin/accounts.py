@@ -17,7 +17,7 @@ from ...services import Services
 from ...store.accounts import (
     ACCOUNT_STATUSES,
     ACCOUNT_TYPES,
-    bump_pool_version,
+    commit_pool_change,
     decrypt_credentials,
     encrypt_credentials,
 )
@@ -170,8 +170,7 @@ async def create_account(body: AccountCreate, services: ServicesDep, session: Se
     await session.flush()
     if body.group_ids:
         await _set_groups(session, account.id, body.group_ids)
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return created(await _view(session, services, account))
 
 
@@ -214,8 +213,7 @@ async def update_account(
     _check_complete(account, credentials)
     if body.group_ids is not None:
         await _set_groups(session, account.id, body.group_ids)
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(await _view(session, services, account))
 
 
@@ -225,8 +223,7 @@ async def delete_account(account_id: PathId, services: ServicesDep, session: Ses
     # Explicit, so memberships go even where the database does not enforce the cascade.
     await session.execute(delete(AccountGroupMember).where(AccountGroupMember.account_id == account.id))
     await session.delete(account)
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(None)
 
 
@@ -248,8 +245,7 @@ async def set_account_status(
         # A manual mark has no end time: it lasts until an admin changes it again.
         account.status = body.status
         account.status_reason = body.reason or "set by admin"
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(await _view(session, services, account))
 
 
@@ -259,6 +255,5 @@ async def recover_account(account_id: PathId, services: ServicesDep, session: Se
     _mark_valid(account)
     account.last_error = ""
     account.last_error_at = None
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(await _view(session, services, account))

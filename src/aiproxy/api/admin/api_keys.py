@@ -86,8 +86,7 @@ async def update_key(
 ) -> FastJSONResponse:
     key = await _get_key(session, key_id)
     await user_store.update_api_key(session, key, body.model_dump(exclude_unset=True))
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return ok(_with_owner(key, await session.get(User, key.user_id)))
 
 
@@ -95,8 +94,7 @@ async def update_key(
 async def toggle_key(key_id: PathId, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     key = await _get_key(session, key_id)
     user_store.toggle_key(key)
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return ok({"id": key.id, "status": key.status})
 
 
@@ -104,6 +102,5 @@ async def toggle_key(key_id: PathId, session: SessionDep, services: ServicesDep)
 async def delete_key(key_id: PathId, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     key = await _get_key(session, key_id)
     await session.delete(key)
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return ok(None)

@@ -30,7 +30,7 @@ from ...runtime_configs import coerce, find_spec
 from ...services import Services
 from ...store import account_marks
 from ...store import users as user_store
-from ...store.accounts import bump_pool_version
+from ...store.accounts import bump_pool_version, commit_pool_change
 from ...store.models import ApiKey
 from ..audit import AuditedRoute
 from ..cache_views import (
@@ -279,8 +279,7 @@ async def mark_unavailable(
     until = datetime.now(UTC) + timedelta(seconds=body.duration)
     reason = body.reason or account_marks.DEFAULT_REASON
     await account_marks.mark_unavailable(session, account_id=account.id, until=until, reason=reason)
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(
         {"account_id": account.id, "status": account_marks.UNAVAILABLE, "reason": reason, "until": until}
     )
@@ -322,8 +321,7 @@ async def set_account_concurrency(
     """The account's `max_concurrency` (0 = unlimited); requests already running keep their slots."""
     account = await get_account(session, account_id)
     account.max_concurrency = body.limit
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     current, _ = await _live(services).account_slots(account.id)
     return ok({"account_id": account.id, "current": current, "max_concurrency": account.max_concurrency})
 

@@ -1,6 +1,6 @@
 """Admin: the client filter (settings, client types, their rules) and a dry run of a sample request.
 
-Every change is announced with `bump_pool_version` after its commit: each instance rebuilds its
+Every change is committed and announced with `commit_pool_change`: each instance rebuilds its
 compiled filter when the pool version moves (`/reload` does only that).
 """
 
@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 
 from ...gateway.client_filter import build_filter
 from ...store import client_filter as store
-from ...store.accounts import bump_pool_version
+from ...store.accounts import bump_pool_version, commit_pool_change
 from ..audit import AuditedRoute
 from ..client_filter_schemas import (
     ClientTypeCreate,
@@ -59,8 +59,7 @@ async def update_config(
     body: FilterConfigUpdate, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     config = await store.update_config(session, changes=body.model_dump(exclude_none=True))
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(FilterConfigView.model_validate(config).model_dump())
 
 
@@ -124,8 +123,7 @@ async def create_client_type(
     body: ClientTypeCreate, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     client_type = await store.create_type(session, fields=body.model_dump(exclude_none=True))
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return created(_type(client_type))
 
 
@@ -143,8 +141,7 @@ async def update_client_type(
     client_type = await store.update_type(
         session, type_id=type_id, changes=body.model_dump(exclude_none=True)
     )
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(_type(client_type))
 
 
@@ -152,8 +149,7 @@ async def update_client_type(
 async def delete_client_type(type_id: PathId, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     """Its rules go with it. Keys and packages naming it then match no client (refused)."""
     await store.delete_type(session, type_id=type_id)
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(None)
 
 
@@ -161,8 +157,7 @@ async def delete_client_type(type_id: PathId, session: SessionDep, services: Ser
 async def toggle_client_type(type_id: PathId, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     client_type = await store.get_type(session, type_id)
     client_type.enabled = not client_type.enabled
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(_type(client_type))
 
 
@@ -177,8 +172,7 @@ async def list_rules(session: SessionDep, client_type_id: IdFilter = None) -> Fa
 @router.post("/rules", status_code=201, responses=error_responses(404))  # an unknown client_type_id
 async def create_rule(body: RuleCreate, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     rule = await store.create_rule(session, fields=body.model_dump(exclude_none=True))
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return created(_rule(rule))
 
 
@@ -192,16 +186,14 @@ async def update_rule(
     rule_id: PathId, body: RuleUpdate, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     rule = await store.update_rule(session, rule_id=rule_id, changes=body.model_dump(exclude_none=True))
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(_rule(rule))
 
 
 @router.delete("/rules/{rule_id}")
 async def delete_rule(rule_id: PathId, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     await store.delete_rule(session, rule_id=rule_id)
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(None)
 
 
@@ -209,6 +201,5 @@ async def delete_rule(rule_id: PathId, session: SessionDep, services: ServicesDe
 async def toggle_rule(rule_id: PathId, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     rule = await store.get_rule(session, rule_id)
     rule.enabled = not rule.enabled
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(_rule(rule))

@@ -7,7 +7,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...errors import NotFound
-from ...store.accounts import bump_pool_version
+from ...store.accounts import commit_pool_change
 from ...store.error_rules import seed_error_rules
 from ...store.models import ErrorMessage, ErrorRule
 from ..audit import AuditedRoute
@@ -57,8 +57,7 @@ async def list_rules(session: SessionDep) -> FastJSONResponse:
 async def create_rule(body: ErrorRuleCreate, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     rule = ErrorRule(**body.model_dump(), is_default=False)
     session.add(rule)
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return created(error_rule_view(rule))
 
 
@@ -67,8 +66,7 @@ async def reset_default_rules(services: ServicesDep, session: SessionDep) -> Fas
     """Put the seeded rules back as shipped; rules the admin added are kept."""
     result = await session.execute(delete(ErrorRule).where(ErrorRule.is_default.is_(True)))
     seeded = await seed_error_rules(session)
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok({"deleted": result.rowcount, "created": seeded})  # type: ignore[attr-defined]
 
 
@@ -85,16 +83,14 @@ async def update_rule(
     for name, value in body.model_dump(exclude_unset=True).items():
         if value is not None:
             setattr(rule, name, value)
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(error_rule_view(rule))
 
 
 @router.delete("/{rule_id}")
 async def delete_rule(rule_id: PathId, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     await session.delete(await _get_rule(session, rule_id))
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(None)
 
 
@@ -102,8 +98,7 @@ async def delete_rule(rule_id: PathId, services: ServicesDep, session: SessionDe
 async def toggle_rule(rule_id: PathId, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     rule = await _get_rule(session, rule_id)
     rule.enabled = not rule.enabled
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok({"id": rule.id, "enabled": rule.enabled})
 
 
@@ -120,8 +115,7 @@ async def create_message(
 ) -> FastJSONResponse:
     message = ErrorMessage(**body.model_dump())
     session.add(message)
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return created(error_message_view(message))
 
 
@@ -138,16 +132,14 @@ async def update_message(
     for name, value in body.model_dump(exclude_unset=True).items():
         if value is not None:
             setattr(message, name, value)
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(error_message_view(message))
 
 
 @messages_router.delete("/{message_id}")
 async def delete_message(message_id: PathId, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     await session.delete(await _get_message(session, message_id))
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(None)
 
 
@@ -155,6 +147,5 @@ async def delete_message(message_id: PathId, services: ServicesDep, session: Ses
 async def toggle_message(message_id: PathId, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     message = await _get_message(session, message_id)
     message.enabled = not message.enabled
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok({"id": message.id, "enabled": message.enabled})

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...billing.model_catalog import MODEL_PLATFORMS, seed_models
 from ...errors import BadRequest, NotFound
-from ...store.accounts import bump_pool_version
+from ...store.accounts import commit_pool_change
 from ...store.models import AIModel
 from ..audit import AuditedRoute
 from ..deps import Paging, ServicesDep, SessionDep, admin_user
@@ -80,24 +80,21 @@ async def create_model(body: ModelCreate, session: SessionDep, services: Service
     await _ensure_unique(session, body.model_id)
     model = AIModel(**body.model_dump(), is_default=False)
     session.add(model)
-    await session.commit()
-    await bump_pool_version(services.state)  # gateways reload their price book
+    await commit_pool_change(session, services.state)  # gateways reload their price book
     return created(model_view(model))
 
 
 @router.post("/init-defaults")
 async def init_defaults(session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     result = await seed_models(session, reset=False)
-    await session.commit()
-    await bump_pool_version(services.state)  # gateways reload their price book
+    await commit_pool_change(session, services.state)  # gateways reload their price book
     return ok(result.as_dict())
 
 
 @router.post("/reset-defaults")
 async def reset_defaults(session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     result = await seed_models(session, reset=True)
-    await session.commit()
-    await bump_pool_version(services.state)  # gateways reload their price book
+    await commit_pool_change(session, services.state)  # gateways reload their price book
     return ok(result.as_dict())
 
 
@@ -116,16 +113,14 @@ async def update_model(
         await _ensure_unique(session, changes["model_id"], except_pk=model.id)
     for name, value in changes.items():
         setattr(model, name, value)
-    await session.commit()
-    await bump_pool_version(services.state)  # gateways reload their price book
+    await commit_pool_change(session, services.state)  # gateways reload their price book
     return ok(model_view(model))
 
 
 @router.delete("/{model_pk}")
 async def delete_model(model_pk: PathId, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     await session.delete(await _get(session, model_pk))
-    await session.commit()
-    await bump_pool_version(services.state)  # gateways reload their price book
+    await commit_pool_change(session, services.state)  # gateways reload their price book
     return ok(None)
 
 
@@ -133,6 +128,5 @@ async def delete_model(model_pk: PathId, session: SessionDep, services: Services
 async def toggle_model(model_pk: PathId, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     model = await _get(session, model_pk)
     model.enabled = not model.enabled
-    await session.commit()
-    await bump_pool_version(services.state)  # gateways reload their price book
+    await commit_pool_change(session, services.state)  # gateways reload their price book
     return ok({"id": model.id, "enabled": model.enabled})

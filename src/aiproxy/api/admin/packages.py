@@ -43,8 +43,7 @@ async def list_packages(
 @router.post("/packages", status_code=201)
 async def create_package(body: PackageCreate, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     package = await package_store.create_package(session, **body.model_dump(exclude_none=True))
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return created(package_view(package))
 
 
@@ -60,16 +59,14 @@ async def update_package(
     package = await package_store.update_package(
         session, package_id=package_id, changes=body.model_dump(exclude_none=True)
     )
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return ok(package_view(package))
 
 
 @router.delete("/packages/{package_id}")
 async def delete_package(package_id: PathId, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     await package_store.delete_package(session, package_id=package_id)
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return ok(None)
 
 
@@ -88,8 +85,7 @@ async def assign_package(
     """`mode`: `new` (default) adds a holding; `extend` and `reset` renew the user's live holding of
     the same package (a new one when there is none)."""
     holding = await package_store.assign_package(session, user_id=user_id, **body.model_dump())
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return created(user_package_view(holding))
 
 
@@ -100,8 +96,7 @@ async def update_user_package(
     holding = await package_store.update_user_package(
         session, user_package_id=user_package_id, **body.model_dump()
     )
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return ok(user_package_view(holding))
 
 
@@ -110,6 +105,5 @@ async def delete_user_package(
     user_package_id: PathId, session: SessionDep, services: ServicesDep
 ) -> FastJSONResponse:
     await package_store.delete_user_package(session, user_package_id=user_package_id)
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return ok(None)

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...errors import BadRequest, NotFound
 from ...security.secretbox import SecretBoxError
-from ...store.accounts import bump_pool_version
+from ...store.accounts import bump_pool_version, commit_pool_change
 from ...store.models import ProxyConfig
 from ...store.proxies import test_proxy
 from ..audit import AuditedRoute
@@ -101,8 +101,7 @@ async def create_proxy(body: ProxyCreate, services: ServicesDep, session: Sessio
     fields = body.model_dump(exclude={"password"})
     proxy = ProxyConfig(**fields, password_encrypted=services.secrets.encrypt_optional(body.password))
     session.add(proxy)
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return created(proxy_view(proxy))
 
 
@@ -124,8 +123,7 @@ async def update_proxy(
         proxy.password_encrypted = services.secrets.encrypt(body.password)
     elif body.clear_password:
         proxy.password_encrypted = None
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(proxy_view(proxy))
 
 
@@ -133,8 +131,7 @@ async def update_proxy(
 async def delete_proxy(proxy_id: PathId, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     # Accounts that used it lose their proxy (FK SET NULL) and connect directly.
     await session.delete(await _get(session, proxy_id))
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(None)
 
 
@@ -142,8 +139,7 @@ async def delete_proxy(proxy_id: PathId, services: ServicesDep, session: Session
 async def toggle_proxy(proxy_id: PathId, services: ServicesDep, session: SessionDep) -> FastJSONResponse:
     proxy = await _get(session, proxy_id)
     proxy.enabled = not proxy.enabled
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok({"id": proxy.id, "enabled": proxy.enabled})
 
 
@@ -154,6 +150,5 @@ async def make_default_proxy(
     proxy = await _get(session, proxy_id)
     await _clear_defaults(session, keep_id=proxy.id)
     proxy.is_default = True
-    await session.commit()
-    await bump_pool_version(services.state)
+    await commit_pool_change(session, services.state)
     return ok(proxy_view(proxy))

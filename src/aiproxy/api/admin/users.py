@@ -86,16 +86,14 @@ async def batch_price_rate(
     result = await session.execute(
         update(User).where(User.id.in_(body.user_ids)).values(price_rate=body.price_rate)
     )
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return ok({"updated": result.rowcount, "price_rate": body.price_rate})  # type: ignore[attr-defined]
 
 
 @router.post("/all-price-rate")
 async def all_price_rate(body: AllPriceRate, session: SessionDep, services: ServicesDep) -> FastJSONResponse:
     result = await session.execute(update(User).values(price_rate=body.price_rate))
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return ok({"updated": result.rowcount, "price_rate": body.price_rate})  # type: ignore[attr-defined]
 
 
@@ -123,8 +121,7 @@ async def update_user(
     for name, value in changes.items():
         if value is not None or name == "account_group_id":
             setattr(user, name, value)
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return ok(user_view(user))
 
 
@@ -136,8 +133,7 @@ async def delete_user(
     if user.id == admin.id:
         raise BadRequest("you cannot delete your own account")
     await session.delete(user)
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return ok(None)
 
 
@@ -200,8 +196,7 @@ async def delete_user_key(
 ) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user_id, key_id=key_id)
     await session.delete(key)
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return ok(None)
 
 
@@ -211,6 +206,5 @@ async def toggle_user_key(
 ) -> FastJSONResponse:
     key = await user_store.get_user_key(session, user_id=user_id, key_id=key_id)
     user_store.toggle_key(key)
-    await session.commit()
-    await user_store.bump_callers_version(services.state)
+    await user_store.commit_callers_change(session, services.state)
     return ok({"id": key.id, "status": key.status})
