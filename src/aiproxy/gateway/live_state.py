@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from prometheus_client.core import Metric
 
@@ -28,6 +29,7 @@ from .scheduler import STICKY_PREFIX, parse_binding, sticky_key
 
 # Keys per batched read or delete: each batch is one short round trip under the state's timeout.
 BATCH = 500
+T = TypeVar("T")
 
 SESSION_ID = re.compile(r"^([1-9][0-9]{0,18})\.([0-9a-f]{32})$")
 SESSION_ID_PATTERN = SESSION_ID.pattern
@@ -65,7 +67,7 @@ def _binding_key(key: str) -> tuple[int, str] | None:
     return (int(found.group(1)), found.group(2)) if found else None
 
 
-def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
+def _chunks(items: Sequence[T]) -> list[Sequence[T]]:
     return [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
 
 
@@ -151,10 +153,9 @@ class LiveState:
 
         `prefix` is `state_keys.USER_SLOTS` or `state_keys.ACCOUNT_SLOTS`."""
         in_use = {}
-        for key, owner in await self._slot_keys(prefix):
-            count = await self._state.slot_count(key)
-            if count:
-                in_use[owner] = count
+        for chunk in _chunks(await self._slot_keys(prefix)):
+            counts = await self._state.slot_counts([key for key, _ in chunk])  # a round trip per chunk
+            in_use.update((owner, count) for (_, owner), count in zip(chunk, counts, strict=True) if count)
         return in_use
 
     async def reset_all_slots(self, prefix: str) -> SlotsReset:
