@@ -328,6 +328,23 @@ def test_the_vendor_socket_breaking_mid_turn_ends_the_client_socket(pool: Pool) 
     assert concurrency(pool) == 0
 
 
+def test_an_idle_socket_is_closed_and_its_turns_stay_logged(pool: Pool) -> None:
+    credential = pool.add_account("openai-responses")
+    pool.admin.ok("PUT", "/api/admin/configs", json={"key": "websocket_idle_timeout", "value": 5})
+    try:
+        with socket(pool) as ws:
+            assert turn(ws, input="then nothing")[-1]["type"] == "response.completed"
+            started = time.monotonic()
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=15)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+        assert 4 < time.monotonic() - started < 12
+    finally:
+        pool.admin.ok("PUT", "/api/admin/configs", json={"key": "websocket_idle_timeout", "value": 600})
+    assert_rows_billed(pool, pool.logs(expect=1), upstream_turns(pool, credential))
+    assert concurrency(pool) == 0
+
+
 # -- turns bridged to HTTP ----------------------------------------------------------------------------
 
 

@@ -7,8 +7,9 @@ only that account. Each turn then goes out one of two ways:
 - over the vendor's own Responses WebSocket, one upstream connection per client socket, reused by
   every turn (`previous_response_id` then means what the client meant). Used for API-key accounts
   of the `openai` and `openai-responses` types unless the runtime config `websocket_upstream` is off.
-  A connection that cannot be opened, or breaks before a turn's first event, sends that turn over
-  HTTP instead (and the socket stays on HTTP for that account);
+  When it fails before a turn's first event, that turn goes over HTTP instead: a vendor socket that
+  cannot be opened (or a new one that says nothing) keeps the account on HTTP for this client
+  socket, one that had served before (a vendor idle timeout, say) is opened anew at the next turn;
 - over HTTP SSE (the bridge): ChatGPT-subscription (OAuth) accounts, whose backend refuses
   `previous_response_id` and `generate` over HTTP, and every fallback. HTTP keeps no state
   (`store: false`), so the relay replays it: it keeps the input and output items of the responses
@@ -224,9 +225,11 @@ class Conversation:
         provider: Provider,
         request: UpstreamRequest,
     ) -> Outcome | Failure | None:
+        opened = self.connections
         upstream = await self._connection(relay, account, provider, request)
         if upstream is None:
             return None
+        fresh = self.connections != opened
         payload = call.payload
         if payload.get("previous_response_id") not in upstream.produced:
             payload = self.replayed(payload)  # made on HTTP or an earlier vendor socket: written out
@@ -240,8 +243,9 @@ class Conversation:
             first = None
         if first is None:  # nothing came: this turn goes over HTTP, on the same account
             metrics.upstream_answered(account.type, "network_error", time.perf_counter() - sent)
-            self._http_only.add(account.id)
-            await self.close()
+            if fresh:  # a new vendor socket that says nothing: HTTP from now on
+                self._http_only.add(account.id)
+            await self.close()  # one that had served (and may have timed out idle): a new one next turn
             return None
         error = _error_of(first)
         metrics.upstream_answered(account.type, "ok" if error is None else "4xx", time.perf_counter() - sent)
