@@ -177,6 +177,54 @@ def test_a_refused_handshake_is_an_http_error_and_one_row(pool: Pool) -> None:
     assert connections(pool, credential) == []
 
 
+def test_the_client_filter_judges_the_handshake(pool: Pool) -> None:
+    credential = pool.add_account("openai-responses")
+    config = {"filter_mode": "strict", "allowed_clients": ["codex-cli"], "default_allow": False}
+    pool.admin.ok("PUT", "/api/admin/client-filter/config", json={"filter_enabled": True, **config})
+    pool.settle()
+    try:
+        with (
+            pytest.raises(InvalidStatus) as refused,
+            socket(pool, headers={"authorization": f"Bearer {pool.key}"}),
+        ):
+            pass
+        with socket(pool, headers={**codex_headers(pool.key), "x-codex-turn-metadata": "{}"}) as ws:
+            events = turn(ws, input=[DEVELOPER, user_item("say hi")])
+    finally:
+        off = {
+            "filter_enabled": False,
+            "filter_mode": "simple",
+            "allowed_clients": [],
+            "default_allow": False,
+        }
+        pool.admin.ok("PUT", "/api/admin/client-filter/config", json=off)
+        pool.settle()
+    assert refused.value.response.status_code == 403
+    assert orjson.loads(refused.value.response.body)["error"]["message"] == "当前客户端不允许访问"
+    assert events[-1]["type"] == "response.completed"
+    refusal, served = reversed(pool.logs(expect=2))
+    assert (refusal["status"], refusal["status_code"], refusal["client_type"]) == ("rejected", 403, "")
+    assert "client filter" in refusal["error_message"]
+    assert served["client_type"] == "codex-cli"
+    assert_rows_billed(pool, [served], upstream_turns(pool, credential))
+
+
+def test_every_turn_is_admitted_on_its_own(pool: Pool) -> None:
+    credential = pool.add_account("openai-responses")
+    key, key_id = pool.new_key(rate_limit=1)  # one request a minute
+    with socket(pool, headers=codex_headers(key)) as ws:
+        first = turn(ws, input="one")
+        second = turn(ws, input="two", previous_response_id=first[-1]["response"]["id"])
+    assert first[-1]["type"] == "response.completed"
+    (refusal,) = second
+    assert (refusal["type"], refusal["status"]) == ("error", 429)
+    assert refusal["error"]["message"] == "请求过于频繁，请稍后再试"
+    rows = list(reversed(pool.logs(key_id, expect=2)))
+    assert [(r["status"], r["status_code"]) for r in rows] == [("success", 200), ("rejected", 429)]
+    assert_billed(rows[0], upstream_turns(pool, credential)[0]["tokens"], model_prices(pool.admin, MODEL))
+    assert rows[1]["total_tokens"] == 0 and len(upstream_turns(pool, credential)) == 1
+
+
 # -- turns over the vendor's WebSocket --------------------------------------------------------------
 
 
@@ -244,6 +292,25 @@ def test_one_socket_keeps_one_account_and_two_sockets_may_use_two(pool: Pool) ->
     assert [len(connections(pool, c)) for c in (first, second)] == [1, 1]
     assert sum(len(upstream_turns(pool, c)) for c in (first, second)) == 5
     assert concurrency(pool) == 0
+
+
+def test_a_vendor_error_before_the_first_event_of_the_first_turn_fails_over(pool: Pool) -> None:
+    limited = pool.add_account("openai-responses", priority=1000, weight=1000, settle=False)
+    spare = pool.add_account("openai-responses", priority=1, weight=1)  # tried second (all but surely)
+    pool.upstream.behave(limited, "429")
+    with socket(pool) as ws:
+        events = turn(ws, input="hello")
+        again = turn(ws, input="more", previous_response_id=events[-1]["response"]["id"])
+    assert events[-1]["type"] == again[-1]["type"] == "response.completed"
+    assert [r["status"] for r in upstream_turns(pool, limited)] == [429]  # refused in an error frame
+    assert len(upstream_turns(pool, spare)) == 2 and len(connections(pool, spare)) == 1
+    rows = list(reversed(pool.logs(expect=2)))
+    assert [(r["account_id"], r["retries"]) for r in rows] == [
+        (pool.accounts[spare], 1),
+        (pool.accounts[spare], 0),
+    ]
+    assert pool.account(limited)["status"] == "rate_limited"
+    assert_rows_billed(pool, rows, upstream_turns(pool, spare))
 
 
 def test_a_second_turn_while_one_runs_is_an_error_frame(pool: Pool) -> None:
