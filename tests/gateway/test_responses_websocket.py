@@ -20,8 +20,11 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from .conftest import Pool
+from .conftest import Pool, Upstream
 from .helpers import assert_billed, model_prices
+from .test_oauth_serving import OAuthSetup, current_access, oauth_relay, setup
+
+__all__ = ["oauth_relay", "setup"]  # fixtures of the subscription-account test
 
 MODEL = "gpt-5-codex"
 PATHS = ("/responses", "/v1/responses", "/openai/responses", "/openai/v1/responses")
@@ -51,12 +54,16 @@ def codex_headers(key: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
+def open_socket(base_url: str, path: str, headers: dict[str, str]) -> Iterator[ClientConnection]:
+    url = base_url.replace("http://", "ws://", 1) + path
+    with connect(url, additional_headers=headers, open_timeout=10) as ws:
+        yield ws
+
+
 def socket(
     pool: Pool, path: str = "/v1/responses", headers: dict[str, str] | None = None
-) -> Iterator[ClientConnection]:
-    url = pool.relay.base_url.replace("http://", "ws://", 1) + path
-    with connect(url, additional_headers=headers or codex_headers(pool.key), open_timeout=10) as ws:
-        yield ws
+) -> contextlib.AbstractContextManager[ClientConnection]:
+    return open_socket(pool.relay.base_url, path, headers or codex_headers(pool.key))
 
 
 def receive(ws: ClientConnection, timeout: float = 15) -> dict[str, Any]:
@@ -466,3 +473,22 @@ def test_the_openai_sdk_responses_connection(pool: Pool) -> None:
     assert events[-1].type == "response.completed"
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta").startswith("Hello")
     assert_rows_billed(pool, pool.logs(expect=1), upstream_turns(pool, credential))
+
+
+def test_a_chatgpt_subscription_account_is_bridged_to_http(setup: OAuthSetup, upstream: Upstream) -> None:
+    account = setup.onboard("openai")
+    token = current_access(upstream, "openai")
+    with open_socket(setup.relay.base_url, "/v1/responses", codex_headers(setup.key)) as ws:
+        warm = warm_up(ws)
+        second = turn(ws, input=[user_item("say hi")], previous_response_id=warm)
+    assert text_of(second).startswith("Hello from mock")
+    (record,) = upstream.requests_for(token)  # the warm-up was answered by the relay
+    assert (record["method"], record["endpoint"]) == ("POST", "responses")
+    body = record["json"]
+    assert "previous_response_id" not in body and "generate" not in body
+    assert body["input"] == [DEVELOPER, user_item("say hi")] and body["store"] is False
+    assert record["headers"]["authorization"] == f"Bearer {token}"
+    warm_row, served = reversed(setup.logs(expect=2))
+    assert warm_row["total_tokens"] == 0 and "local_warmup" in warm_row["flags"]
+    assert {warm_row["account_id"], served["account_id"]} == {account["id"]}
+    assert_billed(served, record["tokens"], model_prices(setup.admin, MODEL))
