@@ -320,6 +320,30 @@ def test_a_vendor_error_before_the_first_event_of_the_first_turn_fails_over(pool
     assert_rows_billed(pool, rows, upstream_turns(pool, spare))
 
 
+def test_a_vendor_socket_closed_between_turns_is_replaced_and_the_history_replayed(pool: Pool) -> None:
+    credential = pool.add_account("openai-responses")
+    pool.upstream.behave(credential, "ok", path="#websocket-close", count=1)
+    with socket(pool) as ws:
+        first = turn(ws, input=[DEVELOPER, user_item("one")])  # the vendor closes its socket after it
+        second = turn(ws, input=[user_item("two")], previous_response_id=first[-1]["response"]["id"])
+        third = turn(ws, input=[user_item("three")], previous_response_id=second[-1]["response"]["id"])
+    assert all(t[-1]["type"] == "response.completed" for t in (first, second, third))
+    assert len(connections(pool, credential)) == 2  # the first, then a new one for the third turn
+    records = [r for r in pool.upstream.requests_for(credential) if r["endpoint"] == "responses"]
+    assert [r["method"] for r in records] == ["WS", "POST", "WS"]  # the second went over HTTP
+    reply_one = next(e["item"] for e in first if e["type"] == "response.output_item.done")
+    reply_two = next(e["item"] for e in second if e["type"] == "response.output_item.done")
+    history = [DEVELOPER, user_item("one"), {k: v for k, v in reply_one.items() if k != "id"}]
+    assert records[1]["json"]["input"] == [*history, user_item("two")]
+    third_body = records[2]["json"]  # made on HTTP: the new vendor socket gets it written out
+    assert "previous_response_id" not in third_body
+    reply_two_input = {k: v for k, v in reply_two.items() if k != "id"}
+    assert third_body["input"] == [*history, user_item("two"), reply_two_input, user_item("three")]
+    rows = list(reversed(pool.logs(expect=3)))
+    assert {r["account_id"] for r in rows} == {pool.accounts[credential]}
+    assert_rows_billed(pool, rows, records)
+
+
 def test_a_second_turn_while_one_runs_is_an_error_frame(pool: Pool) -> None:
     credential = pool.add_account("openai-responses")
     pool.upstream.behave(credential, "slow", delay_ms=80, count=1)

@@ -10,7 +10,9 @@ Every connection is recorded (endpoint ``responses.websocket``, with its ``conne
 turn (endpoint ``responses``, method ``WS``, the same ``connection``), so a test can count upstream
 connections per credential. Behaviours apply per turn as they do per HTTP request (error modes answer an
 ``error`` frame, ``cut`` closes the connection halfway through the turn, ``slow`` delays each frame); a
-behaviour whose ``path`` is ``#websocket`` applies to the handshake only (an error mode refuses the upgrade).
+behaviour whose ``path`` is ``#websocket`` applies to the handshake only (an error mode refuses the upgrade),
+and one whose ``path`` is ``#websocket-close`` closes the connection after the next turn has been answered
+(as a vendor that ends idle or old connections does).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .common import Call, RequestRecord, new_id, now
 from .switches import ERROR_MODES, Behaviour
 
 HANDSHAKE_BEHAVIOUR_PATH = "#websocket"
+CLOSE_AFTER_TURN_PATH = "#websocket-close"
 
 
 def install(app: web.Application, state_key: web.AppKey[Any]) -> None:
@@ -85,7 +88,7 @@ async def _serve(request: web.Request, state: Any) -> web.StreamResponse:
     if key is None:
         handshake["status"] = 401
         return openai_error_response(401, "invalid_request_error", openai.MISSING_KEY_MESSAGE)
-    refusal = _handshake_behaviour(state, key)
+    refusal = _marked_behaviour(state, key, HANDSHAKE_BEHAVIOUR_PATH)
     if refusal is not None and refusal.mode in ERROR_MODES:
         status, kind, message, code = openai._ERRORS[refusal.mode]
         handshake["status"] = status
@@ -105,11 +108,11 @@ async def _serve(request: web.Request, state: Any) -> web.StreamResponse:
     return ws
 
 
-def _handshake_behaviour(state: Any, key: str) -> Behaviour | None:
-    """Only behaviours aimed at the handshake (``path`` ``#websocket``) are consumed by it."""
+def _marked_behaviour(state: Any, key: str, marker: str) -> Behaviour | None:
+    """A behaviour aimed at the connection (its ``path`` is `marker`): only those are consumed here."""
     snapshot = state.behaviours.snapshot()
-    aimed = any(b.get("path") == HANDSHAKE_BEHAVIOUR_PATH for s in (key, "*") for b in snapshot.get(s, ()))
-    return state.behaviours.take(key, HANDSHAKE_BEHAVIOUR_PATH) if aimed else None
+    aimed = any(b.get("path") == marker for s in (key, "*") for b in snapshot.get(s, ()))
+    return state.behaviours.take(key, marker) if aimed else None
 
 
 async def _send_error(
@@ -182,6 +185,9 @@ async def _turn(
             transport.close()
         return False
     produced.add(rid)
+    if _marked_behaviour(state, key, CLOSE_AFTER_TURN_PATH) is not None:
+        await ws.close()
+        return False
     return True
 
 
