@@ -62,7 +62,7 @@ class Dispatcher:
                 await self.app.state.gateway.handle(scope, receive, send)
                 return
         elif scope["type"] == "websocket" and is_gateway_path(scope["path"]):
-            from .websocket import serve_socket  # here: it imports this module's users
+            from .websocket import serve_socket  # on use: it depends on modules that import this one
 
             await serve_socket(self.app.state.gateway, scope, receive, send)
             return
