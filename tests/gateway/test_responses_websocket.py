@@ -470,6 +470,22 @@ def test_the_http_bridge_answers_the_warm_up_and_replays_the_history(pool: Pool)
     assert key_counters(pool)["request_count"] == 3
 
 
+@pytest.mark.usefixtures("http_bridge")
+def test_a_bridged_turn_cut_mid_stream_leaves_the_socket_usable(pool: Pool) -> None:
+    credential = pool.add_account("openai-responses")
+    pool.upstream.behave(credential, "cut", count=1)
+    with socket(pool) as ws:
+        cut = turn(ws, input="cut me")
+        after = turn(ws, input="and now")
+    assert cut[-1]["type"] == "error" and cut[-1]["error"]["code"] == "stream_incomplete"
+    assert any(e["type"] == "response.output_text.delta" for e in cut)
+    assert after[-1]["type"] == "response.completed"
+    rows = list(reversed(pool.logs(expect=2)))
+    assert (rows[0]["status"], rows[0]["total_tokens"]) == ("truncated", 0)  # no usage before the end
+    assert_rows_billed(pool, rows[1:], pool.upstream.requests_for(credential)[1:])
+    assert concurrency(pool) == 0
+
+
 def test_a_refused_vendor_socket_falls_back_to_http_for_that_account(pool: Pool) -> None:
     credential = pool.add_account("openai-responses")
     pool.upstream.behave(credential, "500", path="#websocket", count=1)
