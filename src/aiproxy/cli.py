@@ -32,6 +32,7 @@ def _migrate(settings: Settings) -> None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from .gateway.asgi import MAX_BODY
     from .observe.logs import configure_logging
     from .observe.metrics import prepare_workers
     from .serving import connection_cap
@@ -56,6 +57,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         http="aiproxy.serving:GuardedHttpToolsProtocol",
         timeout_keep_alive=int(settings.keepalive_timeout + 0.999),
         limit_concurrency=connection_cap(settings.max_connections),
+        ws_max_size=MAX_BODY,  # a Responses WebSocket frame may carry a whole conversation, as a body may
         log_config=log_config,
         log_level=settings.log_level.lower(),
         access_log=False,

@@ -74,6 +74,20 @@ CONFIG_SPECS: tuple[ConfigSpec, ...] = (
     ),
     _spec("proxy", "overload_cooldown", 60, "Seconds an account rests after 529/503", minimum=1),
     _spec(
+        "proxy",
+        "websocket_upstream",
+        True,
+        "Relay Responses WebSocket turns over the vendor's WebSocket (API-key accounts); off = over HTTP",
+    ),
+    _spec(
+        "proxy",
+        "websocket_idle_timeout",
+        600,
+        "Seconds a Responses WebSocket may stay idle between turns before the relay closes it",
+        minimum=5,
+        maximum=86400,
+    ),
+    _spec(
         "billing",
         "global_price_rate",
         1.0,

@@ -61,4 +61,9 @@ class Dispatcher:
             if is_gateway_path(path):
                 await self.app.state.gateway.handle(scope, receive, send)
                 return
+        elif scope["type"] == "websocket" and is_gateway_path(scope["path"]):
+            from .websocket import serve_socket  # on use: it depends on modules that import this one
+
+            await serve_socket(self.app.state.gateway, scope, receive, send)
+            return
         await self.app(scope, receive, send)

@@ -20,9 +20,10 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
@@ -52,6 +53,9 @@ from .relay import Outcome, Relay
 from .routes import Endpoint, family_of_path, match
 from .scheduler import StickySessions
 from .tokens import TokenStore
+
+if TYPE_CHECKING:
+    from .socket_bridge import Conversation
 
 log = logging.getLogger(__name__)
 JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -139,6 +143,7 @@ class Call:
     slots: list[tuple[str, str]] = field(default_factory=list)
     watch: DisconnectWatch | None = None
     responded: bool = False  # the status line has gone to the client
+    conversation: Conversation | None = None  # a WebSocket turn's socket (`socket_bridge.py`)
     recorded: bool = False  # its request-log row is queued
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -228,13 +233,21 @@ class Gateway:
 
     # -- entry point ---------------------------------------------------------------------------
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        serve: Callable[[Call], Awaitable[None]] | None = None,
+    ) -> None:
+        """One request; `serve` replaces the HTTP steps for a request another transport parsed (a
+        WebSocket handshake or turn, `websocket.py`), with the same one-row guarantee."""
         call = Call(scope, receive, send, self._request_id(), time.perf_counter())
         log_context.request_id.set(call.request_id)  # on every log line of this request (observe/)
         in_flight = self.metrics.in_flight
         in_flight.inc()
         try:
-            await self._handle(call)
+            await (serve or self._handle)(call)
         except GatewayError as exc:
             self._record_refusal(call, exc)
             if not call.responded:
@@ -305,6 +318,42 @@ class Gateway:
             None if endpoint.kind in BODYLESS_KINDS or endpoint.action == "countTokens" else payload
         )
         call.client = check_client(self.client_filter, caller, headers, scope["path"], conversation)
+        await self._serve(call, caller)
+
+    async def authenticate(self, call: Call) -> tuple[str, Caller]:
+        """The key checks of a request without a body (a WebSocket handshake): the raw key and its caller."""
+        headers = call.headers = dict(call.scope["headers"])
+        call.endpoint = match(call.scope["path"])
+        if call.endpoint is None:
+            raise GatewayError(404, f"unknown endpoint {call.scope['path']}")
+        raw_key = key_from_headers(headers, None)
+        if not raw_key:
+            raise GatewayError(401, e.MISSING_KEY)
+        caller = call.caller = await self.keys.resolve(raw_key)
+        if caller is None:
+            raise GatewayError(401, e.INVALID_KEY)
+        check_caller(caller, time.time())
+        await self.pool.fresh()
+        await self._refresh_snapshots()
+        call.client = check_client(self.client_filter, caller, headers, call.scope["path"], None)
+        return raw_key, caller
+
+    async def serve_parsed(
+        self, call: Call, raw_key: str, client: str | None, payload: dict[str, Any]
+    ) -> None:
+        """A request whose body its transport parsed (a WebSocket turn): the checks from the key on, as
+        for HTTP (the key is looked up again: it may have been disabled since the handshake)."""
+        call.headers = dict(call.scope["headers"])
+        call.endpoint = match(call.scope["path"])
+        call.payload = payload
+        call.body = orjson.dumps(payload)
+        caller = call.caller = await self.keys.resolve(raw_key)
+        if caller is None:
+            raise GatewayError(401, e.INVALID_KEY)
+        check_caller(caller, time.time())
+        await self.pool.fresh()
+        await self._refresh_snapshots()
+        call.client = client
         await self._serve(call, caller)
 
     # -- one request ---------------------------------------------------------------------------

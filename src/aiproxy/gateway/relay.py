@@ -109,6 +109,8 @@ class Relay:
             plan.families, plan.convert = plan.fallback
             plan.fallback = None
         ordered = weighted_order(found, self.rng)
+        if call.conversation is not None:  # a WebSocket turn: the socket's account, once it has one
+            ordered = call.conversation.narrow(ordered)
         if len(ordered) > 1:  # with one candidate there is nothing to stick to
             call.session = session_key(call.headers, call.payload)
             if call.session:
@@ -258,6 +260,11 @@ class Relay:
             usage_requested=call.stream and endpoint.family == OPENAI and wants_stream_usage(call.payload),
             configs=self.gateway.configs,
         )
+        if call.conversation is not None:
+            # A WebSocket turn: over the vendor's socket when it can, else bridged to HTTP below.
+            answered = await call.conversation.attempt(self, call, candidate, account, provider, request)
+            if answered is not None:
+                return answered
         body = self._upstream_body(call, plan, provider, account, request)
         upstream = provider.build(account, request, body)
         session, proxy = await self.clients.for_proxy(account.proxy_url)

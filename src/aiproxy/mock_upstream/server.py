@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from . import bedrock, oauth
+from . import bedrock, oauth, responses_ws
 from .common import Call, RequestRecord, new_id
 from .routing import Route, classify
 from .switches import ERROR_MODES, Behaviour, BehaviourStore, header_overrides
@@ -69,6 +69,7 @@ def build_app(*, words: int = DEFAULT_WORDS, max_records: int | None = None) -> 
     app.router.add_get("/__mock/health", _health)
     bedrock.install(app)
     oauth.add_routes(app)  # the fake OAuth providers and Code Assist (see oauth.py)
+    responses_ws.install(app, STATE)  # the Responses API over WebSocket
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
 
