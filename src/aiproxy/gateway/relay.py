@@ -32,6 +32,7 @@ from .convert.openai_responses import (
 from .errors import OPENAI, RESPONSES, GatewayError, error_body
 from .pool import PoolAccount
 from .providers import RESPONSES_INCAPABLE, Provider, UpstreamRequest, provider_for
+from .routes import UPSTREAM_SUBPATHS
 from .scheduler import Candidate, StickySessions, candidates, session_key, weighted_order
 from .streaming import AnswerUnreadable, UpstreamBroke, prepare_answer, relay_stream, send_answer
 from .upstream import UpstreamClients
@@ -55,6 +56,7 @@ class Outcome:
     first_byte: float = 0.0
     retries: int = 0
     error: str = ""
+    response_id: str = ""  # the Responses API id of what was made (for calls on it later)
     flags: list[str] = field(default_factory=list)
 
 
@@ -254,10 +256,15 @@ class Relay:
             gemini_action=endpoint.action or ("streamGenerateContent" if call.stream else "generateContent"),
             gemini_version=endpoint.version,
             count_tokens=endpoint.kind == "count_tokens",
+            subpath=UPSTREAM_SUBPATHS.get(endpoint.kind, ""),
             stream=call.stream,
             usage_requested=call.stream and endpoint.family == OPENAI and wants_stream_usage(call.payload),
             configs=self.gateway.configs,
         )
+        refusal = provider.unsupported(account, request)
+        if refusal is not None:  # another account may have the call: fail over without marking this one
+            body = error_body(endpoint.family, 400, refusal)
+            return Failure(400, body, {}, refusal, marked=True)
         body = self._upstream_body(call, plan, provider, account, request)
         upstream = provider.build(account, request, body)
         session, proxy = await self.clients.for_proxy(account.proxy_url)
