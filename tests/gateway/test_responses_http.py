@@ -241,6 +241,32 @@ def test_each_response_id_goes_to_the_account_that_made_it(pool: Pool) -> None:
             assert log["account_id"] == pool.accounts[maker[log["path"].rsplit("/", 1)[1]]]
 
 
+def test_a_continuation_goes_to_the_account_that_made_the_previous_response(pool: Pool) -> None:
+    for _ in range(2):
+        pool.add_account("openai-responses", settle=False)
+    pool.settle()
+    client = sdk(pool)
+    first = client.responses.with_raw_response.create(model=MODEL, input="Start a thread.")
+    maker = next(
+        credential
+        for credential in pool.accounts
+        if any(
+            r["request_id"] == first.headers["x-request-id"] for r in pool.upstream.requests_for(credential)
+        )
+    )
+    previous = first.parse().id
+    for n in range(6):  # a string input has no session key: without the rule, a coin flip each time
+        client.responses.create(model=MODEL, input=f"Go on ({n}).", previous_response_id=previous)
+    continued = [
+        credential
+        for credential in pool.accounts
+        for record in pool.upstream.requests_for(credential)
+        if record["json"].get("previous_response_id") == previous
+    ]
+    assert continued == [maker] * 6
+    assert all(log["account_id"] == pool.accounts[maker] for log in pool.logs(expect=7))
+
+
 def test_a_background_response_is_cancelled_on_its_account(pool: Pool) -> None:
     credential = pool.add_account("openai-responses")
     client = sdk(pool)

@@ -32,6 +32,7 @@ from .convert.openai_responses import (
 from .errors import OPENAI, RESPONSES, GatewayError, error_body
 from .pool import PoolAccount
 from .providers import RESPONSES_INCAPABLE, Provider, UpstreamRequest, provider_for
+from .response_owners import maker_first
 from .routes import UPSTREAM_SUBPATHS
 from .scheduler import Candidate, StickySessions, candidates, session_key, weighted_order
 from .streaming import AnswerUnreadable, UpstreamBroke, prepare_answer, relay_stream, send_answer
@@ -117,6 +118,8 @@ class Relay:
                 call.bound_account = await self.sticky.get(call.caller.key_id, call.session)
                 if call.bound_account is not None:
                     ordered.sort(key=lambda c: c.account.id != call.bound_account)  # stable: bound one first
+            if call.endpoint.family == RESPONSES and "previous_response_id" in call.payload:
+                await maker_first(self.gateway, call, ordered)
         return ordered
 
     async def run(self, call: Call, plan: Plan) -> Outcome:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .auth import Caller
     from .pipeline import Call, Gateway
     from .relay import Outcome
+    from .scheduler import Candidate
 
 log = logging.getLogger(__name__)
 OWNER_PREFIX = "response:"
@@ -85,6 +86,21 @@ async def remember_made(gateway: Gateway, call: Call, outcome: Outcome) -> None:
     stored = call.payload.get("store") is not False and account is not None and not account.oauth
     if outcome.status == "success" and stored:
         await gateway.response_owners.remember(outcome.response_id, account.id, call.caller.user_id)
+
+
+async def maker_first(gateway: Gateway, call: Call, ordered: list[Candidate]) -> None:
+    """A request that continues a stored response (`previous_response_id`) goes first to the account
+    that made it: no other account knows that response."""
+    previous = call.payload.get("previous_response_id")
+    if not isinstance(previous, str) or len(ordered) < 2:
+        return
+    try:
+        owner = await gateway.response_owners.owner(previous)
+    except StateUnavailable as exc:
+        warn_unavailable(log, "previous_response_id served by any account", exc)
+        return
+    if owner is not None and owner[1] == call.caller.user_id:
+        ordered.sort(key=lambda c: c.account.id != owner[0])  # stable: the rest keep their order
 
 
 async def serve_stored(gateway: Gateway, call: Call, caller: Caller) -> None:
