@@ -15,7 +15,8 @@ from typing import Protocol
 
 import zstandard
 
-from .asgi import MAX_BODY, BodyTooLarge, Receive
+from .asgi import MAX_BODY, BodyTooLarge, Receive, read_body
+from .errors import GatewayError
 
 SUPPORTED = ("zstd", "gzip", "deflate")
 _OUTPUT_STEP = 256 * 1024  # at most this much plain output is produced per step of a zlib decoder
@@ -164,3 +165,17 @@ async def read_decoded_body(receive: Receive, header: bytes) -> bytes:
     if decoder is not None and received:
         decoder.finish()
     return b"".join(sink.chunks)
+
+
+async def read_request_body(receive: Receive, encoding: bytes | None) -> bytes:
+    """A proxy request's plain body, or the client's 413 / 415 / 400 (`GatewayError`)."""
+    try:
+        if encoding is None:  # the common case: read as it always was, nothing more
+            return await read_body(receive)
+        return await read_decoded_body(receive, encoding)
+    except BodyTooLarge:
+        raise GatewayError(413, "request body too large") from None
+    except BodyEncodingUnsupported as exc:
+        raise GatewayError(415, str(exc)) from None
+    except BodyCorrupt as exc:
+        raise GatewayError(400, f"request body could not be decompressed: {exc}") from None

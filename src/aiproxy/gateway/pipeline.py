@@ -38,9 +38,9 @@ from ..store import client_filter as client_filter_store
 from ..store.accounts import ACCOUNT_TYPES
 from . import errors as e
 from .admission import Admission, Request, Ticket
-from .asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_whole
+from .asgi import Receive, Scope, Send, send_whole
 from .auth import Caller, KeyCache, key_from_headers
-from .body_encoding import BodyCorrupt, BodyEncodingUnsupported, read_decoded_body
+from .body_encoding import read_request_body
 from .client_filter import BODYLESS_KINDS, ClientFilter, build_filter, check_client
 from .disconnect import DisconnectWatch
 from .errors import CLAUDE, GEMINI, OPENAI, RESPONSES, GatewayError, error_body
@@ -297,18 +297,7 @@ class Gateway:
             call.client = check_client(self.client_filter, caller, headers, scope["path"], None)
             await serve_stored(self, call, caller)
             return
-        encoding = headers.get(b"content-encoding")
-        try:
-            if encoding is None:  # the common case costs nothing more
-                call.body = await read_body(call.receive)
-            else:
-                call.body = await read_decoded_body(call.receive, encoding)
-        except BodyTooLarge:
-            raise GatewayError(413, "request body too large") from None
-        except BodyEncodingUnsupported as exc:
-            raise GatewayError(415, str(exc)) from None
-        except BodyCorrupt as exc:
-            raise GatewayError(400, f"request body could not be decompressed: {exc}") from None
+        call.body = await read_request_body(call.receive, headers.get(b"content-encoding"))
         try:
             payload = orjson.loads(call.body) if call.body else {}
         except orjson.JSONDecodeError:
