@@ -39,7 +39,7 @@ VALUE_CAP = 2048  # characters of a header, field or system block that rules loo
 _SYSTEM_ITEMS = 4  # leading messages/input items searched for system and developer text
 RULE_TYPES = ("header", "body", "system")
 # Endpoint kinds without a conversation: checked on UA and path only, even in strict mode.
-BODYLESS_KINDS = frozenset({"models", "count_tokens"})
+BODYLESS_KINDS = frozenset({"models", "count_tokens", "input_tokens"})
 
 
 class PatternError(ValueError):

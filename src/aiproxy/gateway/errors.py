@@ -17,6 +17,7 @@ ANTHROPIC_ERROR_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
+    415: "invalid_request_error",
     429: "rate_limit_error",
     502: "api_error",
     503: "overloaded_error",
@@ -28,6 +29,7 @@ _OPENAI_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     413: "invalid_request_error",
+    415: "invalid_request_error",
     429: "rate_limit_exceeded",
     502: "upstream_error",
     503: "service_unavailable",
@@ -38,9 +40,24 @@ _GEMINI_STATUS = {
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     413: "INVALID_ARGUMENT",
+    415: "INVALID_ARGUMENT",
     429: "RESOURCE_EXHAUSTED",
     502: "UNAVAILABLE",
     503: "UNAVAILABLE",
+}
+# The Responses route's own error codes (its reference table), inside OpenAI's error object.
+_RESPONSES_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    500: "internal_error",
+    502: "upstream_error",
+    503: "no_available_account",
 }
 
 
@@ -73,6 +90,9 @@ def error_body(family: str, status: int, message: str, code: str | None = None) 
             {"error": {"code": status, "message": message, "status": _GEMINI_STATUS.get(status, "UNKNOWN")}}
         )
     kind = _OPENAI_TYPES.get(status, "api_error")
+    if family == RESPONSES:
+        code = code or _RESPONSES_CODES.get(status, "api_error")
+        return orjson.dumps({"error": {"message": message, "type": kind, "code": code, "param": None}})
     return orjson.dumps({"error": {"message": message, "type": kind, "code": code or kind}})
 
 

@@ -39,8 +39,9 @@ from ..store import client_filter as client_filter_store
 from ..store.accounts import ACCOUNT_TYPES
 from . import errors as e
 from .admission import Admission, Request, Ticket
-from .asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_whole
+from .asgi import Receive, Scope, Send, send_whole
 from .auth import Caller, KeyCache, key_from_headers
+from .body_encoding import read_request_body
 from .client_filter import BODYLESS_KINDS, ClientFilter, build_filter, check_client
 from .disconnect import DisconnectWatch
 from .errors import CLAUDE, GEMINI, OPENAI, RESPONSES, GatewayError, error_body
@@ -50,7 +51,8 @@ from .live_state import scrape_figures
 from .pool import AccountPool
 from .quotas import QuotaBoard
 from .relay import Outcome, Relay
-from .routes import Endpoint, family_of_path, match
+from .response_owners import ResponseOwners, remember_made, serve_stored
+from .routes import FREE_KINDS, STORED_KINDS, Endpoint, family_of_path, match
 from .scheduler import StickySessions
 from .tokens import TokenStore
 
@@ -99,6 +101,7 @@ _PREFIX_PLATFORMS = (
     ("gemini", "gemini"),
     ("gemma", "gemini"),
 )
+RESPONSES_DEFAULT_MODEL = "gpt-4"  # the Responses route's documented default
 _ROUTE_PLATFORM = {CLAUDE: "claude-official", OPENAI: "openai", RESPONSES: "openai", GEMINI: "gemini"}
 
 
@@ -196,6 +199,7 @@ class Gateway:
         self._instance = secrets.token_hex(6)
         self._sequence = 0
         self.relay = Relay(self, StickySessions(services.state), random.Random())
+        self.response_owners = ResponseOwners(services.state)
         self.metrics = Metrics()
         self.metrics.watch(functools.partial(scrape_figures, self.pool, services.state))
         recorder.report_to(self.metrics)
@@ -293,9 +297,8 @@ class Gateway:
         if caller is None:
             raise GatewayError(401, e.INVALID_KEY)
         check_caller(caller, time.time())
-        expected = "GET" if endpoint.kind == "models" else "POST"
-        if scope["method"] != expected:
-            raise GatewayError(405, f"use {expected} for this endpoint")
+        if scope["method"] not in endpoint.methods:
+            raise GatewayError(405, f"use {' or '.join(endpoint.methods)} for this endpoint")
         await self.pool.fresh()
         await self._refresh_snapshots()
         if endpoint.kind == "models":
@@ -303,10 +306,11 @@ class Gateway:
             await send_whole(call.send, 200, list(JSON_HEADERS), self._model_list(endpoint.family, caller))
             self._record(call, self._event(call, "success", 200, ""))
             return
-        try:
-            call.body = await read_body(call.receive)
-        except BodyTooLarge:
-            raise GatewayError(413, "request body too large") from None
+        if endpoint.kind in STORED_KINDS:  # a call on one stored response: no body, no model
+            call.client = check_client(self.client_filter, caller, headers, scope["path"], None)
+            await serve_stored(self, call, caller)
+            return
+        call.body = await read_request_body(call.receive, headers.get(b"content-encoding"))
         try:
             payload = orjson.loads(call.body) if call.body else {}
         except orjson.JSONDecodeError:
@@ -362,7 +366,7 @@ class Gateway:
         endpoint = call.endpoint
         model = endpoint.model if endpoint.kind == "gemini_native" else call.payload.get("model")
         if endpoint.kind == "responses" and not model:
-            model = "gpt-5"  # the Responses API lets clients omit it
+            model = RESPONSES_DEFAULT_MODEL  # the Responses route lets clients omit it
         if not isinstance(model, str) or not model.strip():
             raise GatewayError(400, "model: field required")
         forced_type, model = split_forced_type(model.strip())
@@ -416,7 +420,7 @@ class Gateway:
             raise GatewayError(403, e.PLATFORM_FORBIDDEN)
         check_model_allowed(caller, plan.model)
         call.stream = self._wants_stream(call)
-        if call.endpoint.kind == "count_tokens" or call.endpoint.action == "countTokens":
+        if call.endpoint.kind in FREE_KINDS or call.endpoint.action == "countTokens":
             # Free to call: neither limited nor billed, but logged like any request.
             try:
                 outcome = await self._relay(call, plan)
@@ -445,6 +449,8 @@ class Gateway:
                 # Logged first, before anything else waits: a crash from here on cannot lose the row.
                 self._bill(call, plan, outcome, ticket, rate)
                 await self.relay.settle(call, outcome)
+                if outcome.response_id:
+                    await remember_made(self, call, outcome)
         finally:
             await self._release_slots(call)
 
@@ -471,11 +477,17 @@ class Gateway:
             watch.stop()
 
     def _wants_stream(self, call: Call) -> bool:
-        if call.endpoint.kind == "gemini_native":
-            return call.endpoint.action == "streamGenerateContent"
+        endpoint = call.endpoint
+        if endpoint.kind == "gemini_native":
+            return endpoint.action == "streamGenerateContent"
         stream = call.payload.get("stream")
         if stream is not None and not isinstance(stream, bool):
             raise GatewayError(400, "stream: must be a boolean")
+        if stream is None and endpoint.kind == "responses":
+            # The route streams by default, except for a client that asks for JSON: the official
+            # SDKs send `Accept: application/json` on a `responses.create` without `stream`.
+            accept = call.headers.get(b"accept", b"").lower()
+            return b"application/json" not in accept or b"text/event-stream" in accept
         return stream is True
 
     def slot_lease(self) -> float:

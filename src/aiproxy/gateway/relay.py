@@ -32,6 +32,8 @@ from .convert.openai_responses import (
 from .errors import OPENAI, RESPONSES, GatewayError, error_body
 from .pool import PoolAccount
 from .providers import RESPONSES_INCAPABLE, Provider, UpstreamRequest, provider_for
+from .response_owners import maker_first
+from .routes import UPSTREAM_SUBPATHS
 from .scheduler import Candidate, StickySessions, candidates, session_key, weighted_order
 from .streaming import AnswerUnreadable, UpstreamBroke, prepare_answer, relay_stream, send_answer
 from .upstream import UpstreamClients
@@ -55,6 +57,7 @@ class Outcome:
     first_byte: float = 0.0
     retries: int = 0
     error: str = ""
+    response_id: str = ""  # the Responses API id of what was made (for calls on it later)
     flags: list[str] = field(default_factory=list)
 
 
@@ -117,6 +120,8 @@ class Relay:
                 call.bound_account = await self.sticky.get(call.caller.key_id, call.session)
                 if call.bound_account is not None:
                     ordered.sort(key=lambda c: c.account.id != call.bound_account)  # stable: bound one first
+            if call.endpoint.family == RESPONSES and "previous_response_id" in call.payload:
+                await maker_first(self.gateway, call, ordered)
         return ordered
 
     async def run(self, call: Call, plan: Plan) -> Outcome:
@@ -256,10 +261,15 @@ class Relay:
             gemini_action=endpoint.action or ("streamGenerateContent" if call.stream else "generateContent"),
             gemini_version=endpoint.version,
             count_tokens=endpoint.kind == "count_tokens",
+            subpath=UPSTREAM_SUBPATHS.get(endpoint.kind, ""),
             stream=call.stream,
             usage_requested=call.stream and endpoint.family == OPENAI and wants_stream_usage(call.payload),
             configs=self.gateway.configs,
         )
+        refusal = provider.unsupported(account, request)
+        if refusal is not None:  # another account may have the call: fail over without marking this one
+            body = error_body(endpoint.family, 400, refusal)
+            return Failure(400, body, {}, refusal, marked=True)
         if call.conversation is not None:
             # A WebSocket turn: over the vendor's socket when it can, else bridged to HTTP below.
             answered = await call.conversation.attempt(self, call, candidate, account, provider, request)

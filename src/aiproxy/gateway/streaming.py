@@ -23,6 +23,8 @@ from .convert.openai_claude import ClaudeToChatStream, claude_response_to_chat, 
 from .convert.openai_responses import ResponsesToChatStream, responses_response_to_chat
 from .errors import stream_cut_notice
 from .providers import Provider, UpstreamRequest
+from .response_owners import response_id_in
+from .routes import FREE_KINDS
 from .upstream import DROP_RESPONSE_HEADERS
 from .usage import StreamTap, usage_from_body
 
@@ -74,6 +76,8 @@ def prepare_answer(
     if decoded is not body:  # unwrapped or aggregated into the provider's wire: JSON now
         body, headers = decoded, {**headers, "content-type": "application/json"}
     outcome.usage = usage_from_body(provider.wire, body)
+    if call.endpoint.kind == "responses":
+        outcome.response_id = response_id_in(body)
     to_chat = _CHAT_ANSWERS.get(plan.convert) if plan.convert else None
     if to_chat is not None:
         try:
@@ -94,7 +98,7 @@ async def send_answer(
     outcome.first_byte = time.perf_counter() - call.started
     await call.send({"type": "http.response.start", "status": status, "headers": out_headers})
     await call.send({"type": "http.response.body", "body": body})
-    if outcome.usage is None and call.endpoint.kind != "count_tokens":
+    if outcome.usage is None and call.endpoint.kind not in FREE_KINDS:
         outcome.flags.append("no_usage")
 
 
@@ -135,6 +139,8 @@ async def relay_stream(
         raise UpstreamBroke("the upstream answered with an empty stream") from None
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
         raise UpstreamBroke from exc
+    if call.endpoint.kind == "responses":  # `response.created` opens the stream
+        outcome.response_id = response_id_in(first)
     send = call.send
     await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
     outcome.first_byte = time.perf_counter() - call.started

@@ -44,7 +44,9 @@ def run(host: str, port: int, *, words: int = DEFAULT_WORDS, max_records: int | 
         loop = asyncio.new_event_loop()
     app = build_app(words=words, max_records=max_records)
     # No access log: per-request logging would dominate the cost of a request in benchmarks.
-    web.run_app(app, host=host, port=port, access_log=None, loop=loop, shutdown_timeout=1.0)
+    web.run_app(
+        app, host=host, port=port, access_log=None, loop=loop, shutdown_timeout=1.0, auto_decompress=False
+    )
 
 
 class MockUpstream:
@@ -102,7 +104,7 @@ class MockUpstream:
 
     async def start(self) -> MockUpstream:
         # A short shutdown timeout: a test that leaves a slow stream open must not stall teardown.
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5, auto_decompress=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()

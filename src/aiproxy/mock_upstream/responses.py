@@ -15,6 +15,7 @@ from aiohttp import web
 from .common import JSON_CT, SSE_CT, Call, dumps, new_id, now, send_body, send_stream, sse
 from .openai import headers as openai_headers
 from .openai import usage_numbers
+from .responses_stored import STORED, input_items
 
 _FRAMES_BEFORE_DELTAS = 4  # created, in_progress, output_item.added, content_part.added
 
@@ -64,7 +65,7 @@ def _response(
         "object": "response",
         "created_at": created,
         "status": status,
-        "background": False,
+        "background": bool(body.get("background")),
         "error": None,
         "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
         "instructions": body.get("instructions"),
@@ -131,7 +132,15 @@ async def create(call: Call) -> web.StreamResponse:
     if function is not None:
         done_item = _function_call(function, text, final_status)
         text = done_item["arguments"]
-    if not call.body.get("stream"):
+    stream = call.body.get("stream")
+    if call.body.get("background") and not stream:  # queued: answered later (retrieve, cancel)
+        call.report(None, None, "")
+        payload = _response(call, rid, created, "queued", [], None)
+        _keep(call, payload)
+        return await send_body(call, dumps(payload), headers(call, JSON_CT))
+    if b.mode != "cut":
+        _keep(call, _response(call, rid, created, final_status, [done_item], usage))
+    if not stream:
         call.report(usage, norm, text)
         payload = _response(call, rid, created, final_status, [done_item], usage)
         return await send_body(call, dumps(payload), headers(call, JSON_CT))
@@ -150,6 +159,12 @@ async def create(call: Call) -> web.StreamResponse:
     else:
         call.report(usage, norm, text)
     return await send_stream(call, frames, headers(call, SSE_CT), cut_at=cut_at)
+
+
+def _keep(call: Call, response: dict[str, Any]) -> None:
+    """A response the vendor stores (``store`` not false) can be retrieved, listed and deleted later."""
+    if call.body.get("store", True) is not False:
+        call.request.app[STORED].keep(response, input_items(call.body))
 
 
 def _stream_frames(

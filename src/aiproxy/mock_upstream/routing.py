@@ -7,12 +7,13 @@ Matching is by path suffix, so vendor prefixes are optional: ``/v1/messages`` an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import anthropic, bedrock, code_assist, gemini, openai, responses
+from . import anthropic, bedrock, code_assist, gemini, openai, responses, responses_stored
 from .common import Call
 
 Handler = Callable[[Call], Awaitable[web.StreamResponse]]
@@ -45,8 +46,18 @@ _POST_SUFFIXES: tuple[tuple[str, Vendor, str, Handler], ...] = (
     ("/messages/count_tokens", ANTHROPIC, "messages.count_tokens", anthropic.count_tokens),
     ("/messages", ANTHROPIC, "messages", anthropic.messages),
     ("/chat/completions", OPENAI, "chat.completions", openai.chat_completions),
+    ("/responses/compact", OPENAI, "responses.compact", responses_stored.compact),
+    ("/responses/input_tokens", OPENAI, "responses.input_tokens", responses_stored.input_tokens),
     ("/responses", OPENAI, "responses", responses.create),
 )
+# Calls on one stored response: (method, suffix after the id) → endpoint, handler.
+_STORED_RESPONSE = re.compile(r"/responses/([A-Za-z0-9_-]+)(/cancel|/input_items)?$")
+_STORED_CALLS: dict[tuple[str, str], tuple[str, Handler]] = {
+    ("GET", ""): ("responses.retrieve", responses_stored.retrieve),
+    ("DELETE", ""): ("responses.delete", responses_stored.delete),
+    ("POST", "/cancel"): ("responses.cancel", responses_stored.cancel),
+    ("GET", "/input_items"): ("responses.input_items", responses_stored.list_input_items),
+}
 _GEMINI_ACTIONS: dict[str, Handler] = {
     "generateContent": gemini.generate_content,
     "streamGenerateContent": gemini.stream_generate_content,
@@ -63,6 +74,11 @@ _GET_MODEL = {ANTHROPIC: anthropic.get_model, OPENAI: openai.get_model, GEMINI: 
 
 def classify(request: web.Request) -> Route | None:
     path = request.path.rstrip("/")
+    stored = _STORED_RESPONSE.search(path)
+    if stored and stored.group(1) not in ("compact", "input_tokens"):
+        found = _STORED_CALLS.get((request.method, stored.group(2) or ""))
+        # The response id stands in for the model (it is what the path names).
+        return Route(OPENAI, *found, stored.group(1)) if found else None
     if request.method == "POST":
         return _classify_post(path)
     if request.method == "GET":

@@ -11,7 +11,9 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from . import bedrock, oauth, responses_ws
+from .body_encoding import decoded_body
 from .common import Call, RequestRecord, new_id
+from .responses_stored import STORED, StoredResponses
 from .routing import Route, classify
 from .switches import ERROR_MODES, Behaviour, BehaviourStore, header_overrides
 
@@ -61,6 +63,7 @@ def build_app(*, words: int = DEFAULT_WORDS, max_records: int | None = None) -> 
     """
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[STATE] = MockState(words=words, max_records=max_records)
+    app[STORED] = StoredResponses(keep=max_records != 0)  # benchmarks (record nothing) keep none
     app.router.add_post("/__mock/behaviour", _set_behaviour)
     app.router.add_get("/__mock/behaviour", _get_behaviour)
     app.router.add_post("/__mock/reset", _reset)
@@ -123,7 +126,7 @@ async def _answer(call: Call, route: Route) -> web.StreamResponse:
 async def _read_json(request: web.Request) -> tuple[dict[str, Any], bool]:
     if not request.body_exists:
         return {}, False
-    raw = await request.read()
+    raw = decoded_body(request.headers.get("content-encoding", ""), await request.read())
     if not raw:
         return {}, False
     try:

@@ -47,6 +47,8 @@ class UpstreamRequest:
     count_tokens: bool = False
     stream: bool = False  # the client asked for a stream
     usage_requested: bool = False  # a streaming OpenAI client asked for the usage chunk itself
+    # A Responses API sub-path after `/responses`: "/compact", "/input_tokens", "/<id>", "/<id>/cancel"…
+    subpath: str = ""
     # Runtime configs (`RuntimeConfigs.get`): the identity values subscription upstreams expect.
     configs: Any = None
 
@@ -126,6 +128,10 @@ class Provider:
     def target(self, account: PoolAccount, request: UpstreamRequest, headers: dict[str, str]) -> str:
         """The URL; adds the account's credentials (and vendor headers) to `headers`."""
         raise NotImplementedError
+
+    def unsupported(self, account: PoolAccount, request: UpstreamRequest) -> str | None:
+        """Why this account's upstream has no such call (the client gets a 400), or None."""
+        return None
 
     # -- reading the answer --------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ CHATGPT_REFUSED_FIELDS = frozenset(
     }
 )
 DEFAULT_ORIGINATOR = "codex_cli_rs"
+COMPACT = "/compact"
 _FINAL_EVENTS = (b"response.completed", b"response.incomplete", b"response.failed")
 
 
@@ -68,12 +69,16 @@ class ResponsesProvider(Provider):
             url = account.base_url + "/responses"  # base_url is the prefix /responses is appended to
         else:
             url = vendor_root(account.base_url, "/v1") + "/v1/responses"
+        if request.subpath:  # compaction, token counting, or a call on one stored response
+            url += request.subpath
+            if request.query:
+                url += "?" + request.query
         if account.oauth or "chatgpt.com" in account.base_url:
             headers["openai-beta"] = "responses=experimental"
             chatgpt_id = chatgpt_account_id(account)
             if chatgpt_id:
                 headers["chatgpt-account-id"] = chatgpt_id
-        if account.oauth:
+        if account.oauth and not request.subpath:
             headers["accept"] = "text/event-stream"
             if "originator" not in headers:
                 originator = request.configs.get("codex_originator") if request.configs else None
@@ -84,14 +89,34 @@ class ResponsesProvider(Provider):
         self, account: PoolAccount, request: UpstreamRequest, payload: dict[str, Any], raw: bytes | None
     ) -> bytes:
         if not account.oauth:
-            return super().encode(account, request, payload, raw)
+            if not request.stream or payload.get("stream") is True:
+                return super().encode(account, request, payload, raw)
+            # The route streams by default, the upstream does not: say so. Spliced in front rather
+            # than re-encoded, which keeps the client's bytes (and any nesting orjson refuses).
+            if "stream" in payload or not payload:  # `"stream": null`, or nothing to splice into
+                return super().encode(account, request, {**payload, "stream": True}, None)
+            body = super().encode(account, request, payload, raw)
+            return b'{"stream":true,' + body.lstrip()[1:]
         body = {k: v for k, v in payload.items() if k not in CHATGPT_REFUSED_FIELDS}
         body["model"] = request.model
+        if request.subpath == COMPACT:  # a whole JSON answer: neither streamed nor stored
+            body.pop("stream", None)
+            if not isinstance(body.get("instructions"), str):
+                body["instructions"] = ""
+            return orjson.dumps(body)
         body["stream"] = True  # the backend only streams; a non-stream client gets it gathered
         body["store"] = False
         if not isinstance(body.get("instructions"), str):
             body["instructions"] = ""
         return orjson.dumps(body)
+
+    def unsupported(self, account: PoolAccount, request: UpstreamRequest) -> str | None:
+        if account.oauth and request.subpath and request.subpath != COMPACT:
+            return (
+                "subscription (ChatGPT) accounts only create and compact responses; "
+                "this call needs an API-key account"
+            )
+        return None
 
     def decode_answer(self, request: UpstreamRequest, body: bytes) -> bytes:
         head = body.lstrip()[:6]
