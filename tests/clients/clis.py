@@ -134,9 +134,11 @@ def run_claude(home: ClientHome, base_url: str, key: str, prompt: str) -> CliRun
 CODEX_KEY_ENV = "RELAY_OPENAI_KEY"
 
 
-def write_codex_config(home: ClientHome, base_url: str, *, provider: str = "", top: str = "") -> Path:
-    """$CODEX_HOME/config.toml selecting a provider at `base_url`; `provider` and `top` add lines to
-    the provider's table and to the top level (WebSocket, compaction)."""
+def write_codex_config(
+    home: ClientHome, base_url: str, *, name: str = "Relay", provider: str = "", top: str = ""
+) -> Path:
+    """$CODEX_HOME/config.toml selecting a provider named `name` at `base_url`; `provider` and `top` add
+    lines to the provider's table and to the top level (WebSocket, compaction)."""
     codex_home = home.home / ".codex"
     codex_home.mkdir(exist_ok=True)
     config = f"""model = "gpt-5-codex"
@@ -154,7 +156,7 @@ in_app_updates = false
 daemon_auto_start = false
 
 [model_providers.relay]
-name = "Relay"
+name = "{name}"
 base_url = "{base_url}"
 wire_api = "responses"
 env_key = "{CODEX_KEY_ENV}"
