@@ -146,7 +146,7 @@ def test_gemini_cli_one_shot(client_pool: Pool, client_home: ClientHome) -> None
 
 # -- Responses WebSocket and remote compaction (served by the relay on other branches) --------------
 
-WEBSOCKET_PROVIDER = "supports_websockets = true"
+WEBSOCKET_PROVIDER = "supports_websockets = true\nstream_max_retries = 0"
 # Remote compaction is what Codex does for the OpenAI provider (matched by its name) and Azure; any other
 # custom provider compacts locally, with an ordinary turn that asks the model for a summary.
 OPENAI_NAME = "OpenAI"
