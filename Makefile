@@ -1,9 +1,11 @@
 # Two commands set everything up on a fresh machine:
 #   make run    create .venv, install, migrate, start the relay on SQLite (http://127.0.0.1:8080)
-#   make test   create .venv with test tools, lint, run every test
+#   make test   create .venv with test tools, install the pinned CLIs (when npm exists), lint, run every test
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The real command-line clients the tests drive (tests/clients), pinned by their lockfile.
+CLIENTS := tests/clients
 
 .PHONY: run test lint format mock-upstream clean
 
@@ -22,7 +24,17 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.runtime
 	$(BIN)/aiproxy serve
 
-test: $(VENV)/.test
+# Reinstalled only when the lockfile changes. Without npm (or when the install fails) the real-client
+# tests skip with the reason; CI (AIPROXY_TEST_REQUIRE_SERVICES=1) makes them fail instead.
+$(CLIENTS)/node_modules/.installed: $(CLIENTS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		(cd $(CLIENTS) && npm ci --no-audit --no-fund --loglevel=error) && touch $@ \
+			|| echo "warning: npm ci in $(CLIENTS) failed: the real-client tests will not run"; \
+	else \
+		echo "note: npm not found: the real-client tests ($(CLIENTS)) will be skipped"; \
+	fi
+
+test: $(VENV)/.test $(CLIENTS)/node_modules/.installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest -q
 
@@ -38,4 +50,4 @@ mock-upstream: $(VENV)/.runtime
 	$(BIN)/aiproxy mock-upstream
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache $(CLIENTS)/node_modules

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from .conftest import Pool
+from .helpers import assert_billed, model_prices
 
 BODY = {
     "model": "claude-opus-4-8",
@@ -33,6 +34,41 @@ def test_cut_stream_is_billed_for_what_was_seen(pool: Pool) -> None:
     assert log["status"] == "truncated" and "truncated" in log["flags"]
     # message_start told the prompt size before the cut: that much is billed.
     assert log["input_tokens"] > 0 and log["cost"] > 0
+
+
+@pytest.mark.parametrize(
+    ("account_type", "path", "body", "last_event"),
+    [
+        ("claude-official", "/claude/v1/messages", BODY, b"event: message_stop"),
+        (
+            "openai",
+            "/v1/responses",
+            {"model": "gpt-5-codex", "stream": True, "input": "Tell me a story."},
+            b"event: response.completed",
+        ),
+    ],
+    ids=["claude", "responses"],
+)
+def test_a_client_closing_after_the_last_event_is_served_not_gone(
+    pool: Pool, account_type: str, path: str, body: dict[str, object], last_event: bytes
+) -> None:
+    """A relayed stream's last event is the whole answer: a client that closes right after it (Codex
+    exits once it has `response.completed`), before a slow upstream ends its stream, was served."""
+    credential = pool.add_account(account_type)
+    pool.upstream.behave(credential, "slow", delay_ms=300)  # the mock also waits after its last event
+    received = b""
+    with httpx.stream(
+        "POST", pool.relay.base_url + path, json=body, headers={"x-api-key": pool.key}
+    ) as reply:
+        assert reply.status_code == 200
+        for chunk in reply.iter_raw():
+            received += chunk
+            if last_event in received:
+                break  # hang up before the upstream's end
+    (record,) = pool.upstream.requests_for(credential)
+    (log,) = pool.logs(expect=1)
+    assert log["status"] == "success" and "client_gone" not in log["flags"], log
+    assert_billed(log, record["tokens"], model_prices(pool.admin, record["model"]))
 
 
 def test_two_hundred_abandoned_streams_leave_no_slot_held(pool: Pool) -> None:

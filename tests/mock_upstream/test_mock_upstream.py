@@ -6,6 +6,7 @@ that the usage the SDK saw is exactly the usage the mock recorded.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -343,6 +344,29 @@ async def test_gemini_generate_content_stream(upstream: MockUpstream) -> None:
     assert final.candidates_token_count == WORDS == rec["usage"]["candidatesTokenCount"]
     assert final.prompt_token_count == rec["tokens"]["input_tokens"]
     assert chunks[-1].candidates is not None and chunks[-1].candidates[0].finish_reason == "STOP"
+
+
+async def test_gemini_json_answer_fits_the_requested_schema(upstream: MockUpstream) -> None:
+    """Structured output, as Gemini CLI's model router asks for it before every prompt."""
+    schema = {
+        "type": "OBJECT",
+        "properties": {
+            "complexity_reasoning": {"type": "STRING"},
+            "complexity_score": {"type": "INTEGER", "minimum": 1},
+            "tags": {"type": "array", "items": {"type": "string", "enum": ["simple", "hard"]}},
+        },
+    }
+    client = gem(upstream)
+    config = genai_types.GenerateContentConfig(
+        response_mime_type="application/json", response_json_schema=schema
+    )
+    response = await client.aio.models.generate_content(model=GEMINI, contents=PROMPT, config=config)
+    await client.aio.aclose()
+    rec = only_request(upstream)
+    answer = json.loads(response.text or "")
+    text = expected_text(GEMINI)
+    assert answer == {"complexity_reasoning": text, "complexity_score": 1, "tags": ["simple"]}
+    assert rec["tokens"]["output_tokens"] == 1 == rec["usage"]["candidatesTokenCount"]
 
 
 async def test_gemini_count_tokens_and_models(upstream: MockUpstream) -> None:

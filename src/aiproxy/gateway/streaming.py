@@ -161,9 +161,10 @@ async def relay_stream(
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
                 answered = to_chat is not None and converter.completed  # type: ignore[union-attr]
-                if answered or (tap is not None and tap.failed):
-                    # The client has its whole answer ([DONE]) or the stream's error event, and may
-                    # close before the upstream's own end arrives: that is no disconnect.
+                if answered or (tap is not None and (tap.failed or (tap.complete and to_chat is None))):
+                    # The client has its whole answer ([DONE], or the relayed stream's last event) or
+                    # the stream's error event, and may close before the upstream's own end arrives
+                    # (Codex exits at `response.completed`): that is no disconnect.
                     call.stop_watching()
             if time.monotonic() - renewed > renew_every:
                 renewed = time.monotonic()

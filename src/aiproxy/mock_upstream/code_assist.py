@@ -37,7 +37,7 @@ async def generate_content(call: Call) -> web.StreamResponse:
     inner = _unwrapped(call)
     if isinstance(inner, web.Response):
         return inner
-    chunks, truncated = inner.plan_words(gemini.max_tokens(inner))
+    chunks, truncated = gemini.plan(inner)
     inp, b = inner.input_tokens(), inner.behaviour
     text, usage = "".join(chunks), gemini.usage_of(inner, inp, len(chunks))
     inner.report(usage, tokens(inp, len(chunks), b.cache_read), text)
@@ -51,7 +51,7 @@ async def stream_generate_content(call: Call) -> web.StreamResponse:
         return inner
     if call.request.query.get("alt") != "sse":
         return gemini.error(call, "400", "Code Assist streams only with alt=sse in this mock.")
-    chunks, truncated = inner.plan_words(gemini.max_tokens(inner))
+    chunks, truncated = gemini.plan(inner)
     inp, b = inner.input_tokens(), inner.behaviour
     rid, last = new_id(""), len(chunks) - 1
     finish = "MAX_TOKENS" if truncated else "STOP"

@@ -1,4 +1,11 @@
-"""Gemini API wire format: ``/v1beta|v1/models/{model}:generateContent|streamGenerateContent|countTokens``."""
+"""Gemini API wire format: ``/v1beta|v1/models/{model}:generateContent|streamGenerateContent|countTokens``.
+
+A request asking for JSON (``generationConfig.responseMimeType: application/json`` with a
+``responseJsonSchema`` or ``responseSchema``) is answered, as the real API does, with one JSON document
+that fits the schema (one chunk, so one output token): strings are the reply text, integers and numbers
+their ``minimum`` or 1, booleans true, arrays one item, enums their first value. Gemini CLI's model
+router relies on it: it asks for ``{complexity_reasoning, complexity_score}`` before every prompt.
+"""
 
 from __future__ import annotations
 
@@ -108,13 +115,50 @@ def chunk(call: Call, rid: str, text: str, finish: str | None, usage: dict[str, 
     return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": call.model, "responseId": rid}
 
 
-def max_tokens(call: Call) -> Any:
+def _generation_config(call: Call) -> dict[str, Any]:
     config = call.body.get("generationConfig") or call.body.get("generation_config") or {}
-    return config.get("maxOutputTokens") if isinstance(config, dict) else None
+    return config if isinstance(config, dict) else {}
+
+
+def max_tokens(call: Call) -> Any:
+    return _generation_config(call).get("maxOutputTokens")
+
+
+def _fitting(schema: Any, text: str, depth: int = 0) -> Any:
+    """A value that fits a JSON Schema or OpenAPI schema (types in any case)."""
+    if not isinstance(schema, dict) or depth > 16:
+        return text
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):  # JSON Schema allows ["string", "null"]
+        kind = next((k for k in kind if str(k).lower() != "null"), "string")
+    kind = str(kind or ("object" if "properties" in schema else "string")).lower()
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {name: _fitting(sub, text, depth + 1) for name, sub in properties.items()}
+    if kind == "array":
+        return [_fitting(schema.get("items"), text, depth + 1)]
+    if kind in ("integer", "number"):
+        minimum = schema.get("minimum")
+        return minimum if isinstance(minimum, int | float) and minimum > 1 else 1
+    if kind == "boolean":
+        return True
+    return None if kind == "null" else text
+
+
+def plan(call: Call) -> tuple[tuple[str, ...], bool]:
+    """The reply chunks and whether max tokens cut them; a JSON answer when the request asks for one."""
+    chunks, truncated = call.plan_words(max_tokens(call))
+    config = _generation_config(call)
+    schema = config.get("responseJsonSchema") or config.get("responseSchema")
+    if config.get("responseMimeType") != "application/json" or not isinstance(schema, dict):
+        return chunks, truncated
+    return (dumps(_fitting(schema, "".join(chunks))).decode(),), False
 
 
 async def generate_content(call: Call) -> web.StreamResponse:
-    chunks, truncated = call.plan_words(max_tokens(call))
+    chunks, truncated = plan(call)
     inp, b = call.input_tokens(), call.behaviour
     finish = "MAX_TOKENS" if truncated else "STOP"
     text, usage = "".join(chunks), usage_of(call, inp, len(chunks))
@@ -124,7 +168,7 @@ async def generate_content(call: Call) -> web.StreamResponse:
 
 
 async def stream_generate_content(call: Call) -> web.StreamResponse:
-    chunks, truncated = call.plan_words(max_tokens(call))
+    chunks, truncated = plan(call)
     inp, b = call.input_tokens(), call.behaviour
     rid, last = new_id(""), len(chunks) - 1
     finish = "MAX_TOKENS" if truncated else "STOP"
