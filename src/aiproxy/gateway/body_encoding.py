@@ -1,8 +1,9 @@
-"""Compressed request bodies (`Content-Encoding: zstd | gzip | deflate`), decoded as they arrive.
+"""Compressed request bodies (`Content-Encoding: zstd | gzip | deflate`), decoded in bounded steps.
 
-Clients may compress what they send (Codex can send zstd). The body is decompressed chunk by
-chunk as it is received and refused the moment its plain size passes the same bound as a plain
-body (`asgi.MAX_BODY`), so a small "zip bomb" never makes the relay allocate more than that.
+Clients may compress what they send (Codex can send zstd). The compressed body is read like a
+plain one (refused past `asgi.MAX_BODY`), then decompressed a bounded piece at a time and refused
+the moment its plain size passes the same bound, so a small "zip bomb" never makes the relay
+allocate more than that.
 Everything after this step sees the plain body: the upstream gets it uncompressed (no
 `content-encoding` is ever forwarded), and usage, limits and the request log treat it as if
 it had come plain. A request without a `Content-Encoding` never reaches this module.
@@ -141,29 +142,17 @@ def content_coding(header: bytes) -> str | None:
 async def read_decoded_body(receive: Receive, header: bytes) -> bytes:
     """The plain body of a request sent with `Content-Encoding: <header>`.
 
-    Raises `BodyEncodingUnsupported` (415), `BodyCorrupt` (400) or `BodyTooLarge` (413) when the
-    compressed or the plain size passes `MAX_BODY`."""
+    The compressed body is read whole first (bounded like a plain one), then decoded in bounded
+    steps. Raises `BodyEncodingUnsupported` (415, before the body is read), `BodyCorrupt` (400) or
+    `BodyTooLarge` (413) when the compressed or the plain size passes `MAX_BODY`."""
     coding = content_coding(header)
     sink = _Sink()
     decoder = _decoder_for(coding, sink) if coding else None
-    received = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        if chunk:
-            received += len(chunk)
-            if received > MAX_BODY:
-                raise BodyTooLarge
-            if decoder is None:
-                sink.write(chunk)
-            else:
-                decoder.feed(chunk)
-        if not message.get("more_body", False):
-            break
-    if decoder is not None and received:
-        decoder.finish()
+    compressed = await read_body(receive)
+    if decoder is None or not compressed:
+        return compressed
+    decoder.feed(compressed)
+    decoder.finish()
     return b"".join(sink.chunks)
 
 
