@@ -144,25 +144,15 @@ def test_gemini_cli_one_shot(client_pool: Pool, client_home: ClientHome) -> None
     assert_logged_and_billed(pool, key_id, calls, "gemini-cli")
 
 
-# -- Responses WebSocket and remote compaction (served by the relay on other branches) --------------
+# -- Responses WebSocket and remote compaction ------------------------------------------------------
 
 WEBSOCKET_PROVIDER = "supports_websockets = true\nstream_max_retries = 0"
 # Remote compaction is what Codex does for the OpenAI provider (matched by its name) and Azure; any other
 # custom provider compacts locally, with an ordinary turn that asks the model for a summary.
 OPENAI_NAME = "OpenAI"
 COMPACT_EARLY = "model_auto_compact_token_limit = 2000"  # below one turn of the fake: the next one compacts
-NO_WEBSOCKET = pytest.mark.xfail(
-    strict=False,
-    reason="the relay does not serve the Responses API over WebSocket yet (GET /v1/responses upgrade)",
-)
 # Codex 0.169 compacts with a Responses request whose input ends in {"type": "compaction_trigger"} and
-# expects exactly one `compaction` output item back; it never calls /responses/compact. The relay passes
-# that request through unchanged over HTTP; the fake upstream answers it with text, so Codex fails.
-NO_REMOTE_COMPACTION = pytest.mark.xfail(
-    strict=False,
-    reason="the fake upstream does not answer Codex's remote compaction yet (a compaction_trigger input item "
-    "must be answered with one compaction output item)",
-)
+# expects exactly one `compaction` output item back (the fake gives one); it never calls /responses/compact.
 
 
 def test_codex_local_compaction(client_pool: Pool, client_home: ClientHome) -> None:
@@ -196,7 +186,6 @@ def split_socket_calls(calls: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
     return sockets, turns
 
 
-@NO_WEBSOCKET
 def test_codex_over_websocket(client_pool: Pool, client_home: ClientHome) -> None:
     """A provider with `supports_websockets`: the turn goes over one socket, a warm-up (`generate: false`)
     and then the turn continuing it by `previous_response_id`; the relay keeps one upstream connection for
@@ -218,13 +207,7 @@ def test_codex_over_websocket(client_pool: Pool, client_home: ClientHome) -> Non
     assert_logged_and_billed(pool, key_id, turns, "codex-cli")
 
 
-@pytest.mark.parametrize(
-    "transport",
-    [
-        pytest.param("http", marks=NO_REMOTE_COMPACTION),
-        pytest.param("websocket", marks=[NO_WEBSOCKET, NO_REMOTE_COMPACTION]),
-    ],
-)
+@pytest.mark.parametrize("transport", ["http", "websocket"])
 def test_codex_remote_compaction(client_pool: Pool, client_home: ClientHome, transport: str) -> None:
     """Codex compacts before the second turn (its token limit is below the first turn's usage): a
     Responses request whose input ends in `compaction_trigger`, answered with one `compaction` item

@@ -7,6 +7,8 @@ function ``tools``) is answered with one ``function_call`` item instead of a mes
 
 from __future__ import annotations
 
+import base64
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -113,7 +115,40 @@ def _function_call(name: str, text: str, status: str) -> dict[str, Any]:
     return item | {"call_id": new_id("call_"), "name": name}
 
 
-async def create(call: Call) -> web.StreamResponse:
+def _compaction_requested(body: dict[str, Any]) -> bool:
+    """Codex's remote compaction: an ordinary create whose input ends with a `compaction_trigger`."""
+    items = body.get("input")
+    return isinstance(items, list) and bool(items) and (items[-1] or {}).get("type") == "compaction_trigger"
+
+
+def _compaction(status: str, text: str) -> dict[str, Any]:
+    """The one `compaction` item a compaction request gets: the history, summarised and opaque."""
+    summary = base64.b64encode(("compacted: " + text).encode()).decode()
+    return {"id": new_id("cmp_"), "type": "compaction", "status": status, "encrypted_content": summary}
+
+
+@dataclass(slots=True)
+class Answer:
+    """What the fake answers one create with, whole (`response`) and as stream frames."""
+
+    rid: str
+    response: dict[str, Any]  # the final response object
+    frames: list[bytes]  # the SSE stream, event by event
+    usage: dict[str, Any]
+    tokens: dict[str, int]  # the usage, normalised (what tests compare with)
+    text: str
+    cut_at: int | None = None  # with the `cut` behaviour: the frames a stream sends before it breaks
+    cut_text: str = ""  # what those frames said
+
+    def report_streamed(self, call: Call) -> None:
+        if self.cut_at is None:
+            call.report(self.usage, self.tokens, self.text)
+        else:
+            call.report(None, None, self.cut_text, completed=False)
+
+
+def plan_answer(call: Call) -> Answer:
+    """The answer to one create, for HTTP (whole or streamed) and the WebSocket alike."""
     chunks, truncated = call.plan_words(call.body.get("max_output_tokens"))
     inp = call.input_tokens()
     b = call.behaviour
@@ -127,38 +162,44 @@ async def create(call: Call) -> web.StreamResponse:
     # Hitting max_output_tokens makes a real response "incomplete" rather than "completed".
     final_status = "incomplete" if truncated else "completed"
     rid, item_id, created, text = new_id("resp_"), new_id("msg_"), now(), "".join(chunks)
-    done_item = _item(item_id, final_status, [_part(text)])
     function = _forced_function(call.body)
-    if function is not None:
+    pieces: tuple[str, ...]
+    if _compaction_requested(call.body):
+        done_item = _compaction(final_status, text)
+        frames = _item_frames(call, rid, created, final_status, usage, done_item)
+        pieces, lead, text = (), 0, ""
+    elif function is not None:
         done_item = _function_call(function, text, final_status)
         text = done_item["arguments"]
+        frames = _item_frames(call, rid, created, final_status, usage, done_item)
+        pieces, lead = _argument_pieces(text), _FRAMES_BEFORE_DELTAS - 1  # no content part
+    else:
+        done_item = _item(item_id, final_status, [_part(text)])
+        frames = _stream_frames(call, chunks, rid, item_id, created, final_status, usage, done_item)
+        pieces, lead = chunks, _FRAMES_BEFORE_DELTAS
+    response = _response(call, rid, created, final_status, [done_item], usage)
+    answer = Answer(rid, response, frames, usage, norm, text)
+    if b.mode == "cut" and pieces:  # the stream breaks half way through the deltas
+        sent = max(1, len(pieces) // 2)
+        answer.cut_at, answer.cut_text = lead + sent, "".join(pieces[:sent])
+    return answer
+
+
+async def create(call: Call) -> web.StreamResponse:
     stream = call.body.get("stream")
     if call.body.get("background") and not stream:  # queued: answered later (retrieve, cancel)
         call.report(None, None, "")
-        payload = _response(call, rid, created, "queued", [], None)
+        payload = _response(call, new_id("resp_"), now(), "queued", [], None)
         _keep(call, payload)
         return await send_body(call, dumps(payload), headers(call, JSON_CT))
-    if b.mode != "cut":
-        _keep(call, _response(call, rid, created, final_status, [done_item], usage))
+    answer = plan_answer(call)
+    if call.behaviour.mode != "cut":
+        _keep(call, answer.response)
     if not stream:
-        call.report(usage, norm, text)
-        payload = _response(call, rid, created, final_status, [done_item], usage)
-        return await send_body(call, dumps(payload), headers(call, JSON_CT))
-
-    if function is not None:
-        frames = _function_frames(call, rid, created, final_status, usage, done_item)
-        chunks, lead = _argument_pieces(text), _FRAMES_BEFORE_DELTAS - 1  # no content part
-    else:
-        frames = _stream_frames(call, chunks, rid, item_id, created, final_status, usage, done_item)
-        lead = _FRAMES_BEFORE_DELTAS
-    cut_at = None
-    if b.mode == "cut":
-        sent = max(1, len(chunks) // 2)
-        cut_at = lead + sent
-        call.report(None, None, "".join(chunks[:sent]), completed=False)
-    else:
-        call.report(usage, norm, text)
-    return await send_stream(call, frames, headers(call, SSE_CT), cut_at=cut_at)
+        call.report(answer.usage, answer.tokens, answer.text)
+        return await send_body(call, dumps(answer.response), headers(call, JSON_CT))
+    answer.report_streamed(call)
+    return await send_stream(call, answer.frames, headers(call, SSE_CT), cut_at=answer.cut_at)
 
 
 def _keep(call: Call, response: dict[str, Any]) -> None:
@@ -227,21 +268,25 @@ def _argument_pieces(arguments: str) -> tuple[str, ...]:
     return arguments[:a], arguments[a:b], arguments[b:]
 
 
-def _function_frames(
+def _item_frames(
     call: Call, rid: str, created: int, final_status: str, usage: dict[str, Any], done_item: dict[str, Any]
 ) -> list[bytes]:
+    """The stream of a response whose one output item is not a message (a function call, with its
+    argument deltas, or a compaction)."""
     pending = _response(call, rid, created, "in_progress", [], None)
-    added = {**done_item, "status": "in_progress", "arguments": ""}
+    function = done_item["type"] == "function_call"
+    added = {**done_item, "status": "in_progress", "arguments": ""} if function else done_item
     ids = {"item_id": done_item["id"], "output_index": 0}
     events: list[tuple[str, dict[str, Any]]] = [
         ("response.created", {"response": pending}),
         ("response.in_progress", {"response": pending}),
         ("response.output_item.added", {"output_index": 0, "item": added}),
     ]
-    pieces = _argument_pieces(done_item["arguments"])
-    events += [("response.function_call_arguments.delta", {**ids, "delta": p}) for p in pieces]
+    if function:
+        pieces = _argument_pieces(done_item["arguments"])
+        events += [("response.function_call_arguments.delta", {**ids, "delta": p}) for p in pieces]
+        events.append(("response.function_call_arguments.done", {**ids, "arguments": done_item["arguments"]}))
     events += [
-        ("response.function_call_arguments.done", {**ids, "arguments": done_item["arguments"]}),
         ("response.output_item.done", {"output_index": 0, "item": done_item}),
         (
             f"response.{final_status}",

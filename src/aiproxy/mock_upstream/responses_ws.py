@@ -198,37 +198,9 @@ def _data(frame: bytes) -> bytes:
 
 def _events(call: Call) -> tuple[str, list[bytes], int | None]:
     """The SSE stream's events for this request, as frame payloads; and where a ``cut`` stops."""
-    body = call.body
-    chunks, truncated = call.plan_words(body.get("max_output_tokens"))
-    inp = call.input_tokens()
-    b = call.behaviour
-    usage = responses._usage(call, inp, len(chunks))
-    norm = {
-        "input_tokens": inp,
-        "output_tokens": len(chunks),
-        "cache_read_input_tokens": b.cache_read,
-        "cache_creation_input_tokens": b.cache_creation,
-    }
-    final_status = "incomplete" if truncated else "completed"
-    rid, item_id, created, text = new_id("resp_"), new_id("msg_"), now(), "".join(chunks)
-    done_item = responses._item(item_id, final_status, [responses._part(text)])
-    function = responses._forced_function(body)
-    if function is not None:
-        done_item = responses._function_call(function, text, final_status)
-        text = done_item["arguments"]
-        frames = responses._function_frames(call, rid, created, final_status, usage, done_item)
-        chunks, lead = responses._argument_pieces(text), responses._FRAMES_BEFORE_DELTAS - 1
-    else:
-        frames = responses._stream_frames(call, chunks, rid, item_id, created, final_status, usage, done_item)
-        lead = responses._FRAMES_BEFORE_DELTAS
-    cut_at = None
-    if b.mode == "cut":
-        sent = max(1, len(chunks) // 2)
-        cut_at = lead + sent
-        call.report(None, None, "".join(chunks[:sent]), completed=False)
-    else:
-        call.report(usage, norm, text)
-    return rid, [_data(f) for f in frames], cut_at
+    answer = responses.plan_answer(call)
+    answer.report_streamed(call)
+    return answer.rid, [_data(f) for f in answer.frames], answer.cut_at
 
 
 def _warm_up(call: Call) -> tuple[str, list[bytes]]:
