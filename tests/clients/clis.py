@@ -88,7 +88,14 @@ class ClientHome:
         env.update(extra)
         return env
 
-    def run(self, cli: str, args: list[str], extra_env: dict[str, str], timeout: float = TIMEOUT) -> CliRun:
+    def run(
+        self,
+        cli: str,
+        args: list[str],
+        extra_env: dict[str, str],
+        timeout: float = TIMEOUT,
+        stdin: str | None = None,
+    ) -> CliRun:
         argv = [str(NODE_MODULES / ".bin" / cli), *args]
         started = time.monotonic()
         # Its own process group: a timeout kills the CLI with every helper it started.
@@ -96,14 +103,14 @@ class ClientHome:
             argv,
             cwd=self.workdir,
             env=self.env(extra_env),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
         )
         try:
-            stdout, stderr = process.communicate(timeout=timeout)
+            stdout, stderr = process.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             stdout, stderr = process.communicate()
@@ -164,6 +171,34 @@ env_key = "{CODEX_KEY_ENV}"
 """
     (codex_home / "config.toml").write_text(config)
     return codex_home
+
+
+def write_builtin_openai_config(home: ClientHome, base_url: str) -> Path:
+    """$CODEX_HOME/config.toml for Codex's built-in OpenAI provider pointed at the relay (no provider
+    table: the set-up docs/clients.md shows first)."""
+    codex_home = home.home / ".codex"
+    codex_home.mkdir(exist_ok=True)
+    config = f"""model = "gpt-5-codex"
+openai_base_url = "{base_url}"
+check_for_update_on_startup = false
+[analytics]
+enabled = false
+[features]
+plugins = false
+remote_plugin = false
+apps = false
+in_app_updates = false
+daemon_auto_start = false
+"""
+    (codex_home / "config.toml").write_text(config)
+    return codex_home
+
+
+def codex_login(home: ClientHome, key: str) -> CliRun:
+    """`codex login --with-api-key`, the key on standard input (how a user stores the key the built-in
+    provider sends)."""
+    env = {"CODEX_HOME": str(home.home / ".codex"), "RUST_LOG": "error"}
+    return home.run("codex", ["login", "--with-api-key"], env, stdin=key + "\n")
 
 
 def run_codex(home: ClientHome, key: str, args: list[str]) -> CliRun:

@@ -20,7 +20,17 @@ import pytest
 
 from ..gateway.conftest import Pool
 from ..gateway.helpers import assert_billed, model_prices
-from .clis import ClientHome, CliRun, pinned_versions, run_claude, run_codex, run_gemini, write_codex_config
+from .clis import (
+    ClientHome,
+    CliRun,
+    codex_login,
+    pinned_versions,
+    run_claude,
+    run_codex,
+    run_gemini,
+    write_builtin_openai_config,
+    write_codex_config,
+)
 
 pytestmark = pytest.mark.usefixtures("clients_installed")
 VERSIONS = pinned_versions()
@@ -239,3 +249,24 @@ def test_codex_remote_compaction(client_pool: Pool, client_home: ClientHome, tra
     assert "context compacted" in second.stderr
     logged = calls if transport == "http" else split_socket_calls(calls)[1]
     assert_logged_and_billed(pool, key_id, logged, "codex-cli")
+
+
+def test_codex_builtin_openai_provider(client_pool: Pool, client_home: ClientHome) -> None:
+    """The first set-up docs/clients.md gives: Codex's built-in OpenAI provider with `openai_base_url` at the
+    relay and the relay key stored by `codex login --with-api-key`. It uses the WebSocket by default: one
+    socket, a warm-up and the turn, each logged and billed."""
+    pool = client_pool
+    fresh_upstream(pool)
+    key, key_id = pool.new_key()
+    write_builtin_openai_config(client_home, f"{pool.relay.base_url}/v1")
+    login = codex_login(client_home, key)
+    assert login.returncode == 0, login.describe()
+    run = run_codex(client_home, "", ["--skip-git-repo-check", "say hi"])
+    assert run.returncode == 0, run.describe()
+    calls = upstream_calls(pool)
+    sockets, turns = split_socket_calls(calls)
+    assert len(sockets) == 1 and len(turns) == len(calls) - 1, calls  # no fallback to HTTP
+    turn = [t for t in turns if t["json"].get("generate") is not False][-1]
+    assert user_texts(turn["json"]["input"])[-1:] == ["say hi"]
+    answered(run, turn["text"])
+    assert_logged_and_billed(pool, key_id, turns, "codex-cli")
