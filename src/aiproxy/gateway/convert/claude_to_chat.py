@@ -77,6 +77,9 @@ def _message(msg: Any, where: str, out: list[dict[str, Any]]) -> None:
     if not isinstance(msg, dict):
         raise Unconvertible(where, "must be an object")
     role, content = msg.get("role"), msg.get("content")
+    if role == "system":  # Claude Code puts reminders in system messages between the turns
+        out.append({"role": "system", "content": _system_text(content)})
+        return
     if role not in ("user", "assistant"):
         raise Unconvertible(f"{where}.role", f"role {role!r} is not supported")
     if isinstance(content, str):
