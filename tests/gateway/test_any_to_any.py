@@ -303,6 +303,8 @@ def test_a_recorded_codex_request_served_by_a_claude_account(pool: Pool) -> None
     assert "exec_command" in names and "close_agent" in names  # functions, and a namespace's, flattened
     assert record["json"]["system"].startswith("You are a coding agent")
     assert_logged(pool, credential, CLAUDE_MODEL, [True])
+    (log,) = pool.logs(expect=1)
+    assert "tools_dropped" in log["flags"]  # Codex's hosted web search had no Claude counterpart
 
 
 # -- a Gemini client -----------------------------------------------------------------------------

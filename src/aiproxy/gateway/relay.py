@@ -26,6 +26,7 @@ from .convert.compose import conversion
 from .convert.estimate import estimate_tokens
 from .convert.openai_claude import wants_stream_usage
 from .convert.refusal import Unconvertible
+from .convert.responses_to_chat import dropped_tools
 from .errors import CLAUDE, GEMINI, OPENAI, RESPONSES, GatewayError, error_body
 from .pool import PoolAccount
 from .providers import RESPONSES_INCAPABLE, Provider, UpstreamRequest, provider_for
@@ -38,6 +39,13 @@ if TYPE_CHECKING:
     from .pipeline import Call, Gateway, Plan
 
 ERROR_BODY_LIMIT = 64 * 1024
+# Client protocol → the account families that speak it (whose requests need no conversion).
+_HOME_FAMILIES = {
+    CLAUDE: frozenset({CLAUDE}),
+    OPENAI: frozenset({OPENAI}),
+    RESPONSES: frozenset({RESPONSES, OPENAI}),
+    GEMINI: frozenset({GEMINI}),
+}
 
 
 @dataclass(slots=True)
@@ -176,6 +184,8 @@ class Relay:
     def _convert_requests(self, call: Call, plan: Plan, ordered: list[Candidate]) -> None:
         """The body each upstream protocol among the candidates needs, made once before any attempt:
         what one cannot express is the client's 400, before any account is asked."""
+        if plan.client in _HOME_FAMILIES and set(plan.families) <= _HOME_FAMILIES[plan.client]:
+            return  # served in the client's own protocol: nothing to convert, nothing to look at
         for candidate in ordered:
             found = self._converted(call, candidate)
             if found is None or not found.request_steps or found.upstream in call.converted:
@@ -185,6 +195,8 @@ class Relay:
             except Unconvertible as exc:
                 raise GatewayError(400, str(exc), code="unsupported_parameter") from None
             call.converted[found.upstream] = converted
+            if plan.client == RESPONSES and dropped_tools(call.payload) and "tools_dropped" not in plan.flags:
+                plan.flags.append("tools_dropped")  # hosted web search left out (see responses_to_chat.py)
 
     async def _estimate_count(self, call: Call) -> Outcome:
         """A count no account of the client's family can give: estimated here (convert/estimate.py)."""
