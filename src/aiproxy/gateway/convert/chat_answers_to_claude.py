@@ -4,7 +4,8 @@ The second half of serving a Claude client from another family: the upstream's a
 chat completion (the hub), and becomes a Messages answer here. Lost on the way: a thinking block's
 signature (other vendors have none; the block is sent with an empty one, and dropped when the client sends
 it back), which stop sequence matched (chat does not say), and cache writes (chat usage has no field for
-them; billing reads them from the upstream wire, not from here).
+them; billing reads them from the upstream wire, not from here). A chat stream gives its usage only at the
+end, so a streamed answer's ``message_start`` counts 0 input tokens and ``message_delta`` has the totals.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class ChatToClaudeStream(ChatStreamReader):
         super().__init__()
         self.model = model
         self._started = False
+        self._pending = b""  # message_start, sent before the first content
         self._blocks = 0  # content blocks opened
         self._open: tuple[str, Any] | None = None  # the open block: (kind, tool call index)
         self._tools: dict[Any, int] = {}  # chat tool call index → block index
@@ -120,7 +122,7 @@ class ChatToClaudeStream(ChatStreamReader):
     def _start_once(self) -> bytes:
         if not self._started:
             self._head({})
-        pending, self._pending = getattr(self, "_pending", b""), b""
+        pending, self._pending = self._pending, b""
         return pending
 
     def _switch(self, kind: str, key: Any, block: dict[str, Any]) -> bytes:
