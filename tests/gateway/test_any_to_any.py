@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 from google import genai
@@ -323,3 +324,51 @@ def test_gemini_sdk_served_by_a_claude_account(pool: Pool) -> None:
     assert reply.usage_metadata.candidates_token_count == seen[0]["tokens"]["output_tokens"]
     assert chunks[-1].usage_metadata.candidates_token_count == seen[1]["tokens"]["output_tokens"]
     assert seen[0]["json"]["system"] == "Be brief." and seen[0]["json"]["max_tokens"] == 200
+
+
+def test_errors_and_cut_streams_reach_gemini_and_responses_clients_in_their_shape(pool: Pool) -> None:
+    credential = pool.add_account("claude-official")
+    gemini = genai_client(pool)
+    pool.upstream.behave(credential, "cut", count=1)
+    with pytest.raises(genai.errors.ServerError, match="ended before"):
+        list(gemini.models.generate_content_stream(model=CLAUDE_MODEL, contents="Hello Claude"))
+    responses = openai_client(pool)
+    pool.upstream.behave(credential, "cut", count=1)
+    with responses.responses.stream(model=CLAUDE_MODEL, input="Hi") as stream:
+        events = list(stream)
+        with pytest.raises(RuntimeError):
+            stream.get_final_response()  # no response.completed came: the SDK says so
+    assert events[0].type == "response.created" and events[-1].type == "error"
+    assert "ended before" in events[-1].message  # type: ignore[union-attr]
+    pool.upstream.behave(credential, "429", count=1)
+    with pytest.raises(genai.errors.ClientError) as refused:
+        gemini.models.generate_content(model=CLAUDE_MODEL, contents="Hello Claude")
+    assert refused.value.code == 429 and refused.value.status == "RESOURCE_EXHAUSTED"
+    logs = list(reversed(pool.logs(expect=3)))
+    assert [(log["status"], log["status_code"]) for log in logs] == [
+        ("truncated", 200),
+        ("truncated", 200),
+        ("error", 429),
+    ]
+    assert logs[2]["cost"] == 0 and all(log["account_id"] == pool.accounts[credential] for log in logs)
+
+
+def test_gemini_chat_endpoint_served_by_a_claude_account(pool: Pool) -> None:
+    """`/gemini/v1/chat`: a chat body in, Gemini answers out, whichever account serves it."""
+    credential = pool.add_account("claude-official")
+    body = {"model": CLAUDE_MODEL, "messages": [{"role": "system", "content": "Be brief."}, *PROMPT]}
+    headers = {"Authorization": f"Bearer {pool.key}"}
+    url = f"{pool.relay.base_url}/gemini/v1/chat"
+    whole = httpx.post(url, json=body, headers=headers, timeout=30)
+    streamed = httpx.post(url, json={**body, "stream": True}, headers=headers, timeout=30)
+    assert whole.status_code == streamed.status_code == 200
+    answer = whole.json()
+    chunks = [json.loads(line[6:]) for line in streamed.text.splitlines() if line.startswith("data: ")]
+    seen = assert_logged(pool, credential, CLAUDE_MODEL, [False, True])
+    assert answer["candidates"][0]["content"]["parts"] == [{"text": seen[0]["text"]}]
+    assert answer["usageMetadata"]["candidatesTokenCount"] == seen[0]["tokens"]["output_tokens"]
+    assert chunks[-1]["candidates"][0]["finishReason"] == "STOP"
+    assert (
+        "".join(p["text"] for c in chunks for p in c["candidates"][0]["content"]["parts"]) == seen[1]["text"]
+    )
+    assert seen[0]["json"]["system"] == "Be brief."
