@@ -98,7 +98,7 @@ _PREFIX_PLATFORMS = (
 )
 _ROUTE_PLATFORM = {CLAUDE: "claude-official", OPENAI: "openai", RESPONSES: "openai", GEMINI: "gemini"}
 _ALL_FAMILIES = (CLAUDE, OPENAI, RESPONSES, GEMINI)
-# Model platform → the account families that serve it (and, for the chat route, a planned fallback).
+# Model platform → the account families that serve it (the chat route narrows "openai": see `_plan`).
 _PLATFORM_FAMILIES: dict[str | None, tuple[str, ...]] = {
     "claude-official": (CLAUDE,),
     "gemini": (GEMINI,),
