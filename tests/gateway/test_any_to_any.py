@@ -372,3 +372,40 @@ def test_gemini_chat_endpoint_served_by_a_claude_account(pool: Pool) -> None:
         "".join(p["text"] for c in chunks for p in c["candidates"][0]["content"]["parts"]) == seen[1]["text"]
     )
     assert seen[0]["json"]["system"] == "Be brief."
+
+
+def test_images_cross_families(pool: Pool) -> None:
+    """A base64 image from a Claude client reaches a Gemini account inline; an image URL from a Responses
+    client reaches a Claude account as a URL source."""
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    gemini = pool.add_account("gemini")
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}
+    content = [{"type": "text", "text": "What is this?"}, image]
+    reply = claude_client(pool).messages.create(
+        model=GEMINI_MODEL, max_tokens=100, messages=[{"role": "user", "content": content}]
+    )
+    assert reply.content[0].text
+    (record,) = pool.upstream.requests_for(gemini)
+    assert record["json"]["contents"][0]["parts"] == [
+        {"text": "What is this?"},
+        {"inlineData": {"mimeType": "image/png", "data": png}},
+    ]
+    claude = pool.add_account("claude-official")
+    parts = [
+        {"type": "input_text", "text": "And this?"},
+        {"type": "input_image", "image_url": "https://example.com/a.png", "detail": "auto"},
+    ]
+    answer = openai_client(pool).responses.create(
+        model=CLAUDE_MODEL,
+        input=[{"role": "user", "content": parts}],  # type: ignore[list-item]
+    )
+    assert answer.output_text
+    (sent,) = pool.upstream.requests_for(claude)
+    assert sent["json"]["messages"][0]["content"] == [
+        {"type": "text", "text": "And this?"},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
+    ]
+    logs = pool.logs(expect=2)
+    assert [log["account_id"] for log in logs] == [pool.accounts[claude], pool.accounts[gemini]]
+    assert_billed(logs[0], sent["tokens"], model_prices(pool.admin, CLAUDE_MODEL))
+    assert_billed(logs[1], record["tokens"], model_prices(pool.admin, GEMINI_MODEL))
