@@ -409,3 +409,60 @@ def test_images_cross_families(pool: Pool) -> None:
     assert [log["account_id"] for log in logs] == [pool.accounts[claude], pool.accounts[gemini]]
     assert_billed(logs[0], sent["tokens"], model_prices(pool.admin, CLAUDE_MODEL))
     assert_billed(logs[1], record["tokens"], model_prices(pool.admin, GEMINI_MODEL))
+
+
+# -- the whole matrix: every client on every other family, whole and streamed ----------------------
+
+ACCOUNT_MODELS = {"claude-official": CLAUDE_MODEL, "openai": "gpt-4o", "openai-responses": CODEX_MODEL}
+ACCOUNT_MODELS["gemini"] = GEMINI_MODEL
+
+
+def ask_claude(pool: Pool, model: str) -> list[str]:
+    client = claude_client(pool)
+    whole = client.messages.create(model=model, max_tokens=100, messages=PROMPT)
+    with client.messages.stream(model=model, max_tokens=100, messages=PROMPT) as stream:
+        final = stream.get_final_message()
+    assert whole.stop_reason == final.stop_reason == "end_turn"
+    return [whole.content[0].text, final.content[0].text]  # type: ignore[union-attr]
+
+
+def ask_chat(pool: Pool, model: str) -> list[str]:
+    client = openai_client(pool)
+    whole = client.chat.completions.create(model=model, messages=PROMPT)  # type: ignore[arg-type]
+    with client.chat.completions.stream(model=model, messages=PROMPT) as stream:  # type: ignore[arg-type]
+        final = stream.get_final_completion()
+    assert whole.choices[0].finish_reason == final.choices[0].finish_reason == "stop"
+    return [whole.choices[0].message.content or "", final.choices[0].message.content or ""]
+
+
+def ask_responses(pool: Pool, model: str) -> list[str]:
+    client = openai_client(pool)
+    whole = client.responses.create(model=model, input="Tell me something about relays, please.")
+    with client.responses.stream(model=model, input="Tell me something about relays, please.") as stream:
+        final = stream.get_final_response()
+    assert whole.status == final.status == "completed"
+    return [whole.output_text, final.output_text]
+
+
+def ask_gemini(pool: Pool, model: str) -> list[str]:
+    client = genai_client(pool)
+    whole = client.models.generate_content(model=model, contents="Tell me something about relays, please.")
+    chunks = list(client.models.generate_content_stream(model=model, contents="Tell me about relays."))
+    assert chunks[-1].candidates[0].finish_reason == genai_types.FinishReason.STOP  # type: ignore[index]
+    return [whole.text or "", "".join(c.text or "" for c in chunks)]
+
+
+CLIENTS = {"claude": ask_claude, "chat": ask_chat, "responses": ask_responses, "gemini": ask_gemini}
+HOME = {"claude": "claude-official", "chat": "openai", "responses": "openai-responses", "gemini": "gemini"}
+
+
+@pytest.mark.parametrize(
+    ("client", "account"),
+    [(c, a) for c in CLIENTS for a in ACCOUNT_MODELS if a != HOME[c]],
+)
+def test_every_client_on_every_other_family(pool: Pool, client: str, account: str) -> None:
+    credential = pool.add_account(account)
+    model = ACCOUNT_MODELS[account]
+    texts = CLIENTS[client](pool, f"{account},{model}")
+    seen = assert_logged(pool, credential, model, [False, True])
+    assert texts == [record["text"] for record in seen] and all(texts)
