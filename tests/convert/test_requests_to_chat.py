@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from aiproxy.gateway.convert.claude_to_chat import claude_request_to_chat
+from aiproxy.gateway.convert.estimate import MEDIA_TOKENS, estimate_tokens
 from aiproxy.gateway.convert.gemini_chat import chat_request_to_gemini
 from aiproxy.gateway.convert.gemini_to_chat import gemini_request_to_chat
 from aiproxy.gateway.convert.refusal import Unconvertible
@@ -306,3 +307,13 @@ def test_chat_tool_loop_to_gemini_names_the_functions() -> None:
     assert out["tools"] == [{"functionDeclarations": [{"name": "echo", "parametersJsonSchema": SCHEMA}]}]
     assert out["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
     assert out["generationConfig"]["thinkingConfig"]["thinkingBudget"] == 1024
+
+
+def test_local_count_estimate() -> None:
+    text = {"messages": [{"role": "user", "content": "x" * 400}]}
+    assert estimate_tokens(text) == (400 + len("user")) // 4
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG * 1000}}
+    with_image = {"messages": [{"role": "user", "content": [{"type": "text", "text": "x" * 400}, image]}]}
+    assert estimate_tokens(with_image) == (400 + len("user") + len("text") + len("image")) // 4 + MEDIA_TOKENS
+    gemini = {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": PNG}}]}]}
+    assert estimate_tokens(gemini) == MEDIA_TOKENS
