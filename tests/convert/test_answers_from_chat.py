@@ -20,6 +20,7 @@ from aiproxy.gateway.convert.chat_answers_to_responses import (
 )
 from aiproxy.gateway.convert.compose import conversion
 from aiproxy.gateway.convert.gemini_answers_to_chat import GeminiToChatStream, gemini_response_to_chat
+from aiproxy.gateway.convert.refusal import Unconvertible
 from aiproxy.gateway.convert.sse import SSEParser
 
 USAGE = {
@@ -309,3 +310,19 @@ def test_compose_chains_two_stream_converters_and_leaves_same_protocol_alone() -
     )
     assert request["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
     assert request["generationConfig"] == {"maxOutputTokens": 5}
+
+
+def test_a_refusal_names_the_clients_own_field() -> None:
+    found = conversion("claude", "responses")
+    assert found is not None
+    body = {
+        "model": "x",
+        "max_tokens": 5,
+        "stop_sequences": ["END"],
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    with pytest.raises(Unconvertible) as refused:
+        found.request(body, model="gpt-5", stream=False)
+    assert refused.value.param == "stop_sequences" and str(refused.value).startswith(
+        "stop_sequences: stop sequences"
+    )

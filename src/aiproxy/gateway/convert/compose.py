@@ -38,6 +38,7 @@ from .openai_responses import (
     responses_error_to_openai,
     responses_response_to_chat,
 )
+from .refusal import Unconvertible
 from .responses_to_chat import responses_request_to_chat
 
 __all__ = ["CLIENT_PROTOCOLS", "Conversion", "conversion"]
@@ -57,6 +58,17 @@ Json = dict[str, Any]
 RequestStep = Callable[..., Json]
 AnswerStep = Callable[..., Json]
 ErrorStep = Callable[[int, bytes], bytes]
+
+# A chat field a later step refuses, as the client named it (so the 400 names the client's own field).
+_CLIENT_FIELDS = {
+    CLAUDE: {"stop": "stop_sequences", "max_completion_tokens": "max_tokens"},
+    GEMINI: {
+        "stop": "generationConfig.stopSequences",
+        "presence_penalty": "generationConfig.presencePenalty",
+        "frequency_penalty": "generationConfig.frequencyPenalty",
+    },
+    RESPONSES: {"max_completion_tokens": "max_output_tokens"},
+}
 
 _TO_CHAT_REQUEST: dict[str, RequestStep] = {
     CLAUDE: claude_request_to_chat,
@@ -120,8 +132,15 @@ class Conversion:
 
     def request(self, body: Json, *, model: str, stream: bool) -> Json:
         """The upstream's request body; raises `Unconvertible` for what it cannot express."""
-        for step in self.request_steps:
-            body = step(body, model=model, stream=stream)
+        for i, step in enumerate(self.request_steps):
+            try:
+                body = step(body, model=model, stream=stream)
+            except Unconvertible as exc:
+                names = _CLIENT_FIELDS.get(CLIENT_PROTOCOLS[self.client][0], {}) if i else {}
+                if exc.param not in names:
+                    raise
+                message = str(exc).removeprefix(f"{exc.param}: ")
+                raise Unconvertible(names[exc.param], message) from None
         return body
 
     def answer(self, body: Json, *, model: str) -> Json:
