@@ -125,6 +125,7 @@ class Plan:
     # switches to them, so the plan always says what was used). The last one of an unforced plan is
     # every other family: an account of another family in the key's group serves rather than none.
     fallbacks: tuple[tuple[str, ...], ...] = ()
+    last_resort: tuple[str, ...] = ()  # the families only that last fallback adds (it widens no permission)
 
 
 @dataclass(slots=True)
@@ -334,6 +335,7 @@ class Gateway:
         platform = platform_of(model, self.prices)
         client = "gemini_chat" if endpoint.kind == "gemini_chat" else endpoint.family
         fallbacks: tuple[tuple[str, ...], ...] = ()
+        last_resort: tuple[str, ...] = ()
         if forced_type:
             families: tuple[str, ...] = (ACCOUNT_TYPES[forced_type].family,)
         else:
@@ -341,12 +343,17 @@ class Gateway:
             if endpoint.family == OPENAI and OPENAI in families:
                 # Chat stays with chat accounts; a Responses API account serves when none can.
                 families, fallbacks = (OPENAI,), ((RESPONSES,),)
-            rest = tuple(
-                f for f in _ALL_FAMILIES if f not in families and all(f not in fb for fb in fallbacks)
-            )
-            fallbacks += (rest,)
+            # Then the route's own family (an OpenAI-compatible upstream serving Gemini models on the chat
+            # route, say), then any other: an account of the key's group that can serve the model.
+            for wanted in (_ROUTE_FAMILIES[endpoint.family], _ALL_FAMILIES):
+                rest = tuple(f for f in wanted if f not in families and all(f not in fb for fb in fallbacks))
+                if rest:
+                    fallbacks += (rest,)
+            last_resort = rest
         platform = platform or _ROUTE_PLATFORM[endpoint.family]
-        plan = Plan(families, client, model, forced_type, platform, None, fallbacks=fallbacks)
+        plan = Plan(
+            families, client, model, forced_type, platform, None, fallbacks=fallbacks, last_resort=last_resort
+        )
         price = self.prices.lookup(model)
         if price is not None and not price.enabled:
             raise GatewayError(403, e.MODEL_DISABLED)
@@ -365,7 +372,7 @@ class Gateway:
         The last resort of an unforced plan (any other family) is left out: it widens no permission."""
         if plan.forced_type:
             return frozenset((plan.forced_type,))
-        families = plan.families + tuple(f for fallback in plan.fallbacks[:-1] for f in fallback)
+        families = plan.families + tuple(f for fb in plan.fallbacks for f in fb if f not in plan.last_resort)
         return frozenset(t.name for t in ACCOUNT_TYPES.values() if t.family in families)
 
     async def _serve(self, call: Call, caller: Caller) -> None:
