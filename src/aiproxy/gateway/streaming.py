@@ -153,7 +153,7 @@ async def relay_stream(
             out = converter.feed(chunk) if converter is not None else chunk
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
-                answered = to_client is not None and to_client.completed
+                answered = to_client.completed if to_client is not None else tap is not None and tap.complete
                 if answered or (tap is not None and tap.failed):
                     # The client has its whole answer ([DONE]) or the stream's error event, and may
                     # close before the upstream's own end arrives: that is no disconnect.
