@@ -176,15 +176,21 @@ def test_an_openai_account_keeps_serving_chat_and_the_prefix_forces_responses(po
     assert len(pool.upstream.requests_for(responses)) == 4  # ...and the cooling account is skipped after
 
 
-def test_claude_models_never_fall_back_to_responses_accounts(pool: Pool) -> None:
+def test_claude_models_prefer_claude_accounts_then_any_account_of_the_group(pool: Pool) -> None:
+    """The model's platform picks the family first; an account of another family in the key's group
+    serves (converted) only when none of it can (issue 11: any protocol in, any account out)."""
     responses = pool.add_account("openai-responses")
     client = chat_client(pool.relay.base_url, pool.key)
-    with pytest.raises(openai.APIStatusError) as refused:
-        client.chat.completions.create(model="claude-opus-4-8", messages=MESSAGES)
-    assert refused.value.status_code == 503
-    with pytest.raises(openai.BadRequestError, match="cannot serve this endpoint"):
+    with pytest.raises(openai.APIStatusError) as refused:  # forced to a family the group does not have
         client.chat.completions.create(model=f"gemini,{MODEL}", messages=MESSAGES)
-    assert pool.upstream.requests_for(responses) == []
+    assert refused.value.status_code == 503
+    served = client.chat.completions.create(model="claude-opus-4-8", messages=MESSAGES)
+    assert served.choices[0].message.content == pool.upstream.requests_for(responses)[0]["text"]
+    claude = pool.add_account("claude-official")
+    client.chat.completions.create(model="claude-opus-4-8", messages=MESSAGES)
+    assert len(pool.upstream.requests_for(responses)) == 1 and len(pool.upstream.requests_for(claude)) == 1
+    logs = pool.logs(expect=3)
+    assert [log["account_id"] for log in logs] == [pool.accounts[claude], pool.accounts[responses], None]
 
 
 def test_what_responses_cannot_express_is_a_400_in_openai_shape(pool: Pool) -> None:

@@ -168,6 +168,23 @@ def test_input_tokens_are_counted_free_and_logged(pool: Pool, prefix: str) -> No
     assert key_counters(pool)["used_tokens"] == 0
 
 
+def test_claude_model_counts_are_estimated_and_compaction_is_refused(pool: Pool) -> None:
+    """A Claude model on the Responses route is served by a Claude account: its input count is estimated by
+    the relay (no Claude call), and a compaction, an item only a Responses upstream makes, is refused."""
+    credential = pool.add_account("claude-official")
+    client = sdk(pool)
+    counted = client.responses.input_tokens.count(model="claude-opus-4-8", input="x" * 40)
+    assert counted.object == "response.input_tokens" and counted.input_tokens == 10
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.compact(model="claude-opus-4-8", input=CONVERSATION)
+    assert refused.value.code == "unsupported_parameter" and "compact" in str(refused.value)
+    assert pool.upstream.requests_for(credential) == []
+    compact, count = pool.logs(expect=2)
+    assert "estimated" in count["flags"] and count["account_id"] is None and count["total_tokens"] == 0
+    assert compact["status_code"] == 400 and compact["total_tokens"] == 0
+    assert key_counters(pool)["used_tokens"] == 0
+
+
 # -- calls on a stored response -----------------------------------------------------------------------
 
 

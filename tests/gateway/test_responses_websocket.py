@@ -532,3 +532,43 @@ def test_a_chatgpt_subscription_account_is_bridged_to_http(setup: OAuthSetup, up
     assert warm_row["total_tokens"] == 0 and "local_warmup" in warm_row["flags"]
     assert {warm_row["account_id"], served["account_id"]} == {account["id"]}
     assert_billed(served, record["tokens"], model_prices(setup.admin, MODEL))
+
+
+def test_turns_served_by_a_claude_account_are_converted_with_the_history_replayed(pool: Pool) -> None:
+    """Codex on a Claude model: every turn goes over HTTP to the Claude account, converted; the warm-up is
+    answered by the relay, and a turn continuing a response carries the history written out."""
+    credential = pool.add_account("claude-official")
+    claude_model = "claude-opus-4-8"
+    with socket(pool) as ws:
+        warm = turn(ws, model=claude_model, input=[DEVELOPER], generate=False, stream=True)
+        second = turn(
+            ws,
+            model=claude_model,
+            input=[user_item("say hi")],
+            previous_response_id=warm[-1]["response"]["id"],
+        )
+        third = turn(
+            ws,
+            model=claude_model,
+            input=[user_item("again")],
+            previous_response_id=second[-1]["response"]["id"],
+        )
+    assert warm[-1]["response"]["output"] == [] and third[-1]["type"] == "response.completed"
+    assert text_of(second).startswith("Hello from mock")
+    records = pool.upstream.requests_for(credential)
+    assert [(r["method"], r["path"]) for r in records] == [
+        ("POST", "/v1/messages")
+    ] * 2  # no warm-up upstream
+    system = records[0]["json"]["system"]
+    assert "Codex CLI" in (system if isinstance(system, str) else orjson.dumps(system).decode())
+    assert [m["role"] for m in records[0]["json"]["messages"]] == ["user"]
+    assert [m["role"] for m in records[1]["json"]["messages"]] == ["user", "assistant", "user"]
+    assert text_of(second) in orjson.dumps(records[1]["json"]["messages"][1]).decode()
+    rows = list(reversed(pool.logs(expect=3)))
+    assert "local_warmup" in rows[0]["flags"] and rows[0]["total_tokens"] == 0
+    prices = model_prices(pool.admin, claude_model)
+    for row, record in zip(rows[1:], records, strict=True):
+        assert row["status"] == "success" and row["account_id"] == pool.accounts[credential], row
+        assert_billed(row, record["tokens"], prices)
+    assert key_counters(pool)["request_count"] == 3
+    assert concurrency(pool) == 0

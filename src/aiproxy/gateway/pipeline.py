@@ -43,6 +43,7 @@ from .asgi import Receive, Scope, Send, send_whole
 from .auth import Caller, KeyCache, key_from_headers
 from .body_encoding import read_request_body
 from .client_filter import BODYLESS_KINDS, ClientFilter, build_filter, check_client
+from .convert.compose import Conversion
 from .disconnect import DisconnectWatch
 from .errors import CLAUDE, GEMINI, OPENAI, RESPONSES, GatewayError, error_body
 from .health import HealthChecker
@@ -103,22 +104,35 @@ _PREFIX_PLATFORMS = (
 )
 RESPONSES_DEFAULT_MODEL = "gpt-4"  # the Responses route's documented default
 _ROUTE_PLATFORM = {CLAUDE: "claude-official", OPENAI: "openai", RESPONSES: "openai", GEMINI: "gemini"}
+_ALL_FAMILIES = (CLAUDE, OPENAI, RESPONSES, GEMINI)
+# Model platform → the account families that serve it (the chat route narrows "openai": see `_plan`).
+_PLATFORM_FAMILIES: dict[str | None, tuple[str, ...]] = {
+    "claude-official": (CLAUDE,),
+    "gemini": (GEMINI,),
+    "openai": (OPENAI, RESPONSES),
+}
+_ROUTE_FAMILIES = {CLAUDE: (CLAUDE,), GEMINI: (GEMINI,), RESPONSES: (RESPONSES, OPENAI), OPENAI: (OPENAI,)}
 
 
 @dataclass(slots=True)
 class Plan:
-    """Where a request goes: account families, the wire conversion, the model and its price."""
+    """Where a request goes: account families, the client's protocol, the model and its price.
+
+    An account whose protocol is not the client's serves it converted (convert/compose.py picks the
+    translators per attempt, from the client protocol and the account's upstream protocol)."""
 
     families: tuple[str, ...]
-    convert: str  # "" | "chat_to_claude" | "chat_to_gemini" | "chat_to_responses"
+    client: str  # the client's protocol: a key of convert.compose.CLIENT_PROTOCOLS
     model: str
     forced_type: str | None
     platform: str
     price: ModelPrice | None
     flags: list[str] = field(default_factory=list)
-    # (families, convert) taken instead when `families` has no candidate account (`Relay._ordered`
-    # switches to it, so the plan always says what was used).
-    fallback: tuple[tuple[str, ...], str] | None = None
+    # Families taken instead, in order, when `families` has no candidate account (`Relay._ordered`
+    # switches to them, so the plan always says what was used). The last one of an unforced plan is
+    # every other family: an account of another family in the key's group serves rather than none.
+    fallbacks: tuple[tuple[str, ...], ...] = ()
+    last_resort: tuple[str, ...] = ()  # the families only that last fallback adds (it widens no permission)
 
 
 @dataclass(slots=True)
@@ -137,7 +151,8 @@ class Call:
     payload: dict[str, Any] = field(default_factory=dict)
     caller: Caller | None = None  # None until the key is resolved
     plan: Plan | None = None
-    converted: dict[str, Any] | None = None  # the body converted once for every attempt (chat_to_responses)
+    converted: dict[str, dict[str, Any]] = field(default_factory=dict)  # upstream protocol → body, once
+    conversion: Conversion | None = None  # the translators of the current attempt (None: same protocol)
     stream: bool = False
     ticket: Ticket | None = None  # set once the request is admitted (counts against limits)
     session: str | None = None  # the sticky-session key, when there was a choice of accounts
@@ -371,29 +386,27 @@ class Gateway:
             raise GatewayError(400, "model: field required")
         forced_type, model = split_forced_type(model.strip())
         platform = platform_of(model, self.prices)
-        convert = ""
-        fallback = None
-        if endpoint.family == CLAUDE:
-            families: tuple[str, ...] = (CLAUDE,)
-        elif endpoint.family == GEMINI:
-            families = (GEMINI,)
-            convert = "chat_to_gemini" if endpoint.kind == "gemini_chat" else ""
-        elif endpoint.family == RESPONSES:
-            families = (RESPONSES, OPENAI)
+        client = "gemini_chat" if endpoint.kind == "gemini_chat" else endpoint.family
+        fallbacks: tuple[tuple[str, ...], ...] = ()
+        last_resort: tuple[str, ...] = ()
+        if forced_type:
+            families: tuple[str, ...] = (ACCOUNT_TYPES[forced_type].family,)
         else:
-            forced_family = ACCOUNT_TYPES[forced_type].family if forced_type else None
-            if forced_family == CLAUDE or (forced_family is None and platform == "claude-official"):
-                families, convert = (CLAUDE,), "chat_to_claude"
-            elif forced_family == RESPONSES:
-                families, convert = (RESPONSES,), "chat_to_responses"
-            else:
-                families = (OPENAI,)
-                if forced_family is None:  # no openai account can serve it: a Responses API account may
-                    fallback = ((RESPONSES,), "chat_to_responses")
-        if forced_type and ACCOUNT_TYPES[forced_type].family not in families:
-            raise GatewayError(400, f"account type {forced_type} cannot serve this endpoint")
+            families = _PLATFORM_FAMILIES.get(platform) or _ROUTE_FAMILIES[endpoint.family]
+            if endpoint.family == OPENAI and OPENAI in families:
+                # Chat stays with chat accounts; a Responses API account serves when none can.
+                families, fallbacks = (OPENAI,), ((RESPONSES,),)
+            # Then the route's own family (an OpenAI-compatible upstream serving Gemini models on the chat
+            # route, say), then any other: an account of the key's group that can serve the model.
+            for wanted in (_ROUTE_FAMILIES[endpoint.family], _ALL_FAMILIES):
+                rest = tuple(f for f in wanted if f not in families and all(f not in fb for fb in fallbacks))
+                if rest:
+                    fallbacks += (rest,)
+            last_resort = rest
         platform = platform or _ROUTE_PLATFORM[endpoint.family]
-        plan = Plan(families, convert, model, forced_type, platform, None, fallback=fallback)
+        plan = Plan(
+            families, client, model, forced_type, platform, None, fallbacks=fallbacks, last_resort=last_resort
+        )
         price = self.prices.lookup(model)
         if price is not None and not price.enabled:
             raise GatewayError(403, e.MODEL_DISABLED)
@@ -407,10 +420,12 @@ class Gateway:
 
     @staticmethod
     def _account_types(plan: Plan) -> frozenset[str]:
-        """The account types that may serve the plan (what platform permissions are checked on)."""
+        """The account types that may serve the plan (what platform permissions are checked on).
+
+        The last resort of an unforced plan (any other family) is left out: it widens no permission."""
         if plan.forced_type:
             return frozenset((plan.forced_type,))
-        families = plan.families + (plan.fallback[0] if plan.fallback else ())
+        families = plan.families + tuple(f for fb in plan.fallbacks for f in fb if f not in plan.last_resort)
         return frozenset(t.name for t in ACCOUNT_TYPES.values() if t.family in families)
 
     async def _serve(self, call: Call, caller: Caller) -> None:

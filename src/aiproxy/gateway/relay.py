@@ -12,7 +12,7 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -22,26 +22,32 @@ from ..billing.pricing import Usage
 from ..security.masking import mask_bytes, mask_text
 from ..store.error_rules import classify_error
 from . import errors as e
-from .convert.gemini_chat import chat_request_to_gemini
-from .convert.openai_claude import chat_request_to_claude, claude_error_to_openai, wants_stream_usage
-from .convert.openai_responses import (
-    ChatRequestUnsupported,
-    chat_request_to_responses,
-    responses_error_to_openai,
-)
-from .errors import OPENAI, RESPONSES, GatewayError, error_body
+from .convert.compose import conversion
+from .convert.estimate import estimate_tokens
+from .convert.openai_claude import wants_stream_usage
+from .convert.refusal import Unconvertible
+from .convert.responses_to_chat import dropped_tools
+from .errors import CLAUDE, GEMINI, OPENAI, RESPONSES, GatewayError, error_body
 from .pool import PoolAccount
 from .providers import RESPONSES_INCAPABLE, Provider, UpstreamRequest, provider_for
 from .response_owners import maker_first
-from .routes import UPSTREAM_SUBPATHS
+from .routes import FREE_KINDS, UPSTREAM_SUBPATHS
 from .scheduler import Candidate, StickySessions, candidates, session_key, weighted_order
 from .streaming import AnswerUnreadable, UpstreamBroke, prepare_answer, relay_stream, send_answer
 from .upstream import UpstreamClients
 
 if TYPE_CHECKING:
+    from .convert.compose import Conversion
     from .pipeline import Call, Gateway, Plan
 
 ERROR_BODY_LIMIT = 64 * 1024
+# Client protocol → the account families that speak it (whose requests need no conversion).
+_HOME_FAMILIES = {
+    CLAUDE: frozenset({CLAUDE}),
+    OPENAI: frozenset({OPENAI}),
+    RESPONSES: frozenset({RESPONSES, OPENAI}),
+    GEMINI: frozenset({GEMINI}),
+}
 
 
 @dataclass(slots=True)
@@ -106,11 +112,10 @@ class Relay:
                 # Azure deployments speak Chat Completions only.
                 excluded_types=RESPONSES_INCAPABLE if call.endpoint.family == RESPONSES else frozenset(),
             )
-            if found or plan.fallback is None:
+            if found or not plan.fallbacks:
                 break
-            # No account of the planned families can take it: the fallback's, converted as it says.
-            plan.families, plan.convert = plan.fallback
-            plan.fallback = None
+            # No account of the planned families can take it: the next families (served converted).
+            plan.families, plan.fallbacks = plan.fallbacks[0], plan.fallbacks[1:]
         ordered = weighted_order(found, self.rng)
         if call.conversation is not None:  # a WebSocket turn: the socket's account, once it has one
             ordered = call.conversation.narrow(ordered)
@@ -128,11 +133,15 @@ class Relay:
         ordered = await self._ordered(call, plan)
         if not ordered:
             raise GatewayError(503, e.NO_ACCOUNT)
-        if plan.convert == "chat_to_responses":  # once, before any attempt: a refusal is the client's 400
-            try:
-                call.converted = chat_request_to_responses(call.payload, model=plan.model)
-            except ChatRequestUnsupported as exc:
-                raise GatewayError(400, str(exc), code="unsupported_parameter") from None
+        counting = call.endpoint.kind in FREE_KINDS or call.endpoint.action == "countTokens"
+        if counting and self._converted(call, ordered[0]) is not None:
+            return await self._estimate_count(call)
+        if call.endpoint.kind == "compact" and self._converted(call, ordered[0]) is not None:
+            # A compaction is the vendor's own opaque item: only a Responses API upstream makes one.
+            message = f"responses/compact: model {plan.model} is served by an account that cannot compact"
+            raise GatewayError(400, message, code="unsupported_parameter")
+        if not counting:
+            self._convert_requests(call, plan, ordered)
         switches_allowed = int(self.gateway.configs.get("retry_count"))
         last: Failure | None = None
         last_account: PoolAccount | None = None
@@ -177,6 +186,60 @@ class Relay:
             outcome.account_id, outcome.account_type = last_account.id, last_account.type
         return outcome
 
+    @staticmethod
+    def _converted(call: Call, candidate: Candidate) -> Conversion | None:
+        """The translators for serving the client from this candidate (None: its own protocol)."""
+        wire = provider_for(candidate.account, call.endpoint.family).wire
+        return conversion(call.plan.client, wire)
+
+    def _convert_requests(self, call: Call, plan: Plan, ordered: list[Candidate]) -> None:
+        """The body each upstream protocol among the candidates needs, made once before any attempt:
+        what one cannot express is the client's 400, before any account is asked."""
+        if plan.client in _HOME_FAMILIES and set(plan.families) <= _HOME_FAMILIES[plan.client]:
+            return  # served in the client's own protocol: nothing to convert, nothing to look at
+        source = call.payload
+        if call.conversation is not None:
+            # A WebSocket turn served in another protocol goes over HTTP: its history written out.
+            source = call.conversation.bridged(source)
+        for candidate in ordered:
+            found = self._converted(call, candidate)
+            if found is None or not found.request_steps or found.upstream in call.converted:
+                continue
+            try:
+                converted = found.request(source, model=plan.model, stream=call.stream)
+            except Unconvertible as exc:
+                raise GatewayError(400, str(exc), code="unsupported_parameter") from None
+            call.converted[found.upstream] = converted
+            if plan.client == RESPONSES and dropped_tools(call.payload) and "tools_dropped" not in plan.flags:
+                plan.flags.append("tools_dropped")  # hosted web search left out (see responses_to_chat.py)
+
+    async def _estimate_count(self, call: Call) -> Outcome:
+        """A count no account of the client's family can give: estimated here (convert/estimate.py)."""
+        tokens = estimate_tokens(call.payload)
+        family = call.endpoint.family
+        answer: dict[str, Any] = (
+            {"input_tokens": tokens}
+            if family == CLAUDE
+            else {"object": "response.input_tokens", "input_tokens": tokens}
+            if family == RESPONSES
+            else {"totalTokens": tokens}
+        )
+        body = orjson.dumps(answer)
+        call.stop_watching()
+        outcome = Outcome("success", 200, flags=["estimated"])
+        await call.send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await call.send({"type": "http.response.body", "body": body})
+        return outcome
+
     async def _free(self, call: Call, held: tuple[str, str] | None) -> None:
         if held is not None:
             call.slots.remove(held)
@@ -209,15 +272,10 @@ class Relay:
     def _upstream_body(
         self, call: Call, plan: Plan, provider: Provider, account: PoolAccount, request: UpstreamRequest
     ) -> bytes:
-        if not plan.convert:
+        found = call.conversion
+        if found is None or not found.request_steps:
             return provider.encode(account, request, call.payload, call.body)
-        if plan.convert == "chat_to_claude":
-            converted = chat_request_to_claude(call.payload, model=request.model)
-            return provider.encode(account, request, converted, None)
-        if plan.convert == "chat_to_gemini":
-            return provider.encode(account, request, chat_request_to_gemini(call.payload), None)
-        assert plan.convert == "chat_to_responses" and call.converted is not None  # converted in `run`
-        return provider.encode(account, request, call.converted, None)
+        return provider.encode(account, request, call.converted[found.upstream], None)  # made in `run`
 
     async def _try_account(self, call: Call, plan: Plan, candidate: Candidate) -> Outcome | Failure | None:
         """One attempt; for an OAuth account, with a live token, and once more after a 401 refresh."""
@@ -251,9 +309,10 @@ class Relay:
     ) -> Outcome | Failure:
         endpoint = call.endpoint
         query = call.query
-        if plan.convert == "chat_to_gemini" and call.stream:
-            query = "alt=sse"
         provider = provider_for(account, endpoint.family)
+        found = call.conversion = conversion(plan.client, provider.wire)
+        if found is not None and provider.wire == GEMINI and call.stream:
+            query = "alt=sse"  # a converted Gemini stream is read as SSE
         request = UpstreamRequest(
             model=candidate.upstream_model,
             client_headers=call.headers,
@@ -398,10 +457,8 @@ class Relay:
             elif not _is_json_object(last.body):
                 # An HTML page from a proxy, plain text, nothing: the client's SDK expects its own shape.
                 body = error_body(family, status, last.message or f"upstream returned HTTP {status}")
-            elif plan.convert == "chat_to_claude":
-                body = mask_bytes(claude_error_to_openai(status, last.body))
-            elif plan.convert == "chat_to_responses":
-                body = mask_bytes(responses_error_to_openai(status, last.body))
+            elif call.conversion is not None and call.conversion.error_steps:
+                body = mask_bytes(call.conversion.error(status, last.body))  # in the client's protocol
             else:
                 body = mask_bytes(last.body)  # the vendor's own error, as the client's SDK expects it
         outcome.status_code = status

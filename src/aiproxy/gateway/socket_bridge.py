@@ -172,11 +172,17 @@ class Conversation:
                 return result
         if call.payload.get("generate") is False:
             return await self._warm_up(call, candidate, account)
-        bridged = self.replayed(call.payload)
-        bridged.pop("generate", None)  # a WebSocket-only field
+        bridged = self.bridged(call.payload)
         call.payload = bridged
         call.body = orjson.dumps(bridged)
         return None
+
+    def bridged(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The turn as an HTTP request: its history written out, without the WebSocket-only field."""
+        bridged = self.replayed(payload)
+        if "generate" in bridged:
+            bridged = {k: v for k, v in bridged.items() if k != "generate"}
+        return bridged
 
     # -- the vendor socket -----------------------------------------------------------------------
 

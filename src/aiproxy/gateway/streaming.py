@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import orjson
 
-from .convert.openai_claude import ClaudeToChatStream, claude_response_to_chat, wants_stream_usage
-from .convert.openai_responses import ResponsesToChatStream, responses_response_to_chat
+from .convert.openai_claude import wants_stream_usage
 from .errors import stream_cut_notice
 from .providers import Provider, UpstreamRequest
 from .response_owners import response_id_in
@@ -33,10 +32,6 @@ if TYPE_CHECKING:
     from .relay import Outcome
 
 JSON_ARRAY_LIMIT = 16 * 1024 * 1024
-# Conversions whose answers go back to a Chat Completions client: whole, and streamed (the stream
-# converter ends a cut stream with its own error chunk).
-_CHAT_ANSWERS = {"chat_to_claude": claude_response_to_chat, "chat_to_responses": responses_response_to_chat}
-_CHAT_STREAMS = {"chat_to_claude": ClaudeToChatStream, "chat_to_responses": ResponsesToChatStream}
 
 
 class UpstreamBroke(Exception):
@@ -78,10 +73,10 @@ def prepare_answer(
     outcome.usage = usage_from_body(provider.wire, body)
     if call.endpoint.kind == "responses":
         outcome.response_id = response_id_in(body)
-    to_chat = _CHAT_ANSWERS.get(plan.convert) if plan.convert else None
-    if to_chat is not None:
+    found = call.conversion
+    if found is not None and found.answer_steps:  # into the client's protocol
         try:
-            body = orjson.dumps(to_chat(orjson.loads(body), model=plan.model))
+            body = orjson.dumps(found.answer(orjson.loads(body), model=plan.model))
         except Exception as exc:  # an untrusted body: any shape error means "unreadable"
             raise AnswerUnreadable(f"{type(exc).__name__}") from exc
         out_headers = client_headers(headers, content_type="application/json")
@@ -118,15 +113,19 @@ async def relay_stream(
     is_sse = decoder is not None or headers.get("content-type", "").startswith("text/event-stream")
     tap = StreamTap(provider.wire) if is_sse else None
     buffered = bytearray()  # a JSON-array stream (Gemini without alt=sse): parsed at the end
-    to_chat = _CHAT_STREAMS.get(plan.convert) if plan.convert else None
-    converter = (
-        to_chat(model=plan.model, include_usage=wants_stream_usage(call.payload))
-        if to_chat is not None
-        else provider.stream_filter(request)
-        if is_sse
+    found = call.conversion
+    # Into the client's protocol (the converter ends a cut stream with the client's own error event).
+    to_client = (
+        found.stream(
+            model=plan.model,
+            chat_usage=wants_stream_usage(call.payload),
+            gemini_sse=call.endpoint.kind == "gemini_chat" or "alt=sse" in call.query,
+        )
+        if found is not None
         else None
     )
-    sse_out = to_chat is not None or decoder is not None
+    converter = to_client if to_client is not None else provider.stream_filter(request) if is_sse else None
+    sse_out = to_client is not None or decoder is not None
     content_type = getattr(converter, "content_type", None) or ("text/event-stream" if sse_out else None)
     out_headers = client_headers(headers, content_type=content_type)
     out_headers.append((b"x-accel-buffering", b"no"))
@@ -160,8 +159,8 @@ async def relay_stream(
             out = converter.feed(chunk) if converter is not None else chunk
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
-                answered = to_chat is not None and converter.completed  # type: ignore[union-attr]
-                if answered or (tap is not None and (tap.failed or (tap.complete and to_chat is None))):
+                answered = to_client.completed if to_client is not None else tap is not None and tap.complete
+                if answered or (tap is not None and tap.failed):
                     # The client has its whole answer ([DONE], or the relayed stream's last event) or
                     # the stream's error event, and may close before the upstream's own end arrives
                     # (Codex exits at `response.completed`): that is no disconnect.
@@ -201,8 +200,8 @@ async def relay_stream(
         outcome.status = "truncated"
         outcome.error = outcome.error or "upstream stream ended early"
     if converter is not None:
-        tail += converter.finish()  # the chat conversion ends a cut stream with an error chunk itself
-    if outcome.status == "truncated" and to_chat is None:
+        tail += converter.finish()  # a conversion ends a cut stream with the client's error itself
+    if outcome.status == "truncated" and to_client is None:
         tail += stream_cut_notice(call.endpoint.family)
     await send({"type": "http.response.body", "body": tail, "more_body": False})
     if outcome.status != "success":

@@ -1,4 +1,9 @@
-"""Anthropic Messages API wire format (``/v1/messages``, ``/v1/messages/count_tokens``, ``/v1/models``)."""
+"""Anthropic Messages API wire format (``/v1/messages``, ``/v1/messages/count_tokens``, ``/v1/models``).
+
+A request that makes the model call a tool (``tool_choice`` ``{"type": "any"}`` or ``{"type": "tool"}``,
+with ``tools``) is answered with one ``tool_use`` block instead of text: the tool chosen (the first one
+for ``any``), input ``{"text": <the reply text>}``, stop reason ``tool_use``.
+"""
 
 from __future__ import annotations
 
@@ -146,6 +151,28 @@ def _delta_frames(chunks: tuple[str, ...]) -> tuple[bytes, ...]:
     )
 
 
+def _forced_tool(body: dict[str, Any]) -> str | None:
+    """The tool the request makes the model call, or None when it may answer in text."""
+    tools = [t for t in body.get("tools") or () if isinstance(t, dict) and t.get("name")]
+    choice = body.get("tool_choice")
+    if not tools or not isinstance(choice, dict):
+        return None
+    if choice.get("type") == "tool":
+        return str(choice.get("name") or "")
+    return str(tools[0]["name"]) if choice.get("type") == "any" else None
+
+
+def _tool_frames(block: dict[str, Any]) -> list[bytes]:
+    arguments = dumps(block["input"]).decode()
+    a, b = len(arguments) // 3, 2 * len(arguments) // 3
+    start = {"type": "content_block_start", "index": 0, "content_block": {**block, "input": {}}}
+    frames = [sse("content_block_start", start)]
+    for piece in (arguments[:a], arguments[a:b], arguments[b:]):
+        delta = {"type": "input_json_delta", "partial_json": piece}
+        frames.append(sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
+    return frames
+
+
 async def messages(call: Call) -> web.StreamResponse:
     chunks, truncated = call.plan_words(call.body.get("max_tokens"))
     inp = call.input_tokens()
@@ -160,9 +187,14 @@ async def messages(call: Call) -> web.StreamResponse:
         "model": call.model,
     }
     text = "".join(chunks)
+    content: dict[str, Any] = {"type": "text", "text": text}
+    tool = _forced_tool(call.body)
+    if tool is not None:
+        content = {"type": "tool_use", "id": new_id("toolu_"), "name": tool, "input": {"text": text}}
+        stop_reason, text = "tool_use", dumps(content["input"]).decode()
     if not call.body.get("stream"):
         message |= {
-            "content": [{"type": "text", "text": text}],
+            "content": [content],
             "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": final_usage,
@@ -176,9 +208,7 @@ async def messages(call: Call) -> web.StreamResponse:
     delta_usage = {k: final_usage[k] for k in _DELTA_USAGE_KEYS}
     frames = [
         sse("message_start", {"type": "message_start", "message": message}),
-        _BLOCK_START,
-        _PING,
-        *_delta_frames(chunks),
+        *([_BLOCK_START, _PING, *_delta_frames(chunks)] if tool is None else [_PING, *_tool_frames(content)]),
         _BLOCK_STOP,
         sse(
             "message_delta",

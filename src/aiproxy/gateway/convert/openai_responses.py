@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from .chat_stream import ChatChunkStream, sse_data
+from .refusal import Unconvertible
 
 __all__ = [
     "ChatRequestUnsupported",
@@ -48,12 +49,8 @@ _IGNORED_EVENTS = frozenset(
 _REASONING_DELTAS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
 
 
-class ChatRequestUnsupported(ValueError):
+class ChatRequestUnsupported(Unconvertible):
     """A Chat Completions request a Responses API account cannot serve as asked (the client's 400)."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(f"{param}: {message}")
-        self.param = param
 
 
 # -- requests ---------------------------------------------------------------------------------------------
