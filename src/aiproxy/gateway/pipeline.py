@@ -49,6 +49,8 @@ from .errors import CLAUDE, GEMINI, OPENAI, RESPONSES, GatewayError, error_body
 from .health import HealthChecker
 from .limits import Limits, check_caller, check_model_allowed
 from .live_state import scrape_figures
+from .logged_request import captured_body, logged_headers, logged_value
+from .model_list import model_list
 from .pool import AccountPool
 from .quotas import QuotaBoard
 from .relay import Outcome, Relay
@@ -62,33 +64,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 JSON_HEADERS = [(b"content-type", b"application/json")]
-# Request headers worth keeping in the log (what the client is, which protocol options it
-# asked for, its session); everything else, credentials included, is never stored.
-_LOGGED_HEADERS = frozenset(
-    {
-        b"user-agent",
-        b"content-type",
-        b"content-encoding",
-        b"accept",
-        b"anthropic-version",
-        b"anthropic-beta",
-        b"openai-beta",
-        b"x-app",
-        b"originator",
-        b"x-goog-api-client",
-        b"x-stainless-lang",
-        b"x-stainless-package-version",
-        b"x-stainless-runtime",
-        b"x-stainless-os",
-        b"x-session-id",
-        b"session_id",
-        b"session-id",
-        b"thread-id",
-        b"x-claude-code-session-id",
-        b"x-client-request-id",
-    }
-)
-LOGGED_HEADER_MAX = 256  # bytes kept of each logged header value
 CLIENT_GONE_STATUS = 499  # the client closed the connection before the answer (nginx's convention)
 # Prefix routing for models the table does not know (contract: never free, flagged).
 _PREFIX_PLATFORMS = (
@@ -172,12 +147,6 @@ class Call:
         """The upstream answer is in hand: a disconnect can no longer lose it."""
         if self.watch is not None:
             self.watch.stop()
-
-
-@functools.lru_cache(maxsize=4096)
-def _logged_value(value: bytes) -> str:
-    """A header value as stored: cut, decoded, masked (cached: clients repeat the same few values)."""
-    return mask_text(value[:LOGGED_HEADER_MAX].decode("latin-1"))
 
 
 def platform_of(model: str, book: PriceBook) -> str | None:
@@ -294,10 +263,8 @@ class Gateway:
 
     async def _handle(self, call: Call) -> None:
         scope = call.scope
-        headers = call.headers = dict(scope["headers"])
-        endpoint = call.endpoint = match(scope["path"])
-        if endpoint is None:
-            raise GatewayError(404, f"unknown endpoint {scope['path']}")
+        endpoint = self._route(call)
+        headers = call.headers
         query = scope.get("query_string", b"").decode("latin-1")
         query_key = None
         if endpoint.family == GEMINI and "key=" in query:
@@ -305,20 +272,13 @@ class Gateway:
             query_key = next((v for k, v in params if k == "key"), None)
             query = urlencode([(k, v) for k, v in params if k != "key"])  # never forward the relay key
         call.query = query
-        raw_key = key_from_headers(headers, query_key)
-        if not raw_key:
-            raise GatewayError(401, e.MISSING_KEY)
-        caller = call.caller = await self.keys.resolve(raw_key)
-        if caller is None:
-            raise GatewayError(401, e.INVALID_KEY)
-        check_caller(caller, time.time())
+        caller = await self._caller(call, key_from_headers(headers, query_key))
         if scope["method"] not in endpoint.methods:
             raise GatewayError(405, f"use {' or '.join(endpoint.methods)} for this endpoint")
-        await self.pool.fresh()
-        await self._refresh_snapshots()
         if endpoint.kind == "models":
             call.client = check_client(self.client_filter, caller, headers, scope["path"], None)
-            await send_whole(call.send, 200, list(JSON_HEADERS), self._model_list(endpoint.family, caller))
+            models = model_list(endpoint.family, caller, self.prices)
+            await send_whole(call.send, 200, list(JSON_HEADERS), models)
             self._record(call, self._event(call, "success", 200, ""))
             return
         if endpoint.kind in STORED_KINDS:  # a call on one stored response: no body, no model
@@ -339,13 +299,15 @@ class Gateway:
         call.client = check_client(self.client_filter, caller, headers, scope["path"], conversation)
         await self._serve(call, caller)
 
-    async def authenticate(self, call: Call) -> tuple[str, Caller]:
-        """The key checks of a request without a body (a WebSocket handshake): the raw key and its caller."""
-        headers = call.headers = dict(call.scope["headers"])
-        call.endpoint = match(call.scope["path"])
-        if call.endpoint is None:
+    def _route(self, call: Call) -> Endpoint:
+        call.headers = dict(call.scope["headers"])
+        endpoint = call.endpoint = match(call.scope["path"])
+        if endpoint is None:
             raise GatewayError(404, f"unknown endpoint {call.scope['path']}")
-        raw_key = key_from_headers(headers, None)
+        return endpoint
+
+    async def _caller(self, call: Call, raw_key: str | None) -> Caller:
+        """The key's caller, checked (key, user, expiry), with the pool and the snapshots fresh."""
         if not raw_key:
             raise GatewayError(401, e.MISSING_KEY)
         caller = call.caller = await self.keys.resolve(raw_key)
@@ -354,24 +316,25 @@ class Gateway:
         check_caller(caller, time.time())
         await self.pool.fresh()
         await self._refresh_snapshots()
-        call.client = check_client(self.client_filter, caller, headers, call.scope["path"], None)
-        return raw_key, caller
+        return caller
+
+    async def authenticate(self, call: Call) -> tuple[str, Caller]:
+        """The key checks of a request without a body (a WebSocket handshake): the raw key and its caller."""
+        self._route(call)
+        raw_key = key_from_headers(call.headers, None)
+        caller = await self._caller(call, raw_key)
+        call.client = check_client(self.client_filter, caller, call.headers, call.scope["path"], None)
+        return raw_key or "", caller
 
     async def serve_parsed(
         self, call: Call, raw_key: str, client: str | None, payload: dict[str, Any]
     ) -> None:
         """A request whose body its transport parsed (a WebSocket turn): the checks from the key on, as
         for HTTP (the key is looked up again: it may have been disabled since the handshake)."""
-        call.headers = dict(call.scope["headers"])
-        call.endpoint = match(call.scope["path"])
+        self._route(call)
         call.payload = payload
         call.body = orjson.dumps(payload)
-        caller = call.caller = await self.keys.resolve(raw_key)
-        if caller is None:
-            raise GatewayError(401, e.INVALID_KEY)
-        check_caller(caller, time.time())
-        await self.pool.fresh()
-        await self._refresh_snapshots()
+        caller = await self._caller(call, raw_key)
         call.client = client
         await self._serve(call, caller)
 
@@ -594,12 +557,12 @@ class Gateway:
             created_at=datetime.now(UTC),
             method=call.scope["method"][:8],
             client_ip=self._client_ip(call),
-            user_agent=_logged_value(call.headers.get(b"user-agent", b"")),
+            user_agent=logged_value(call.headers.get(b"user-agent", b"")),
             session_hash=hashlib.sha256(call.session.encode()).hexdigest()[:16] if call.session else "",
             flags=list(plan.flags) if plan else [],
             error_message=mask_text(error),
-            request_headers=self._logged_headers(call.headers),
-            request_body=self._captured_body(call.body),
+            request_headers=logged_headers(call.headers),
+            request_body=captured_body(call.body, self.configs),
             user_package_id=call.ticket.package_id if call.ticket else None,
             client_type=call.client or "",
         )
@@ -612,56 +575,4 @@ class Gateway:
             forwarded.decode("latin-1") if forwarded else None,
             real.decode("latin-1") if real else None,
             trust_proxy=self.services.settings.trust_proxy_headers,
-        )
-
-    @staticmethod
-    def _logged_headers(headers: dict[bytes, bytes]) -> str:
-        kept = {
-            name.decode(): _logged_value(value) for name, value in headers.items() if name in _LOGGED_HEADERS
-        }
-        return orjson.dumps(kept).decode()
-
-    def _captured_body(self, body: bytes) -> str:
-        if not body or not self.configs.get("capture_request_body"):
-            return ""
-        cap = int(self.configs.get("capture_body_max_bytes"))
-        return mask_text(body[:cap].decode("utf-8", errors="replace"))
-
-    # -- local answers -------------------------------------------------------------------------
-
-    def _model_list(self, family: str, caller: Caller) -> bytes:
-        """Enabled models of the route's platform that this key may use."""
-        wanted = {"claude-official"} if family == CLAUDE else {"gemini"} if family == GEMINI else None
-        allowed = caller.allowed_models
-        models = sorted(
-            m
-            for m, p in self.prices.by_id.items()
-            if p.enabled
-            and p.model_id == m
-            and (wanted is None or p.platform in wanted)
-            and (allowed is None or m in allowed)
-        )
-        if family == GEMINI:
-            return orjson.dumps({"models": [{"name": f"models/{m}", "displayName": m} for m in models]})
-        if family == CLAUDE:
-            data = [
-                {"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
-                for m in models
-            ]
-            return orjson.dumps(
-                {
-                    "data": data,
-                    "has_more": False,
-                    "first_id": models[0] if models else None,
-                    "last_id": models[-1] if models else None,
-                }
-            )
-        return orjson.dumps(
-            {
-                "object": "list",
-                "data": [
-                    {"id": m, "object": "model", "created": 0, "owned_by": self.prices.by_id[m].platform}
-                    for m in models
-                ],
-            }
         )
