@@ -132,8 +132,10 @@ def claude_env(base_url: str, key: str) -> dict[str, str]:
     }
 
 
-def run_claude(home: ClientHome, base_url: str, key: str, prompt: str) -> CliRun:
-    return home.run("claude", ["-p", prompt], claude_env(base_url, key))
+def run_claude(home: ClientHome, base_url: str, key: str, prompt: str, model: str | None = None) -> CliRun:
+    return home.run(
+        "claude", ["-p", *(["--model", model] if model else []), prompt], claude_env(base_url, key)
+    )
 
 
 # -- Codex CLI --------------------------------------------------------------------------------------
@@ -142,13 +144,19 @@ CODEX_KEY_ENV = "RELAY_OPENAI_KEY"
 
 
 def write_codex_config(
-    home: ClientHome, base_url: str, *, name: str = "Relay", provider: str = "", top: str = ""
+    home: ClientHome,
+    base_url: str,
+    *,
+    name: str = "Relay",
+    provider: str = "",
+    top: str = "",
+    model: str = "gpt-5-codex",
 ) -> Path:
     """$CODEX_HOME/config.toml selecting a provider named `name` at `base_url`; `provider` and `top` add
     lines to the provider's table and to the top level (WebSocket, compaction)."""
     codex_home = home.home / ".codex"
     codex_home.mkdir(exist_ok=True)
-    config = f"""model = "gpt-5-codex"
+    config = f"""model = "{model}"
 model_provider = "relay"
 check_for_update_on_startup = false
 {top}

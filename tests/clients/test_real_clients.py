@@ -47,8 +47,11 @@ def upstream_calls(pool: Pool) -> list[dict[str, Any]]:
     return [r for r in records if r.get("api_key") in pool.accounts]
 
 
-def assert_logged_and_billed(pool: Pool, key_id: int, calls: list[dict[str, Any]], client_type: str) -> None:
-    """One successful request-log row per upstream call, carrying that call's usage and price."""
+def assert_logged_and_billed(
+    pool: Pool, key_id: int, calls: list[dict[str, Any]], client_type: str, relay_path: str | None = None
+) -> None:
+    """One successful request-log row per upstream call, carrying that call's usage and price; the row's
+    path is the upstream's (same protocol) or `relay_path` (served in another protocol)."""
     logs = pool.logs(key_id, expect=len(calls))
     assert len(logs) == len(calls), (logs, calls)
     prices: dict[str, dict[str, Any]] = {}
@@ -57,7 +60,8 @@ def assert_logged_and_billed(pool: Pool, key_id: int, calls: list[dict[str, Any]
     for row, call in zip(by_row, by_call, strict=True):
         assert row["status"] == "success" and row["status_code"] == 200, row
         assert row["client_type"] == client_type, row
-        assert row["model"] == call["model"] and row["path"].endswith(call["path"]), (row, call)
+        path_ok = row["path"] == relay_path if relay_path else row["path"].endswith(call["path"])
+        assert row["model"] == call["model"] and path_ok, (row, call)
         assert row["account_id"] == pool.accounts[call["api_key"]]
         if call["model"] not in prices:
             prices[call["model"]] = model_prices(pool.admin, call["model"])
@@ -270,3 +274,41 @@ def test_codex_builtin_openai_provider(client_pool: Pool, client_home: ClientHom
     assert user_texts(turn["json"]["input"])[-1:] == ["say hi"]
     answered(run, turn["text"])
     assert_logged_and_billed(pool, key_id, turns, "codex-cli")
+
+
+# -- across protocols ---------------------------------------------------------------------------------
+
+
+def test_claude_code_served_by_an_openai_account(client_pool: Pool, client_home: ClientHome) -> None:
+    """Claude Code asking for `openai,gpt-5-codex` (the account type forced in the model name): the OpenAI
+    account serves it, the Anthropic stream Claude Code reads is converted from the Chat Completions one,
+    and the turn is logged and billed at the OpenAI account's usage."""
+    pool = client_pool
+    fresh_upstream(pool)
+    key, key_id = pool.new_key()
+    base_url = f"{pool.relay.base_url}/claude"
+    run = run_claude(client_home, base_url, key, "say hi", model="openai,gpt-5-codex")
+    calls = upstream_calls(pool)
+    assert [(c["method"], c["path"]) for c in calls] == [("POST", "/v1/chat/completions")], calls
+    assert calls[0]["model"] == "gpt-5-codex" and calls[0]["stream"]
+    answered(run, calls[0]["text"])
+    assert_logged_and_billed(pool, key_id, calls, "claude-code", relay_path="/claude/v1/messages")
+
+
+def test_codex_served_by_a_claude_account(client_pool: Pool, client_home: ClientHome) -> None:
+    """Codex configured with a Claude model: the Claude account serves each turn, Codex reads the Responses
+    stream converted from Anthropic's, and `codex exec resume` carries the first turn's history."""
+    pool = client_pool
+    fresh_upstream(pool)
+    key, key_id = pool.new_key()
+    write_codex_config(client_home, f"{pool.relay.base_url}/v1", model="claude-opus-4-8")
+    first = run_codex(client_home, key, ["--skip-git-repo-check", "say hi"])
+    second = run_codex(client_home, key, ["resume", "--last", "--skip-git-repo-check", "and now bye"])
+    calls = upstream_calls(pool)
+    assert [(c["method"], c["path"]) for c in calls] == [("POST", "/v1/messages")] * 2, calls
+    one, two = calls
+    answered(first, one["text"])
+    answered(second, two["text"])
+    roles = [m["role"] for m in two["json"]["messages"]]
+    assert roles[-3:] == ["user", "assistant", "user"] and one["text"] in json.dumps(two["json"]["messages"])
+    assert_logged_and_billed(pool, key_id, calls, "codex-cli", relay_path="/v1/responses")
