@@ -18,6 +18,9 @@ from redis.asyncio import Redis
 from aiproxy.store.state import MemoryState, RedisState, SharedState
 
 REDIS_URL = os.environ.get("AIPROXY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# These tests check the state's logic, not its deadline (test_unavailable.py does): a generous
+# command timeout keeps a busy machine from failing them with a Redis "outage" that is only load.
+LOGIC_TIMEOUT = 5.0
 
 # Reachability is probed once per session: an unreachable host would otherwise cost a connect
 # timeout in every single test.
@@ -68,7 +71,7 @@ async def state(request: pytest.FixtureRequest) -> AsyncIterator[SharedState]:
     if request.param == "memory":
         backend = MemoryState(prefix=prefix)
     else:
-        backend = RedisState.from_url(await require_redis(), prefix=prefix)
+        backend = RedisState.from_url(await require_redis(), prefix=prefix, timeout=LOGIC_TIMEOUT)
     try:
         yield backend
     finally:
@@ -83,7 +86,7 @@ async def redis_instances() -> AsyncIterator[Callable[[str], Awaitable[RedisStat
     created: list[RedisState] = []
 
     async def make(prefix: str) -> RedisState:
-        instance = RedisState.from_url(url, prefix=prefix)
+        instance = RedisState.from_url(url, prefix=prefix, timeout=LOGIC_TIMEOUT)
         created.append(instance)
         return instance
 
