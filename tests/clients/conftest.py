@@ -80,3 +80,14 @@ def client_pool(client_admin: Api, client_relay: RelayServer, client_upstream: U
 @pytest.fixture
 def client_home(tmp_path: Path) -> ClientHome:
     return ClientHome(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def keys_deleted_after(client_pool: Pool) -> Iterator[None]:
+    """Each test takes keys of its own (`new_key`); they go afterwards: a user may hold only ten."""
+    yield
+    listed = client_pool.user.ok("GET", "/api/api-keys")
+    items = listed["items"] if isinstance(listed, dict) else listed
+    for key in items:
+        if key["id"] != client_pool.key_id:
+            client_pool.user.ok("DELETE", f"/api/api-keys/{key['id']}")
