@@ -129,12 +129,23 @@ async def serve_stored(gateway: Gateway, call: Call, caller: Caller) -> None:
     session, proxy = await gateway.relay.clients.for_proxy(account.proxy_url)
     read_timeout = float(gateway.configs.get("timeout"))
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read_timeout)
-    event_status, status, error = "success", 200, ""
+    status, first_byte = 200, 0.0
+
+    def logged(event_status: str, error: str = "") -> None:
+        if status >= 400 and event_status == "success":
+            event_status, error = "error", f"upstream answered HTTP {status}"
+        event = gateway._event(call, event_status, status, error)
+        event.account_id, event.platform = account.id, account.type
+        event.first_byte_ms = max(1, round(first_byte * 1000)) if first_byte else 0
+        gateway._record(call, event)
+
     try:
         async with session.request(
             method, upstream.url, headers=upstream.headers, proxy=proxy, timeout=timeout
         ) as response:
             status = response.status
+            if method == "DELETE" and status < 400:
+                await gateway.response_owners.forget(response_id)  # gone before the client hears so
             out_headers = [
                 (name.lower().encode("latin-1"), value.encode("latin-1"))
                 for name, value in response.headers.items()
@@ -144,25 +155,21 @@ async def serve_stored(gateway: Gateway, call: Call, caller: Caller) -> None:
             first_byte = time.perf_counter() - call.started
             async for chunk in response.content.iter_any():  # a retrieve may stream (`?stream=true`)
                 await call.send({"type": "http.response.body", "body": chunk, "more_body": True})
+            # Logged before the answer ends: a call the client makes next is always logged after it.
+            logged("success")
             await call.send({"type": "http.response.body", "body": b"", "more_body": False})
     except (aiohttp.ClientError, TimeoutError) as exc:
-        event_status, error = "error", f"upstream request failed: {type(exc).__name__}"
-        if not call.responded:
-            status = 502
-            body = error_body(RESPONSES, 502, e.UPSTREAM_FAILED)
-            await call.send({"type": "http.response.start", "status": 502, "headers": _json_headers(body)})
-            await call.send({"type": "http.response.body", "body": body})
-        else:
-            event_status = "truncated"
-        first_byte = 0.0
-    if status >= 400 and event_status == "success":
-        event_status, error = "error", f"upstream answered HTTP {status}"
-    elif method == "DELETE" and event_status == "success":
-        await gateway.response_owners.forget(response_id)
-    event = gateway._event(call, event_status, status, error)
-    event.account_id, event.platform = account.id, account.type
-    event.first_byte_ms = max(1, round(first_byte * 1000)) if first_byte else 0
-    gateway._record(call, event)
+        if call.recorded:
+            return  # the whole answer was out; only its end could not be told
+        error = f"upstream request failed: {type(exc).__name__}"
+        if call.responded:
+            logged("truncated", error)
+            return
+        status, first_byte = 502, 0.0
+        body = error_body(RESPONSES, 502, e.UPSTREAM_FAILED)
+        logged("error", error)
+        await call.send({"type": "http.response.start", "status": 502, "headers": _json_headers(body)})
+        await call.send({"type": "http.response.body", "body": body})
 
 
 def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
