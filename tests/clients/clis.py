@@ -143,6 +143,28 @@ def run_claude(home: ClientHome, base_url: str, key: str, prompt: str, model: st
 CODEX_KEY_ENV = "RELAY_OPENAI_KEY"
 
 
+# What keeps Codex off the network beyond the relay (see CLIENTS.md): no update check, analytics, plugins.
+_CODEX_QUIET = """check_for_update_on_startup = false
+[analytics]
+enabled = false
+
+[features]
+plugins = false
+remote_plugin = false
+apps = false
+in_app_updates = false
+daemon_auto_start = false
+"""
+
+
+def _write_codex_home(home: ClientHome, top: str, tables: str = "") -> Path:
+    """$CODEX_HOME/config.toml: `top` (top-level keys), the quiet settings, then `tables`."""
+    codex_home = home.home / ".codex"
+    codex_home.mkdir(exist_ok=True)
+    (codex_home / "config.toml").write_text(f"{top}\n{_CODEX_QUIET}\n{tables}")
+    return codex_home
+
+
 def write_codex_config(
     home: ClientHome,
     base_url: str,
@@ -154,52 +176,20 @@ def write_codex_config(
 ) -> Path:
     """$CODEX_HOME/config.toml selecting a provider named `name` at `base_url`; `provider` and `top` add
     lines to the provider's table and to the top level (WebSocket, compaction)."""
-    codex_home = home.home / ".codex"
-    codex_home.mkdir(exist_ok=True)
-    config = f"""model = "{model}"
-model_provider = "relay"
-check_for_update_on_startup = false
-{top}
-[analytics]
-enabled = false
-
-[features]
-plugins = false
-remote_plugin = false
-apps = false
-in_app_updates = false
-daemon_auto_start = false
-
-[model_providers.relay]
+    provider_table = f"""[model_providers.relay]
 name = "{name}"
 base_url = "{base_url}"
 wire_api = "responses"
 env_key = "{CODEX_KEY_ENV}"
 {provider}
 """
-    (codex_home / "config.toml").write_text(config)
-    return codex_home
+    return _write_codex_home(home, f'model = "{model}"\nmodel_provider = "relay"\n{top}', provider_table)
 
 
 def write_builtin_openai_config(home: ClientHome, base_url: str) -> Path:
     """$CODEX_HOME/config.toml for Codex's built-in OpenAI provider pointed at the relay (no provider
     table: the set-up docs/clients.md shows first)."""
-    codex_home = home.home / ".codex"
-    codex_home.mkdir(exist_ok=True)
-    config = f"""model = "gpt-5-codex"
-openai_base_url = "{base_url}"
-check_for_update_on_startup = false
-[analytics]
-enabled = false
-[features]
-plugins = false
-remote_plugin = false
-apps = false
-in_app_updates = false
-daemon_auto_start = false
-"""
-    (codex_home / "config.toml").write_text(config)
-    return codex_home
+    return _write_codex_home(home, f'model = "gpt-5-codex"\nopenai_base_url = "{base_url}"')
 
 
 def codex_login(home: ClientHome, key: str) -> CliRun:
