@@ -7,6 +7,12 @@ this instance and within a second on the others, without a database read per req
 Unknown keys are cached too, so a client hammering with a wrong key does not hammer the
 database.
 
+One read per key at a time: requests that find no usable snapshot wait for the read already
+under way instead of starting their own (with 64 requests in flight, an expiring snapshot
+used to send dozens of identical reads to the database, each delaying the next). A snapshot
+in the last fifth of its life is served while one request refreshes it, so a busy key never
+waits for its reload at all.
+
 When the shared state cannot be read, the cache keeps serving: snapshots still expire after
 SNAPSHOT_TTL and are reloaded from the database, so a key disabled during the outage stops
 working within that time on every instance, only not at once.
@@ -14,10 +20,12 @@ working within that time on every instance, only not at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy import and_, or_, select
 
@@ -30,6 +38,7 @@ from ..store.users import CALLERS_VERSION
 log = logging.getLogger(__name__)
 
 SNAPSHOT_TTL = 5.0
+REFRESH_AFTER = SNAPSHOT_TTL * 0.8  # from here on a request refreshes the snapshot while others use it
 MAX_CACHED = 100_000
 _SERVING_SNAPSHOTS = (
     f"API keys served from cached snapshots (reloaded from the database every {SNAPSHOT_TTL:g} s)"
@@ -104,6 +113,7 @@ class KeyCache:
         self._db = db
         self._state = state
         self._entries: dict[str, tuple[float, Caller | None]] = {}
+        self._loading: dict[str, asyncio.Future[Caller | None]] = {}  # digest -> the read under way
         self._version = -1
         self._checked_at = 0.0
         self._check_interval = 0.0 if state.kind == "memory" else 0.5
@@ -120,15 +130,45 @@ class KeyCache:
             else:
                 if version != self._version:
                     self._entries.clear()
+                    self._loading.clear()  # reads begun before the change must not be joined
                     self._version = version
         entry = self._entries.get(digest)
-        if entry is not None and now - entry[0] < SNAPSHOT_TTL:
-            return entry[1]
-        caller = await self._load(digest)
+        if entry is not None:
+            age = now - entry[0]
+            if age < REFRESH_AFTER:
+                return entry[1]
+            if age < SNAPSHOT_TTL:
+                if digest not in self._loading:
+                    self._start_load(digest, now)
+                return entry[1]
+        loading = self._loading.get(digest) or self._start_load(digest, now)
+        # Shielded: a waiter whose client goes away must not cancel the read the others wait for.
+        return await asyncio.shield(loading)
+
+    def _start_load(self, digest: str, now: float) -> asyncio.Future[Caller | None]:
+        loading = asyncio.ensure_future(self._load(digest))
+        self._loading[digest] = loading
+        loading.add_done_callback(partial(self._loaded, digest, now, self._version))
+        return loading
+
+    def _loaded(
+        self, digest: str, started: float, version: int, loading: asyncio.Future[Caller | None]
+    ) -> None:
+        if self._loading.get(digest) is loading:
+            del self._loading[digest]
+        if loading.cancelled():
+            return
+        if (exc := loading.exception()) is not None:
+            # Waiters get the error too; a refresh nobody waited for would otherwise go unseen.
+            # The class only: a driver's message can quote the statement's parameters (the key's hash).
+            log.warning("API key snapshot could not be loaded: %s", type(exc).__name__)
+            return
+        if version != self._version:
+            return  # the cache was emptied while this read ran: its answer may predate the change
         if len(self._entries) >= MAX_CACHED:
             self._entries.clear()
-        self._entries[digest] = (now, caller)
-        return caller
+        # Aged from when the read began: a snapshot is never older than SNAPSHOT_TTL says.
+        self._entries[digest] = (started, loading.result())
 
     async def _load(self, digest: str) -> Caller | None:
         async with self._db.session() as session:
@@ -141,7 +181,7 @@ class KeyCache:
             ).first()
         if row is None:
             return None
-        key, user = row.tuple()
+        key, user = row
         bound, packages = await self._grants(user.id, key.user_package_id)
         return Caller(
             key_id=key.id,
