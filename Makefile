@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The real command-line clients the tests drive (tests/clients), pinned by their lockfile.
 CLIENTS := tests/clients
 
-.PHONY: run test lint format mock-upstream clean
+.PHONY: run test lint format mock-upstream clean web web-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,28 @@ format: $(VENV)/.test
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
+# The web console: sources in web/, built into src/aiproxy/web/static (committed, so `make run`
+# needs no Node.js). `make web` rebuilds it; `make web-check` fails when the committed build is not
+# what the sources give (CI runs it when npm exists).
+WEB := web
+STATIC := src/aiproxy/web/static
+
+$(WEB)/node_modules/.installed: $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+web: $(WEB)/node_modules/.installed
+	cd $(WEB) && npm run build
+
+web-check: web
+	@if [ -n "$$(git status --porcelain -- $(STATIC))" ]; then \
+		git status --short -- $(STATIC); \
+		echo "error: $(STATIC) differs from what web/ builds: run make web and commit the result"; exit 1; \
+	fi
+	@echo "web console assets match web/"
+
 mock-upstream: $(VENV)/.runtime
 	$(BIN)/aiproxy mock-upstream
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache $(CLIENTS)/node_modules
+	rm -rf $(VENV) .pytest_cache .ruff_cache $(CLIENTS)/node_modules $(WEB)/node_modules

@@ -54,6 +54,7 @@ from .store.error_rules import seed_error_rules
 from .store.migrate import upgrade_to_head
 from .store.models import AIModel, User
 from .store.state import SharedState, open_state
+from .web import Console
 
 log = logging.getLogger("aiproxy")
 
@@ -248,7 +249,8 @@ def create_app(settings: Settings | None = None) -> AccessLog:
     api = create_api(settings)
     settings = api.state.settings
     return AccessLog(
-        Dispatcher(api),
+        # Proxy paths go straight to the gateway; the console only sees what is left.
+        Dispatcher(Console(api)),
         trust_proxy_headers=settings.trust_proxy_headers,
         proxy_lines=settings.proxy_access_log,
     )

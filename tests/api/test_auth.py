@@ -17,7 +17,7 @@ def test_health_has_no_envelope(anon: Api) -> None:
 
 def test_captcha_status_and_disabled_captcha(anon: Api) -> None:
     data = anon.ok("GET", "/api/auth/captcha/status")
-    assert data == {"captcha_enabled": False, "login_rate_limit_enabled": True}
+    assert data == {"captcha_enabled": False, "login_rate_limit_enabled": True, "allow_register": True}
     assert anon.ok("GET", "/api/auth/captcha") == {"captcha_id": "", "image": "", "enabled": False}
 
 

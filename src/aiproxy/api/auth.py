@@ -41,6 +41,8 @@ async def captcha_status(services: ServicesDep) -> FastJSONResponse:
         {
             "captcha_enabled": configs.get("captcha_enabled"),
             "login_rate_limit_enabled": configs.get("login_rate_limit_enabled"),
+            # The console's login page offers registration only when it is open.
+            "allow_register": configs.get("allow_register"),
         }
     )
 

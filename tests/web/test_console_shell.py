@@ -1,0 +1,94 @@
+"""The console in a browser: sign-in, the shell (menu, language, dark mode, phone width) and the
+API's own messages shown next to the field that caused them."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from ..support import ADMIN_PASSWORD, Api
+from .conftest import PHONE, ConsolePage
+
+
+def test_sign_in_refuses_a_wrong_password_then_lets_the_admin_in(console: ConsolePage) -> None:
+    page = console.page
+    console.goto("/admin/users")
+    assert page.url.endswith("/login?redirect=/admin/users")
+    console.shot("login")
+    page.get_by_test_id("login-username").fill("admin")
+    page.get_by_test_id("login-password").fill("not-the-password")
+    page.get_by_test_id("login-submit").click()
+    error = page.get_by_test_id("form-error")
+    error.wait_for()
+    assert "invalid username or password" in error.inner_text()
+    assert page.get_by_test_id("login-username").input_value() == "admin"  # nothing typed is lost
+    page.get_by_test_id("login-password").fill(ADMIN_PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    page.wait_for_url(re.compile(r".*/admin/users$"))  # back where the visit began
+    page.get_by_test_id("users-table").get_by_text("admin", exact=True).wait_for()
+    page.get_by_test_id("user-menu").click()
+    page.get_by_test_id("logout").click()
+    page.wait_for_url(re.compile(r".*/login$"))
+
+
+def test_language_switch_and_dark_mode_are_remembered(console: ConsolePage) -> None:
+    page = console.page
+    console.login("admin", ADMIN_PASSWORD)
+    console.goto("/admin/users")
+    page.get_by_test_id("locale-switch").click()
+    page.get_by_role("option", name="简体中文").click()
+    page.get_by_role("heading", name="用户").wait_for()
+    assert page.evaluate("document.documentElement.lang") == "zh-CN"
+    page.get_by_test_id("theme-switch").click()
+    assert page.evaluate("document.documentElement.classList.contains('dark')")
+    console.shot("users-zh-dark")
+    page.reload()
+    page.wait_for_load_state("networkidle")
+    page.get_by_role("heading", name="用户").wait_for()
+    assert page.evaluate("document.documentElement.classList.contains('dark')")
+    page.evaluate("localStorage.clear()")
+
+
+def test_a_bad_field_shows_the_api_message_next_to_it_and_keeps_the_form(
+    console: ConsolePage, admin_api: Api
+) -> None:
+    page = console.page
+    console.login("admin", ADMIN_PASSWORD)
+    console.goto("/admin/users")
+    page.get_by_test_id("user-create").click()
+    name = f"web{uuid.uuid4().hex[:8]}"
+    page.get_by_test_id("user-username").fill(name)
+    page.get_by_test_id("user-password").fill("short")
+    page.get_by_test_id("user-email").fill("someone@example.com")
+    page.get_by_test_id("user-save").click()
+    field = page.locator(".el-form-item", has=page.get_by_test_id("user-password"))
+    message = field.locator(".el-form-item__error")
+    message.wait_for()
+    assert "at least 6 characters" in message.inner_text()
+    assert page.get_by_test_id("user-username").input_value() == name
+    assert page.get_by_test_id("user-email").input_value() == "someone@example.com"
+    console.shot("user-field-error")
+    page.get_by_test_id("user-password").fill("long-enough-pass")
+    page.get_by_test_id("user-save").click()
+    page.get_by_test_id("users-table").get_by_text(name, exact=True).wait_for()
+    created = [u for u in admin_api.ok("GET", "/api/admin/users", params={"keyword": name})["items"]]
+    assert [u["email"] for u in created] == ["someone@example.com"]
+
+
+def test_phone_width_uses_a_drawer_menu(browser: Any, console_relay: Any) -> None:
+    context = browser.new_context(viewport=PHONE, locale="en-US", is_mobile=True)
+    try:
+        console = ConsolePage(context.new_page(), console_relay.base_url, "phone")
+        console.login("admin", ADMIN_PASSWORD)
+        console.goto("/admin/users")
+        page = console.page
+        assert not page.locator(".el-aside").is_visible()
+        page.get_by_test_id("menu-button").click()
+        page.get_by_test_id("nav-admin/users").wait_for()
+        console.shot("menu")
+        page.get_by_test_id("nav-admin/users").click()
+        page.get_by_test_id("users-table").wait_for()
+        assert not console.errors, console.errors
+    finally:
+        context.close()
