@@ -187,6 +187,19 @@ def test_a_package_is_created_and_assigned_to_a_user(console: ConsolePage, admin
     )
     assert holding["used_tokens"] == 0 and holding["remaining_tokens"] == 2000000
 
+    # Raise its quota: a fraction is refused next to the field, a whole number is kept.
+    page.get_by_test_id(f"user-package-edit-{holding['id']}").click()
+    page.get_by_test_id("edit-token-quota").fill("2.5")
+    page.get_by_test_id("edit-save").click()
+    quota_error = field_error(page, "edit-token-quota")
+    quota_error.wait_for()
+    assert "valid integer" in quota_error.inner_text()
+    page.get_by_test_id("edit-token-quota").fill("5000000")
+    page.get_by_test_id("edit-save").click()
+    row.get_by_text("0 / 5.00M", exact=False).wait_for()
+    (holding,) = admin_api.ok("GET", f"/api/admin/user-packages/user/{user['id']}")
+    assert (holding["token_quota"], holding["status"]) == (5000000, "active")
+
     # Disable it from the row; the API agrees.
     row.get_by_role("button", name="Disable").click()
     row.get_by_text("Disabled", exact=True).wait_for()
