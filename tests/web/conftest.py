@@ -113,9 +113,19 @@ class ConsolePage:
         self.page.wait_for_load_state("networkidle")
 
     def shot(self, label: str) -> Path:
+        """A screenshot of the whole page: the shell scrolls inside its main area, so the window is
+        made as tall as that area for the shot (full_page alone would stop at the window's height)."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{self.name}-{label}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        size = self.page.viewport_size
+        height = self.page.evaluate(
+            "Math.max(document.querySelector('.el-main')?.scrollHeight || 0, innerHeight)"
+        )
+        self.page.set_viewport_size({"width": size["width"], "height": height + 60})
+        try:
+            self.page.screenshot(path=str(path), full_page=True)
+        finally:
+            self.page.set_viewport_size(size)
         return path
 
 

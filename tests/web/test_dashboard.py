@@ -19,19 +19,6 @@ from .conftest import ConsolePage
 MODEL = "claude-opus-4-8"
 
 
-def shot_whole(console: ConsolePage, label: str) -> None:
-    """A screenshot of the whole page: the shell scrolls inside its main area, so the window is
-    made as tall as that area for the shot (full_page alone would stop at the window's height)."""
-    page = console.page
-    size = page.viewport_size
-    height = page.evaluate("Math.max(document.querySelector('.el-main')?.scrollHeight || 0, innerHeight)")
-    page.set_viewport_size({"width": size["width"], "height": height + 60})
-    try:
-        console.shot(label)
-    finally:
-        page.set_viewport_size(size)
-
-
 def number(text: str) -> int:
     return int(text.replace(",", ""))
 
@@ -129,7 +116,7 @@ def test_dashboard_shows_todays_traffic_and_account_health(
     page.get_by_text("Top users, last 30 days").wait_for()
     page.get_by_test_id("trend-metric-cost").click()
     page.wait_for_load_state("networkidle")
-    shot_whole(console, "dashboard")
+    console.shot("dashboard")
 
     # Refresh picks up a change: a second account appears in the health figures.
     add_account(admin_api, console_relay)

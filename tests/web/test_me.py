@@ -39,19 +39,6 @@ def claude_account(console_relay: Any) -> Iterator[int]:
     admin.close()
 
 
-def shot_whole(console: ConsolePage, label: str) -> None:
-    """A screenshot of the whole page: the shell scrolls inside its main area, so the window is
-    made as tall as that area for the shot (full_page alone would stop at the window's height)."""
-    page = console.page
-    size = page.viewport_size
-    height = page.evaluate("Math.max(document.querySelector('.el-main')?.scrollHeight || 0, innerHeight)")
-    page.set_viewport_size({"width": size["width"], "height": height + 60})
-    try:
-        console.shot(label)
-    finally:
-        page.set_viewport_size(size)
-
-
 def new_user(admin_api: Api, relay: Any) -> tuple[str, Api]:
     name = f"me{uuid.uuid4().hex[:8]}"
     admin_api.ok("POST", "/api/admin/users", json={"username": name, "password": PASSWORD})
@@ -114,7 +101,7 @@ def test_my_usage_shows_my_request_in_cards_charts_and_records(
     assert page.get_by_test_id("usage-daily-chart").locator("canvas").count() >= 1
     assert page.get_by_test_id("usage-model-chart").locator("canvas").count() >= 1
     assert MODEL in page.get_by_test_id("usage-models").inner_text()
-    shot_whole(console, "usage")
+    console.shot("usage")
 
     # Another key's filter finds nothing; clearing it shows the record again.
     other = user.ok("POST", "/api/api-keys", json={"name": "unused"})
@@ -125,7 +112,7 @@ def test_my_usage_shows_my_request_in_cards_charts_and_records(
 
     page.set_viewport_size(PHONE)
     page.get_by_test_id("menu-button").wait_for()
-    shot_whole(console, "usage-phone")
+    console.shot("usage-phone")
     user.close()
 
 
@@ -142,7 +129,7 @@ def test_a_key_made_in_the_page_is_shown_once_works_and_can_be_revealed_edited_a
         assert page.get_by_test_id(f"base-url-{kind}").inner_text() == console_relay.base_url + suffix
     page.get_by_test_id("base-url-openai-copy").click()
     assert page.evaluate("navigator.clipboard.readText()") == console_relay.base_url + "/openai/v1"
-    shot_whole(console, "keys-empty")
+    console.shot("keys-empty")
 
     # A missing name: the API's message next to the field, the dialog still open.
     page.get_by_test_id("key-create").click()
@@ -160,7 +147,7 @@ def test_a_key_made_in_the_page_is_shown_once_works_and_can_be_revealed_edited_a
     assert re.fullmatch(r"sk-[0-9a-f]{64}", full)
     page.get_by_test_id("key-copy").click()
     assert page.evaluate("navigator.clipboard.readText()") == full
-    shot_whole(console, "key-created")
+    console.shot("key-created")
     page.get_by_test_id("key-secret-close").click()
     dialog.wait_for(state="hidden")
 
@@ -196,7 +183,7 @@ def test_a_key_made_in_the_page_is_shown_once_works_and_can_be_revealed_edited_a
     message.wait_for()
     assert "no-such-client" in message.inner_text()
     assert page.get_by_test_id("key-name").input_value() == "ci-runner-2"  # nothing typed is lost
-    shot_whole(console, "key-edit-error")
+    console.shot("key-edit-error")
     page.locator(".el-form-item", has=clients).locator(".el-tag__close").click()
     page.get_by_test_id("key-save").click()
     page.get_by_test_id("key-dialog").wait_for(state="hidden")
@@ -214,7 +201,7 @@ def test_a_key_made_in_the_page_is_shown_once_works_and_can_be_revealed_edited_a
         usage["summary"]["total_tokens"]
     )
     assert drawer.locator("canvas").count() >= 1
-    shot_whole(console, "key-drawer")
+    console.shot("key-drawer")
     page.keyboard.press("Escape")
     drawer.wait_for(state="hidden")
 
@@ -225,7 +212,7 @@ def test_a_key_made_in_the_page_is_shown_once_works_and_can_be_revealed_edited_a
         ask_claude(console_relay, full)
     page.get_by_test_id(f"key-toggle-{created['id']}").click()
     _wait_for(lambda: user.ok("GET", f"/api/api-keys/{created['id']}")["status"] == "active")
-    shot_whole(console, "keys")
+    console.shot("keys")
 
     page.get_by_test_id(f"key-delete-{created['id']}").click()
     page.locator(".el-message-box").get_by_role("button", name="Delete").click()
@@ -281,7 +268,7 @@ def test_my_packages_show_quota_used_and_left(
     assert package["name"] in page.get_by_test_id("my-packages").inner_text()
     catalogue = page.get_by_test_id("package-catalogue").inner_text()
     assert package["name"] in catalogue and "For trying things out" in catalogue and "$9.50" in catalogue
-    shot_whole(console, "packages")
+    console.shot("packages")
     user.close()
 
 
@@ -314,7 +301,7 @@ def test_profile_email_and_password_change(console: ConsolePage, admin_api: Api,
     message.wait_for()
     assert "at least 6 characters" in message.inner_text()
     assert page.get_by_test_id("password-old").input_value() == PASSWORD
-    shot_whole(console, "profile-password-error")
+    console.shot("profile-password-error")
 
     page.get_by_test_id("password-old").fill("wrong-pass")
     page.get_by_test_id("password-new").fill("brand-new-pass")
@@ -334,5 +321,5 @@ def test_profile_email_and_password_change(console: ConsolePage, admin_api: Api,
     console.login(name, "brand-new-pass")
     console.goto("/me/profile")
     assert page.get_by_test_id("profile-email").input_value() == "me@example.com"
-    shot_whole(console, "profile")
+    console.shot("profile")
     user.close()

@@ -1,0 +1,1 @@
+import{M as e,_ as t,g as n,k as r}from"./ui-CYWX68cj.js";var i={__name:`FormError`,props:{message:{type:String,default:``}},setup(i){return(a,o)=>{let s=e(`el-alert`);return i.message?(r(),n(s,{key:0,title:i.message,type:`error`,"show-icon":``,closable:!1,class:`form-error`,"data-test":`form-error`},null,8,[`title`])):t(``,!0)}}};export{i as t};
