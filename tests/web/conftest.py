@@ -112,6 +112,15 @@ class ConsolePage:
         self.page.wait_for_url(re.compile(r"^(?!.*/login).*$"))
         self.page.wait_for_load_state("networkidle")
 
+    def settled(self) -> None:
+        """Wait until no loading mask shows and no transition runs (for a screenshot of a finished
+        page); endless animations (spinners) do not count."""
+        self.page.locator(".el-loading-mask:visible").first.wait_for(state="detached")
+        self.page.wait_for_function(
+            "() => document.getAnimations().every(a => a.playState !== 'running'"
+            " || a.effect.getTiming().iterations === Infinity)"
+        )
+
     def shot(self, label: str) -> Path:
         """A screenshot of the whole page: the shell scrolls inside its main area, so the window is
         made as tall as that area for the shot (full_page alone would stop at the window's height)."""
@@ -141,6 +150,17 @@ def console(browser: Any, console_relay: Any, request: pytest.FixtureRequest) ->
     assert not page.errors, "\n".join(page.errors)
 
 
+def field_error(page: Any, test_id: str) -> Any:
+    """The error line of the form item holding the input `test_id`."""
+    return page.locator(".el-form-item", has=page.get_by_test_id(test_id)).locator(".el-form-item__error")
+
+
+def pick(page: Any, select_test_id: str, option: str) -> None:
+    """Choose `option` in the Element Plus select carrying `select_test_id`."""
+    page.get_by_test_id(select_test_id).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
 def relay_reachable(base_url: str) -> bool:
     try:
         return httpx.get(f"{base_url}/health", timeout=2).status_code == 200
@@ -148,4 +168,4 @@ def relay_reachable(base_url: str) -> bool:
         return False
 
 
-__all__ = ["DESKTOP", "PHONE", "ConsolePage", "relay_reachable", "services_required"]
+__all__ = ["DESKTOP", "PHONE", "ConsolePage", "field_error", "pick", "relay_reachable", "services_required"]

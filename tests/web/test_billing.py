@@ -7,22 +7,10 @@ import re
 import uuid
 from typing import Any
 
+from playwright.sync_api import expect
+
 from ..support import ADMIN_PASSWORD, Api
-from .conftest import ConsolePage
-
-
-def settled(console: ConsolePage) -> None:
-    """Wait until no loading mask shows and no transition runs (screenshots of finished pages)."""
-    console.page.locator(".el-loading-mask:visible").first.wait_for(state="detached")
-    console.page.wait_for_function(
-        "() => document.getAnimations().every(a => a.playState !== 'running'"
-        " || a.effect.getTiming().iterations === Infinity)"
-    )
-
-
-def field_error(page: Any, test_id: str) -> Any:
-    """The error line of the form item holding the input `test_id`."""
-    return page.locator(".el-form-item", has=page.get_by_test_id(test_id)).locator(".el-form-item__error")
+from .conftest import ConsolePage, field_error
 
 
 def pick_option(page: Any, name: str) -> None:
@@ -45,7 +33,7 @@ def test_a_model_price_typed_in_the_page_is_what_the_api_serves(console: Console
     console.goto("/admin/models")
     table = page.get_by_test_id("models-table")
     table.locator(".el-table__row").first.wait_for()  # the built-in price book is listed
-    settled(console)
+    console.settled()
     console.shot("models")
 
     model_id = f"web-model-{uuid.uuid4().hex[:6]}"
@@ -57,15 +45,15 @@ def test_a_model_price_typed_in_the_page_is_what_the_api_serves(console: Console
     # One refusal at a time, each next to its own field; nothing typed is lost.
     name_error = field_error(page, "model-name")
     name_error.wait_for()
-    assert "at least 1 character" in name_error.inner_text()
+    expect(name_error).to_contain_text("at least 1 character")
     page.get_by_test_id("model-name").fill("Web Model")
     page.get_by_test_id("model-save").click()
     price_error = field_error(page, "model-input_price")
     price_error.wait_for()
-    assert "greater than or equal to 0" in price_error.inner_text()
+    expect(price_error).to_contain_text("greater than or equal to 0")
     assert page.get_by_test_id("model-id").input_value() == model_id
     assert page.get_by_test_id("model-output_price").input_value() == "4"
-    settled(console)
+    console.settled()
     console.shot("model-field-error")
     page.get_by_test_id("model-input_price").fill("1.25")
     page.get_by_test_id("model-cache_read_price").fill("0.125")
@@ -97,7 +85,7 @@ def test_a_model_price_typed_in_the_page_is_what_the_api_serves(console: Console
     page.get_by_test_id("model-save").click()
     twin_error = field_error(page, "model-id")
     twin_error.wait_for()
-    assert "model_id already exists" in twin_error.inner_text()
+    expect(twin_error).to_contain_text("model_id already exists")
     page.keyboard.press("Escape")
     page.get_by_test_id("model-save").wait_for(state="hidden")
 
@@ -106,7 +94,7 @@ def test_a_model_price_typed_in_the_page_is_what_the_api_serves(console: Console
     page.get_by_test_id("models-search").click()
     row = table.locator(".el-table__row", has_text=model_id)
     row.wait_for()
-    assert table.locator(".el-table__row").count() == 1
+    expect(table.locator(".el-table__row")).to_have_count(1)
     page.get_by_test_id(f"model-edit-{model_id}").click()
     assert page.get_by_test_id("model-input_price").input_value() == "1.25"
     page.get_by_test_id("model-output_price").fill("6")
@@ -118,7 +106,7 @@ def test_a_model_price_typed_in_the_page_is_what_the_api_serves(console: Console
     row.locator(".el-switch:not(.is-checked)").wait_for()
     assert model_by_id(admin_api, model_id)["enabled"] is False
     assert model_id not in {m["id"] for m in admin_api.ok("GET", "/api/models")}
-    settled(console)
+    console.settled()
     console.shot("model-edited")
 
 
@@ -138,15 +126,15 @@ def test_a_package_is_created_and_assigned_to_a_user(console: ConsolePage, admin
     page.get_by_test_id("package-save").click()
     days_error = field_error(page, "package-valid-days")
     days_error.wait_for()
-    assert "greater than or equal to 1" in days_error.inner_text()
+    expect(days_error).to_contain_text("greater than or equal to 1")
     assert page.get_by_test_id("package-name").input_value() == name
-    settled(console)
+    console.settled()
     console.shot("package-field-error")
     page.get_by_test_id("package-valid-days").fill("30")
     page.get_by_test_id("package-save").click()
     table = page.get_by_test_id("packages-table")
     table.get_by_text(name, exact=True).wait_for()
-    settled(console)
+    console.settled()
     console.shot("packages")
     (package,) = [p for p in admin_api.ok("GET", "/api/admin/packages")["items"] if p["name"] == name]
     assert (package["price"], package["token_quota"], package["valid_days"], package["status"]) == (
@@ -163,7 +151,7 @@ def test_a_package_is_created_and_assigned_to_a_user(console: ConsolePage, admin
     page.get_by_test_id("assign-save").click()  # no user yet: said next to the user picker
     user_error = field_error(page, "assign-user")
     user_error.wait_for()
-    assert user_error.inner_text() == "Choose a user"
+    expect(user_error).to_have_text("Choose a user")
     page.get_by_test_id("assign-user").click()
     page.keyboard.type(username)
     pick_option(page, f"{username} (#{user['id']})")
@@ -172,10 +160,10 @@ def test_a_package_is_created_and_assigned_to_a_user(console: ConsolePage, admin
     holdings = page.get_by_test_id("user-packages-table")
     row = holdings.locator(".el-table__row", has_text=name)
     row.wait_for()
-    assert row.get_by_test_id("user-package-status").inner_text() == "Active"
-    assert "0 / 2.00M" in row.inner_text()
+    expect(row.get_by_test_id("user-package-status")).to_have_text("Active")
+    expect(row).to_contain_text("0 / 2.00M")
     assert page.url.endswith(f"/admin/user-packages?user_id={user['id']}")
-    settled(console)
+    console.settled()
     console.shot("user-packages")
 
     (holding,) = admin_api.ok("GET", f"/api/admin/user-packages/user/{user['id']}")
@@ -193,7 +181,7 @@ def test_a_package_is_created_and_assigned_to_a_user(console: ConsolePage, admin
     page.get_by_test_id("edit-save").click()
     quota_error = field_error(page, "edit-token-quota")
     quota_error.wait_for()
-    assert "valid integer" in quota_error.inner_text()
+    expect(quota_error).to_contain_text("valid integer")
     page.get_by_test_id("edit-token-quota").fill("5000000")
     page.get_by_test_id("edit-save").click()
     row.get_by_text("0 / 5.00M", exact=False).wait_for()

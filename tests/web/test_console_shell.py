@@ -7,6 +7,8 @@ import re
 import uuid
 from typing import Any
 
+from playwright.sync_api import expect
+
 from ..support import ADMIN_PASSWORD, Api
 from .conftest import PHONE, ConsolePage
 
@@ -21,7 +23,7 @@ def test_sign_in_refuses_a_wrong_password_then_lets_the_admin_in(console: Consol
     page.get_by_test_id("login-submit").click()
     error = page.get_by_test_id("form-error")
     error.wait_for()
-    assert "invalid username or password" in error.inner_text()
+    expect(error).to_contain_text("invalid username or password")
     assert page.get_by_test_id("login-username").input_value() == "admin"  # nothing typed is lost
     page.get_by_test_id("login-password").fill(ADMIN_PASSWORD)
     page.get_by_test_id("login-submit").click()
@@ -65,7 +67,7 @@ def test_a_bad_field_shows_the_api_message_next_to_it_and_keeps_the_form(
     field = page.locator(".el-form-item", has=page.get_by_test_id("user-password"))
     message = field.locator(".el-form-item__error")
     message.wait_for()
-    assert "at least 6 characters" in message.inner_text()
+    expect(message).to_contain_text("at least 6 characters")
     assert page.get_by_test_id("user-username").input_value() == name
     assert page.get_by_test_id("user-email").input_value() == "someone@example.com"
     console.shot("user-field-error")

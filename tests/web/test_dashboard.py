@@ -12,6 +12,7 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from ..support import ADMIN_PASSWORD, Api
 from .conftest import ConsolePage
@@ -83,9 +84,9 @@ def test_dashboard_shows_todays_traffic_and_account_health(
 
     value("requests").get_by_text("2", exact=True).wait_for()
     assert number(value("tokens").inner_text()) == tokens
-    assert value("cost").inner_text() == cost_text(today["total_cost"])
+    expect(value("cost")).to_have_text(cost_text(today["total_cost"]))
     assert number(value("errors").inner_text()) == 1
-    assert "Success rate 50" in page.get_by_test_id("stat-requests").inner_text()
+    expect(page.get_by_test_id("stat-requests")).to_contain_text("Success rate 50")
     assert number(value("users").inner_text()) == 1  # only the SDK's user sent requests today
 
     models = page.get_by_test_id("top-models")
@@ -103,13 +104,13 @@ def test_dashboard_shows_todays_traffic_and_account_health(
     assert number(page.get_by_test_id("health-total").locator(".mini-value").inner_text()) == 1
     assert number(page.get_by_test_id("health-cooling").locator(".mini-value").inner_text()) == 1
     cooling = page.get_by_test_id("cooling-accounts")
-    assert account["name"] in cooling.inner_text()
-    assert health.locator("canvas").count() == 1
+    expect(cooling).to_contain_text(account["name"])
+    expect(health.locator("canvas")).to_have_count(1)
     load_row = page.get_by_test_id("account-load").locator("tr", has_text=account["name"])
     assert re.search(r"\b2\b", load_row.inner_text()) and re.search(r"\b1\b", load_row.inner_text())
 
     # The trend: a chart for 7 days, then 30 days (one summary per day asked for).
-    assert page.get_by_test_id("trend-chart").locator("canvas").count() == 1
+    expect(page.get_by_test_id("trend-chart").locator("canvas")).to_have_count(1)
     with page.expect_response(re.compile(r"/api/admin/logs/summary\?.*start_date=")) as answer:
         page.get_by_test_id("trend-days-30").click()
     assert answer.value.ok
@@ -130,7 +131,7 @@ def test_dashboard_is_for_admins_only(console: ConsolePage, admin_api: Api, cons
     admin_api.ok("POST", "/api/admin/users", json={"username": username, "password": "secret-pass"})
     console.login(username, "secret-pass")
     page = console.page
-    assert page.get_by_test_id("nav-dashboard").count() == 0
+    expect(page.get_by_test_id("nav-dashboard")).to_have_count(0)
     console.goto("/dashboard")
     page.wait_for_url(re.compile(r".*/me/usage$"))
     status, _ = Api(

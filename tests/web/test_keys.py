@@ -8,24 +8,16 @@ import uuid
 from typing import Any
 
 import anthropic
+from playwright.sync_api import expect
 
 from ..support import ADMIN_PASSWORD, Api
-from .conftest import ConsolePage
+from .conftest import ConsolePage, field_error, pick
 
 CLAUDE_MODEL = "claude-opus-4-8"
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
-
-
-def field_error(page: Any, test_id: str) -> Any:
-    return page.locator(".el-form-item", has=page.get_by_test_id(test_id)).locator(".el-form-item__error")
-
-
-def pick(page: Any, select_test_id: str, option: str) -> None:
-    page.get_by_test_id(select_test_id).click()
-    page.get_by_role("option", name=option, exact=True).click()
 
 
 def new_user(api: Api) -> dict[str, Any]:
@@ -64,7 +56,7 @@ def test_a_key_made_for_a_user_is_shown_once_and_serves_the_anthropic_sdk(
     page.get_by_test_id("key-save").click()  # the name is still empty: the API says so
     message = field_error(page, "key-name")
     message.wait_for()
-    assert "at least 1 character" in message.inner_text()
+    expect(message).to_contain_text("at least 1 character")
     assert page.get_by_test_id("key-group").inner_text().strip() == group["name"]
     console.shot("key-field-error")
 
@@ -112,7 +104,7 @@ def test_a_key_is_edited_toggled_and_deleted(console: ConsolePage, admin_api: Ap
     page.get_by_test_id("key-save").click()
     message = field_error(page, "key-models")
     message.wait_for()
-    assert "comma-separated list" in message.inner_text()
+    expect(message).to_contain_text("comma-separated list")
     assert page.get_by_test_id("key-rate-limit").locator("input").input_value() == "120"
 
     page.locator(".el-form-item", has=page.get_by_test_id("key-models")).locator(".el-tag__close").click()

@@ -11,20 +11,12 @@ from typing import Any
 
 import anthropic
 import pytest
+from playwright.sync_api import expect
 
 from ..support import ADMIN_PASSWORD, Api
 from .conftest import PHONE, ConsolePage
 
 MODEL = "claude-haiku-4-5"
-
-
-def settled(console: ConsolePage) -> None:
-    """Wait until no loading mask shows and no transition runs (screenshots of finished pages)."""
-    console.page.locator(".el-loading-mask:visible").first.wait_for(state="detached")
-    console.page.wait_for_function(
-        "() => document.getAnimations().every(a => a.playState !== 'running'"
-        " || a.effect.getTiming().iterations === Infinity)"
-    )
 
 
 def wait_for_logs(api: Api, key_id: int, count: int) -> list[dict[str, Any]]:
@@ -92,13 +84,13 @@ def test_a_proxied_request_is_in_the_request_logs_with_its_body(
     table = page.get_by_test_id("request-logs-table")
     row = table.locator(".el-table__row", has_text=MODEL)
     row.wait_for()
-    assert table.locator(".el-table__row").count() == 1  # only this user's request
-    assert caller["user"]["username"] in row.inner_text()
-    assert caller["account"]["name"] in row.inner_text()
+    expect(table.locator(".el-table__row")).to_have_count(1)  # only this user's request
+    expect(row).to_contain_text(caller["user"]["username"])
+    expect(row).to_contain_text(caller["account"]["name"])
     # The summary cards add up the same filter.
-    assert page.get_by_test_id("logs-card-requests").locator(".value").inner_text() == "1"
-    assert page.get_by_test_id("logs-card-success").locator(".value").inner_text() == "100.0%"
-    settled(console)
+    expect(page.get_by_test_id("logs-card-requests").locator(".value")).to_have_text("1")
+    expect(page.get_by_test_id("logs-card-success").locator(".value")).to_have_text("100.0%")
+    console.settled()
     console.shot("request-logs")
 
     # Another model: nothing; this one: the row again.
@@ -106,22 +98,22 @@ def test_a_proxied_request_is_in_the_request_logs_with_its_body(
     page.keyboard.type("gpt-4o-mini")
     page.keyboard.press("Enter")
     table.locator(".el-table__empty-text").wait_for()
-    assert page.get_by_test_id("logs-card-requests").locator(".value").inner_text() == "0"
+    expect(page.get_by_test_id("logs-card-requests").locator(".value")).to_have_text("0")
     page.get_by_test_id("logs-model").click()
     page.keyboard.type(MODEL)
     page.keyboard.press("Enter")
     row.wait_for()
-    assert table.locator(".el-table__row").count() == 1
+    expect(table.locator(".el-table__row")).to_have_count(1)
 
     page.get_by_test_id(f"log-detail-{log['id']}").click()
     detail = page.get_by_test_id("log-detail")
     body = detail.get_by_test_id("log-request-body")
     body.wait_for()
-    assert marker in body.inner_text()
+    expect(body).to_contain_text(marker)
     assert f'"model": "{MODEL}"' in body.inner_text()  # pretty JSON, not the raw one-liner
-    assert log["request_id"] in detail.inner_text()
+    expect(detail).to_contain_text(log["request_id"])
     assert caller["key"]["key"] not in detail.inner_text()  # the caller's key is never shown
-    settled(console)
+    console.settled()
     console.shot("request-log-detail")
     body.scroll_into_view_if_needed()
     console.shot("request-log-body")
@@ -137,7 +129,7 @@ def test_request_logs_at_phone_width(browser: Any, console_relay: Any) -> None:
         page.get_by_test_id("request-logs-table").wait_for()
         model_filter = page.get_by_test_id("logs-model")
         assert not model_filter.is_visible()  # the filters fold away behind one button
-        settled(console)
+        console.settled()
         console.shot("request-logs")
         page.get_by_test_id("logs-filters").click()
         model_filter.wait_for()
@@ -170,7 +162,7 @@ def test_the_operation_log_shows_what_the_admin_did(console: ConsolePage, admin_
     row = table.locator(".el-table__row", has_text=f"创建模型: {model_id}")
     row.wait_for()
     assert "admin" in row.inner_text() and "create" in row.inner_text()
-    settled(console)
+    console.settled()
     console.shot("operation-logs")
 
     # Only the user resource: the model's entry is gone; the model resource: it is back.
@@ -191,6 +183,6 @@ def test_the_operation_log_shows_what_the_admin_did(console: ConsolePage, admin_
     body = page.get_by_test_id("operation-request-body")
     body.wait_for()
     assert f'"model_id": "{model_id}"' in body.inner_text()
-    assert "POST" in page.get_by_test_id("operation-detail").inner_text()
-    settled(console)
+    expect(page.get_by_test_id("operation-detail")).to_contain_text("POST")
+    console.settled()
     console.shot("operation-log-detail")

@@ -12,9 +12,10 @@ from typing import Any
 
 import anthropic
 import pytest
+from playwright.sync_api import expect
 
 from ..support import ADMIN_PASSWORD, Api
-from .conftest import PHONE, ConsolePage
+from .conftest import PHONE, ConsolePage, field_error
 
 MODEL = "claude-opus-4-8"
 PASSWORD = "secret-pass"
@@ -72,10 +73,6 @@ def cost_text(value: float) -> str:
     return f"${whole}.{decimals.ljust(2, '0')}"
 
 
-def field_error(page: Any, test_id: str) -> Any:
-    return page.locator(".el-form-item", has=page.get_by_test_id(test_id)).locator(".el-form-item__error")
-
-
 def test_my_usage_shows_my_request_in_cards_charts_and_records(
     console: ConsolePage, admin_api: Api, console_relay: Any, claude_account: int
 ) -> None:
@@ -95,12 +92,12 @@ def test_my_usage_shows_my_request_in_cards_charts_and_records(
     row.wait_for()
     assert MODEL in row.inner_text() and "laptop" in row.inner_text()
     assert cost_text(record["cost"]) in row.inner_text()
-    assert page.get_by_test_id("usage-today-cost").inner_text() == cost_text(stats["today"]["cost"])
-    assert "Requests 1 ·" in page.get_by_test_id("usage-today").inner_text()
-    assert page.get_by_test_id("usage-range-cost").inner_text() == cost_text(record["cost"])
+    expect(page.get_by_test_id("usage-today-cost")).to_have_text(cost_text(stats["today"]["cost"]))
+    expect(page.get_by_test_id("usage-today")).to_contain_text("Requests 1 ·")
+    expect(page.get_by_test_id("usage-range-cost")).to_have_text(cost_text(record["cost"]))
     assert page.get_by_test_id("usage-daily-chart").locator("canvas").count() >= 1
     assert page.get_by_test_id("usage-model-chart").locator("canvas").count() >= 1
-    assert MODEL in page.get_by_test_id("usage-models").inner_text()
+    expect(page.get_by_test_id("usage-models")).to_contain_text(MODEL)
     console.shot("usage")
 
     # Another key's filter finds nothing; clearing it shows the record again.
@@ -126,7 +123,7 @@ def test_a_key_made_in_the_page_is_shown_once_works_and_can_be_revealed_edited_a
     console.login(name, PASSWORD)
     console.goto("/me/keys")
     for kind, suffix in (("claude", "/claude"), ("openai", "/openai/v1"), ("gemini", "/gemini")):
-        assert page.get_by_test_id(f"base-url-{kind}").inner_text() == console_relay.base_url + suffix
+        expect(page.get_by_test_id(f"base-url-{kind}")).to_have_text(console_relay.base_url + suffix)
     page.get_by_test_id("base-url-openai-copy").click()
     assert page.evaluate("navigator.clipboard.readText()") == console_relay.base_url + "/openai/v1"
     console.shot("keys-empty")
@@ -136,13 +133,13 @@ def test_a_key_made_in_the_page_is_shown_once_works_and_can_be_revealed_edited_a
     page.get_by_test_id("key-save").click()
     message = field_error(page, "key-name")
     message.wait_for()
-    assert "at least 1 character" in message.inner_text()
+    expect(message).to_contain_text("at least 1 character")
     page.get_by_test_id("key-name").fill("ci-runner")
     page.get_by_test_id("key-save").click()
 
     dialog = page.get_by_test_id("key-secret-dialog")
     dialog.wait_for()
-    assert "only time it is shown in full" in page.get_by_test_id("key-once-warning").inner_text()
+    expect(page.get_by_test_id("key-once-warning")).to_contain_text("only time it is shown in full")
     full = page.get_by_test_id("key-full").input_value()
     assert re.fullmatch(r"sk-[0-9a-f]{64}", full)
     page.get_by_test_id("key-copy").click()
@@ -181,7 +178,7 @@ def test_a_key_made_in_the_page_is_shown_once_works_and_can_be_revealed_edited_a
     page.get_by_test_id("key-save").click()
     message = field_error(page, "key-clients")
     message.wait_for()
-    assert "no-such-client" in message.inner_text()
+    expect(message).to_contain_text("no-such-client")
     assert page.get_by_test_id("key-name").input_value() == "ci-runner-2"  # nothing typed is lost
     console.shot("key-edit-error")
     page.locator(".el-form-item", has=clients).locator(".el-tag__close").click()
@@ -197,8 +194,8 @@ def test_a_key_made_in_the_page_is_shown_once_works_and_can_be_revealed_edited_a
     requests_card.get_by_text("1", exact=True).wait_for()
     usage = user.ok("GET", f"/api/api-keys/{created['id']}/usage")
     assert usage["summary"]["request_count"] == 1
-    assert page.get_by_test_id("key-usage-tokens").locator(".value").inner_text() == str(
-        usage["summary"]["total_tokens"]
+    expect(page.get_by_test_id("key-usage-tokens").locator(".value")).to_have_text(
+        str(usage["summary"]["total_tokens"])
     )
     assert drawer.locator("canvas").count() >= 1
     console.shot("key-drawer")
@@ -258,14 +255,14 @@ def test_my_packages_show_quota_used_and_left(
     console.goto("/me/packages")
     card = page.get_by_test_id(f"package-{holding['id']}")
     card.wait_for()
-    assert package["name"] in card.inner_text()
+    expect(card).to_contain_text(package["name"])
     tokens = page.get_by_test_id(f"package-{holding['id']}-tokens").inner_text()
     assert tokens == f"{mine['used_tokens']} / 1,000 · {mine['remaining_tokens']} left"
     cost = page.get_by_test_id(f"package-{holding['id']}-cost").inner_text()
     assert cost.startswith(f"{cost_text(mine['used_cost'])} / $2.00 · ")
-    assert page.get_by_test_id(f"package-{holding['id']}-expiry").inner_text() == "30 days left"
-    assert card.locator(".el-progress").count() == 3
-    assert package["name"] in page.get_by_test_id("my-packages").inner_text()
+    expect(page.get_by_test_id(f"package-{holding['id']}-expiry")).to_have_text("30 days left")
+    expect(card.locator(".el-progress")).to_have_count(3)
+    expect(page.get_by_test_id("my-packages")).to_contain_text(package["name"])
     catalogue = page.get_by_test_id("package-catalogue").inner_text()
     assert package["name"] in catalogue and "For trying things out" in catalogue and "$9.50" in catalogue
     console.shot("packages")
@@ -286,7 +283,7 @@ def test_profile_email_and_password_change(console: ConsolePage, admin_api: Api,
     page.get_by_test_id("profile-save").click()
     message = field_error(page, "profile-email")
     message.wait_for()
-    assert "not a valid email address" in message.inner_text()
+    expect(message).to_contain_text("not a valid email address")
     page.get_by_test_id("profile-email").fill("me@example.com")
     page.get_by_test_id("profile-save").click()
     message.wait_for(state="hidden")
@@ -299,7 +296,7 @@ def test_profile_email_and_password_change(console: ConsolePage, admin_api: Api,
     page.get_by_test_id("password-save").click()
     message = field_error(page, "password-new")
     message.wait_for()
-    assert "at least 6 characters" in message.inner_text()
+    expect(message).to_contain_text("at least 6 characters")
     assert page.get_by_test_id("password-old").input_value() == PASSWORD
     console.shot("profile-password-error")
 
@@ -309,7 +306,7 @@ def test_profile_email_and_password_change(console: ConsolePage, admin_api: Api,
     page.get_by_test_id("password-save").click()
     message = field_error(page, "password-old")
     message.wait_for()
-    assert "incorrect old password" in message.inner_text()
+    expect(message).to_contain_text("incorrect old password")
 
     page.get_by_test_id("password-old").fill(PASSWORD)
     page.get_by_test_id("password-save").click()

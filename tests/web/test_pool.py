@@ -9,31 +9,16 @@ import uuid
 from typing import Any
 
 import anthropic
+from playwright.sync_api import expect
 
 from ..support import ADMIN_PASSWORD, NOWHERE, Api, free_port
-from .conftest import PHONE, ConsolePage
+from .conftest import PHONE, ConsolePage, field_error, pick
 
 CLAUDE_MODEL = "claude-opus-4-8"
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def field_error(page: Any, test_id: str) -> Any:
-    """The error line of the form item holding the input `test_id`."""
-    return page.locator(".el-form-item", has=page.get_by_test_id(test_id)).locator(".el-form-item__error")
-
-
-def settled(page: Any) -> None:
-    """Wait for running animations (a dialog opening) to finish, for a clean screenshot."""
-    page.evaluate("Promise.all(document.getAnimations().map((a) => a.finished))")
-
-
-def pick(page: Any, select_test_id: str, option: str) -> None:
-    """Choose `option` in the Element Plus select carrying `select_test_id`."""
-    page.get_by_test_id(select_test_id).click()
-    page.get_by_role("option", name=option, exact=True).click()
 
 
 def user_key(api: Api, group_id: int) -> str:
@@ -76,9 +61,9 @@ def test_an_account_made_in_the_console_serves_the_anthropic_sdk(
     page.get_by_test_id("account-save").click()
     message = field_error(page, "account-name")
     message.wait_for()
-    assert "at least 1 character" in message.inner_text()
+    expect(message).to_contain_text("at least 1 character")
     assert page.get_by_test_id("account-api_key").input_value() == secret
-    settled(page)
+    console.settled()
 
     # A claude-ccr account without its base URL: the API names the endpoint, shown at that field.
     name = unique("ccr")
@@ -86,7 +71,7 @@ def test_an_account_made_in_the_console_serves_the_anthropic_sdk(
     page.get_by_test_id("account-save").click()
     message = field_error(page, "account-base-url")
     message.wait_for()
-    assert "required for claude-ccr accounts" in message.inner_text()
+    expect(message).to_contain_text("required for claude-ccr accounts")
     assert page.get_by_test_id("account-name").input_value() == name
     assert page.get_by_test_id("account-map-to-0").input_value() == CLAUDE_MODEL
     console.shot("account-field-error")
@@ -140,7 +125,7 @@ def test_the_account_drawer_pauses_resumes_and_probes(
     page.get_by_test_id(f"account-open-{account['id']}").click()
     drawer = page.get_by_test_id("account-drawer")
     drawer.get_by_test_id("drawer-concurrency").wait_for()
-    assert "0 / ∞" in drawer.get_by_test_id("drawer-concurrency").inner_text()
+    expect(drawer.get_by_test_id("drawer-concurrency")).to_contain_text("0 / ∞")
 
     drawer.get_by_test_id("drawer-hold").click()
     drawer.get_by_test_id("drawer-status").filter(has_text="Paused").wait_for()
@@ -153,7 +138,7 @@ def test_the_account_drawer_pauses_resumes_and_probes(
     drawer.get_by_test_id("drawer-probe").click()
     outcome = drawer.get_by_test_id("probe-outcome")
     outcome.wait_for()
-    assert outcome.inner_text() == "Success"
+    expect(outcome).to_have_text("Success")
     drawer.get_by_test_id("drawer-limit").locator("input").fill("3")
     drawer.get_by_test_id("drawer-limit-save").click()
     drawer.get_by_test_id("drawer-concurrency").filter(has_text="0 / 3").wait_for()
@@ -175,7 +160,7 @@ def test_groups_are_created_and_given_members(console: ConsolePage, admin_api: A
     page.get_by_test_id("group-save").click()
     message = field_error(page, "group-name")
     message.wait_for()
-    assert "at least 1 character" in message.inner_text()
+    expect(message).to_contain_text("at least 1 character")
     assert page.get_by_test_id("group-description").input_value() == "team A"
     name = unique("team")
     page.get_by_test_id("group-name").fill(name)
@@ -216,7 +201,7 @@ def test_a_proxy_is_created_and_its_test_shows_the_failure(console: ConsolePage,
     page.get_by_test_id("proxy-save").click()
     message = field_error(page, "proxy-port")
     message.wait_for()
-    assert "integer" in message.inner_text()
+    expect(message).to_contain_text("integer")
     assert page.get_by_test_id("proxy-name").input_value() == name
     page.get_by_test_id("proxy-port").fill(str(port))
     page.get_by_test_id("proxy-save").click()
@@ -227,9 +212,9 @@ def test_a_proxy_is_created_and_its_test_shows_the_failure(console: ConsolePage,
     page.get_by_test_id(f"proxy-test-{proxy['id']}").click()
     result = page.get_by_test_id(f"proxy-result-{proxy['id']}")
     result.get_by_text("Failed", exact=True).wait_for()
-    assert "connection failed" in result.inner_text()
-    assert "ms" in result.inner_text()
-    settled(page)
+    expect(result).to_contain_text("connection failed")
+    expect(result).to_contain_text("ms")
+    console.settled()
     console.shot("proxies")
 
     page.get_by_test_id(f"proxy-edit-{proxy['id']}").click()
@@ -237,7 +222,7 @@ def test_a_proxy_is_created_and_its_test_shows_the_failure(console: ConsolePage,
     page.get_by_test_id("proxy-form-test").click()
     form_result = page.get_by_test_id("proxy-form-result")
     form_result.wait_for()
-    assert "Failed" in form_result.inner_text()
+    expect(form_result).to_contain_text("Failed")
 
 
 def test_the_oauth_wizard_gives_a_login_link_and_shows_a_refused_code(console: ConsolePage) -> None:
@@ -254,7 +239,7 @@ def test_the_oauth_wizard_gives_a_login_link_and_shows_a_refused_code(console: C
     page.get_by_test_id("oauth-exchange").click()
     message = field_error(page, "oauth-code")
     message.wait_for()
-    assert "not this login session" in message.inner_text()
+    expect(message).to_contain_text("not this login session")
     assert page.get_by_test_id("oauth-code").input_value() == "some-code#not-this-login"
     console.shot("oauth-wizard")
 
@@ -299,7 +284,7 @@ def test_health_checks_and_error_rules(console: ConsolePage, console_relay: Any,
     page.get_by_test_id("rule-save").click()
     message = field_error(page, "message-text")
     message.wait_for()
-    assert "at least 1 character" in message.inner_text()
+    expect(message).to_contain_text("at least 1 character")
     page.get_by_test_id("message-text").fill("The upstream is busy, try again soon.")
     page.get_by_test_id("rule-save").click()
     page.get_by_test_id("messages-table").get_by_text("The upstream is busy, try again soon.").wait_for()
@@ -326,7 +311,7 @@ def test_the_pool_pages_at_phone_width_in_chinese(browser: Any, console_relay: A
         console.goto("/admin/accounts")
         page.get_by_test_id("account-create").click()
         page.get_by_test_id("account-name").wait_for()
-        settled(page)
+        console.settled()
         console.shot("account-dialog")
         assert not console.errors, console.errors
     finally:

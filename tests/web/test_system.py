@@ -70,7 +70,7 @@ def test_settings_are_saved_per_item_and_per_category_and_a_refusal_stays_by_its
     page.get_by_test_id("config-save-captcha_ttl").click()
     error = _error_of(console, "config-captcha_ttl")
     error.wait_for()
-    assert "config 'captcha_ttl' must be >= 30" in error.inner_text()
+    expect(error).to_contain_text("config 'captcha_ttl' must be >= 30")
     assert ttl.input_value() == "-5"
     assert admin_api.ok("GET", "/api/admin/configs/category/security")["captcha_ttl"] == 300
     console.shot("configs-field-error")
@@ -87,7 +87,7 @@ def test_settings_are_saved_per_item_and_per_category_and_a_refusal_stays_by_its
     page.get_by_test_id("config-site_name").locator("input").fill(name)
     page.get_by_test_id("config-allow_register").locator(".el-switch").click()
     save_all = page.get_by_test_id("config-save-category-system")
-    assert "(2)" in save_all.inner_text()
+    expect(save_all).to_contain_text("(2)")
     save_all.click()
     save_all.filter(has_text="(0)").wait_for()  # counted down as each was saved
     system = admin_api.ok("GET", "/api/admin/configs/category/system")
@@ -156,10 +156,10 @@ def test_the_cache_page_shows_a_real_sticky_session_and_clears_it(
     console.login("admin", ADMIN_PASSWORD)
     console.goto("/admin/cache")
     sessions = admin_api.ok("GET", "/api/admin/cache/stats")["sessions"]
-    assert page.get_by_test_id("cache-stat-sessions").locator(".value").inner_text() == str(sessions)
+    expect(page.get_by_test_id("cache-stat-sessions").locator(".value")).to_have_text(str(sessions))
     row = page.get_by_test_id("cache-sessions").locator("tr", has_text=session["account_name"])
     row.wait_for()
-    assert "admin" in row.inner_text()
+    expect(row).to_contain_text("admin")
     console.shot("cache")
 
     page.get_by_role("tab", name="Users").click()
@@ -193,7 +193,7 @@ def test_the_cache_page_shows_a_real_sticky_session_and_clears_it(
     page.get_by_test_id("cache-config-save").click()
     error = _error_of(console, "cache-config-session_ttl")
     error.wait_for()
-    assert "must be >= 1" in error.inner_text()
+    expect(error).to_contain_text("must be >= 1")
     assert ttl.input_value() == "0"
     console.shot("cache-config-error")
     ttl.fill("45")
@@ -236,7 +236,7 @@ def test_the_client_filter_test_tool_recognises_claude_code_and_types_are_edited
     page.get_by_test_id("test-run").click()
     client = page.get_by_test_id("test-client")
     client.filter(has_text="claude-code").wait_for()
-    assert "Allowed" in page.get_by_test_id("test-result").inner_text()
+    expect(page.get_by_test_id("test-result")).to_contain_text("Allowed")
     console.shot("client-filter-test")
 
     # The same user agent without the CLI's headers is not Claude Code in strict mode.
@@ -244,12 +244,12 @@ def test_the_client_filter_test_tool_recognises_claude_code_and_types_are_edited
     page.get_by_test_id("test-body").fill("")
     page.get_by_test_id("test-run").click()
     client.filter(has_text="No client type matches").wait_for()
-    assert "header x-app missing" in page.get_by_test_id("test-reason").inner_text()
+    expect(page.get_by_test_id("test-reason")).to_contain_text("header x-app missing")
 
     # Pasted headers that are not headers: said next to the field, nothing sent.
     page.get_by_test_id("test-headers").fill("this is not a header")
     page.get_by_test_id("test-run").click()
-    assert "Not headers" in _error_of(console, "test-headers").inner_text()
+    expect(_error_of(console, "test-headers")).to_contain_text("Not headers")
 
     # A client type with a bad pattern: the API's message next to it; fixed, it is created.
     page.get_by_role("tab", name="Client types").click()
@@ -261,7 +261,7 @@ def test_the_client_filter_test_tool_recognises_claude_code_and_types_are_edited
     page.get_by_test_id("type-save").click()
     error = _error_of(console, "type-ua")
     error.wait_for()
-    assert "invalid regular expression" in error.inner_text()
+    expect(error).to_contain_text("invalid regular expression")
     assert page.get_by_test_id("type-name").input_value() == name
     console.shot("client-filter-type-error")
     page.get_by_test_id("type-ua").fill(r"^in-house/\d+")
@@ -288,16 +288,16 @@ def test_the_monitor_shows_the_relays_figures(console: ConsolePage, admin_api: A
     assert re.search(r"\d+(\.\d)?%", cpu.inner_text())
     assert re.search(r"\d+(\.\d)?%", page.get_by_test_id("gauge-memory").inner_text())
     users = admin_api.ok("GET", "/api/admin/monitor/users")
-    assert page.get_by_test_id("users-total").locator(".value").inner_text() == str(users["total"])
-    assert "sqlite" in page.get_by_test_id("monitor-database").inner_text()
-    assert page.get_by_test_id("monitor-database").locator("canvas").count() == 1  # rows by table
+    expect(page.get_by_test_id("users-total").locator(".value")).to_have_text(str(users["total"]))
+    expect(page.get_by_test_id("monitor-database")).to_contain_text("sqlite")
+    expect(page.get_by_test_id("monitor-database").locator("canvas")).to_have_count(1)  # rows by table
     # A second sample draws CPU and memory over time.
     page.get_by_test_id("monitor-refresh").click()
     page.get_by_test_id("monitor-system").locator("canvas").wait_for()
     console.shot("monitor")
     page.get_by_test_id("monitor-accounts").scroll_into_view_if_needed()
-    assert page.get_by_test_id("accounts-total").locator(".value").inner_text() == str(
-        admin_api.ok("GET", "/api/admin/monitor/accounts")["total"]
+    expect(page.get_by_test_id("accounts-total").locator(".value")).to_have_text(
+        str(admin_api.ok("GET", "/api/admin/monitor/accounts")["total"])
     )
     console.shot("monitor-lower")
 
@@ -324,7 +324,7 @@ def test_system_logs_list_read_follow_and_download_a_log_file(
     console.goto("/admin/system-logs")
     files = page.get_by_test_id("logs-files")
     files.get_by_text(auth_log, exact=True).wait_for()
-    assert files.get_by_text(re.compile(r"^http-\d{4}-\d{2}-\d{2}\.log$")).count() == 1
+    expect(files.get_by_text(re.compile(r"^http-\d{4}-\d{2}-\d{2}\.log$"))).to_have_count(1)
 
     # Read it, then only the lines with a keyword.
     page.get_by_test_id(f"logs-file-{auth_log}").click()
@@ -368,7 +368,7 @@ def test_system_logs_list_read_follow_and_download_a_log_file(
     console.goto("/admin/system-logs?source=server")
     page.get_by_test_id("logs-files").get_by_text("syslog", exact=True).click()
     lines.get_by_text(SYSLOG_LINE).wait_for()
-    assert page.get_by_test_id("logs-delete").count() == 0  # server logs cannot be deleted
+    expect(page.get_by_test_id("logs-delete")).to_have_count(0)  # server logs cannot be deleted
     console.shot("system-logs-server")
 
 
