@@ -40,8 +40,11 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Not for the whole session: Playwright's synchronous API keeps an
+    event loop running in this thread while it is open, and the next module on this worker may
+    need asyncio.run()."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

@@ -10,7 +10,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from ..support import ADMIN_PASSWORD, Api
-from .conftest import PHONE, ConsolePage
+from .conftest import DESKTOP, PHONE, ConsolePage
 
 
 def test_sign_in_refuses_a_wrong_password_then_lets_the_admin_in(console: ConsolePage) -> None:
@@ -91,6 +91,80 @@ def test_phone_width_uses_a_drawer_menu(browser: Any, console_relay: Any) -> Non
         console.shot("menu")
         page.get_by_test_id("nav-admin/users").click()
         page.get_by_test_id("users-table").wait_for()
+        assert not console.errors, console.errors
+    finally:
+        context.close()
+
+
+def test_the_captcha_shows_when_enabled_and_a_wrong_answer_keeps_the_form(
+    console: ConsolePage, admin_api: Api
+) -> None:
+    admin_api.ok("PUT", "/api/admin/configs", json={"key": "captcha_enabled", "value": True})
+    try:
+        page = console.page
+        console.goto("/login")
+        image = page.get_by_test_id("captcha-image")
+        image.wait_for()
+        first_image = image.get_attribute("src")
+        assert first_image and first_image.startswith("data:image/png;base64,")
+        page.get_by_test_id("login-username").fill("admin")
+        page.get_by_test_id("login-password").fill(ADMIN_PASSWORD)
+        page.get_by_test_id("login-submit").click()  # no answer: said before anything is sent
+        expect(page.locator(".el-form-item", has=page.get_by_test_id("login-captcha"))).to_contain_text(
+            "Required"
+        )
+        page.get_by_test_id("login-captcha").fill("zzzz")
+        page.get_by_test_id("login-submit").click()
+        expect(page.get_by_test_id("form-error")).to_contain_text("incorrect captcha")
+        # A captcha is single-use: a new one is shown; what was typed stays.
+        expect(image).not_to_have_attribute("src", first_image)
+        assert page.get_by_test_id("login-username").input_value() == "admin"
+        assert page.get_by_test_id("login-captcha").input_value() == ""
+        console.shot("captcha")
+    finally:
+        admin_api.ok("PUT", "/api/admin/configs", json={"key": "captcha_enabled", "value": False})
+
+
+def test_registration_when_allowed_then_the_new_user_signs_in(console: ConsolePage, admin_api: Api) -> None:
+    page = console.page
+    console.goto("/login")
+    page.get_by_test_id("register-switch").click()
+    name = f"reg{uuid.uuid4().hex[:8]}"
+    page.get_by_test_id("login-username").fill(name)
+    page.get_by_test_id("login-password").fill("12345")
+    page.get_by_test_id("register-email").fill("new@example.com")
+    page.get_by_test_id("login-submit").click()
+    message = page.locator(".el-form-item", has=page.get_by_test_id("login-password"))
+    expect(message.locator(".el-form-item__error")).to_contain_text("at least 6 characters")
+    assert page.get_by_test_id("register-email").input_value() == "new@example.com"
+    console.shot("register-error")
+    page.get_by_test_id("login-password").fill("123456-ok")
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("register-email")).to_have_count(0)  # back on the sign-in form
+    (user,) = admin_api.ok("GET", "/api/admin/users", params={"keyword": name})["items"]
+    assert (user["role"], user["email"]) == ("user", "new@example.com")
+    page.get_by_test_id("login-password").fill("123456-ok")
+    page.get_by_test_id("login-submit").click()
+    page.wait_for_url(re.compile(r".*/me/usage$"))
+    # Registration closed: the link is gone.
+    admin_api.ok("PUT", "/api/admin/configs", json={"key": "allow_register", "value": False})
+    try:
+        page.evaluate("localStorage.clear()")
+        console.goto("/login")
+        page.get_by_test_id("login-submit").wait_for()
+        expect(page.get_by_test_id("register-switch")).to_have_count(0)
+    finally:
+        admin_api.ok("PUT", "/api/admin/configs", json={"key": "allow_register", "value": True})
+
+
+def test_a_chinese_browser_gets_the_chinese_console(browser: Any, console_relay: Any) -> None:
+    context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
+    try:
+        console = ConsolePage(context.new_page(), console_relay.base_url, "zh-browser")
+        console.goto("/login")
+        expect(console.page.get_by_role("heading", name="登录 aiproxy")).to_be_visible()
+        assert console.page.evaluate("document.documentElement.lang") == "zh-CN"
+        console.shot("login")
         assert not console.errors, console.errors
     finally:
         context.close()
