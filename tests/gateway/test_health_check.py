@@ -359,8 +359,14 @@ def test_two_instances_sweep_as_one_and_show_the_same_results(
             assert 1 <= probes <= elapsed / 2 + 1, probes
 
             other = Api(second.base_url, setup.admin.token)
-            views = [api.ok("GET", "/api/admin/health-check/status") for api in (setup.admin, other)]
-            checks = [next(a for a in v["accounts"] if a["id"] == account["id"])["last_check"] for v in views]
+            # A sweep (every 2 s) may land between the two reads on a slow box: read again then.
+            for _ in range(5):
+                views = [api.ok("GET", "/api/admin/health-check/status") for api in (setup.admin, other)]
+                checks = [
+                    next(a for a in v["accounts"] if a["id"] == account["id"])["last_check"] for v in views
+                ]
+                if checks[0] == checks[1] and views[0]["last_run"] == views[1]["last_run"]:
+                    break
             assert checks[0] is not None and checks[0] == checks[1] and checks[0]["status_code"] == 429
             assert views[0]["last_run"] == views[1]["last_run"]
             assert setup.account(account["id"])["status"] == "rate_limited"
