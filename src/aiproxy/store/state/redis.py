@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -40,6 +41,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import gate_scripts
 from .base import RateDecision, SharedState, StateUnavailable, parse_int, require_positive
 from .gates import ADMITTED, Gate, Verdict
+from .multiplex import Address, Multiplexer, Script
 
 __all__ = ["DEFAULT_TIMEOUT", "RETRY_INTERVAL", "RedisState"]
 
@@ -191,10 +193,8 @@ def _guarded(
         if self._open_until:
             self._probe_or_fail()
         try:
-            # One deadline for the whole operation (a script's reload included), not one per socket
-            # read and write: redis-py's own socket timeout costs a task and a timer per command.
-            async with asyncio.timeout(self._timeout):
-                result = await method(self, *args, **kwargs)
+            # No deadline here: the multiplexer bounds connecting and every reply by itself.
+            result = await method(self, *args, **kwargs)
         except _UNREACHABLE as exc:
             raise self._tripped(exc) from exc
         if self._open_until:
@@ -202,6 +202,19 @@ def _guarded(
         return result
 
     return guarded
+
+
+def _bounded(
+    method: Callable[Concatenate[RedisState, _P], Awaitable[_T]],
+) -> Callable[Concatenate[RedisState, _P], Coroutine[Any, Any, _T]]:
+    """`_guarded` for the few operations that go through the pooled client (walks of the key
+    space): one deadline for the whole operation."""
+
+    async def deadline(self: RedisState, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        async with asyncio.timeout(self._timeout):
+            return await method(self, *args, **kwargs)
+
+    return _guarded(functools.wraps(method)(deadline))
 
 
 class RedisState(SharedState):
@@ -226,19 +239,27 @@ class RedisState(SharedState):
         # Circuit breaker: 0.0 while closed, else the monotonic time before which calls fail fast.
         self._open_until = 0.0
         self._reason = ""
-        # register_script hashes once; calls use EVALSHA and reload transparently after a flush.
-        self._incr = client.register_script(_INCR)
-        self._hit = client.register_script(_HIT)
-        self._peek = client.register_script(_PEEK)
-        self._acquire = client.register_script(_ACQUIRE)
-        self._renew = client.register_script(_RENEW)
-        self._live_slots = client.register_script(_LIVE_SLOTS)
-        self._reset = client.register_script(_RESET)
-        self._release_lock = client.register_script(_RELEASE_LOCK)
-        self._admit = client.register_script(gate_scripts.ADMIT)
-        self._seed = client.register_script(gate_scripts.SEED)
-        self._settle = client.register_script(gate_scripts.SETTLE)
-        self._renew_holds = client.register_script(gate_scripts.RENEW)
+        # Every command goes over one multiplexed connection (multiplex.py); the pooled client
+        # stays for what needs a connection of its own (walking the key space, INFO).
+        pool = client.connection_pool
+        address = Address.of_pool(
+            pool.connection_kwargs, tls=issubclass(pool.connection_class, SSLConnection)
+        )
+        # Scripts run by hash (EVALSHA) and are loaded again after a flush or a restart.
+        self._incr = Script(_INCR)
+        self._hit = Script(_HIT)
+        self._peek = Script(_PEEK)
+        self._acquire = Script(_ACQUIRE)
+        self._renew = Script(_RENEW)
+        self._live_slots = Script(_LIVE_SLOTS)
+        self._reset = Script(_RESET)
+        self._release_lock = Script(_RELEASE_LOCK)
+        self._admit = Script(gate_scripts.ADMIT)
+        self._seed = Script(gate_scripts.SEED)
+        self._settle = Script(gate_scripts.SETTLE)
+        self._renew_holds = Script(gate_scripts.RENEW)
+        scripts = [value for value in vars(self).values() if isinstance(value, Script)]
+        self._mux = Multiplexer(address, timeout=self._timeout, scripts=scripts)
 
     @classmethod
     def from_url(
@@ -312,24 +333,34 @@ class RedisState(SharedState):
         self._open_until = 0.0
         log.warning("Redis reachable again")
 
+    def _unanswered(self, exc: BaseException) -> None:
+        """The error answer to a command nobody waits for (giving back slots and holds): what
+        they held runs out with its lease, so only the breaker and the log hear of it."""
+        if isinstance(exc, _UNREACHABLE):
+            self._tripped(exc)
+        else:
+            log.warning("Redis refused a release (%s: %s)", type(exc).__name__, exc)
+
     # ---------------------------------------------------------------- counters
     @_guarded
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         ttl_ms = "" if ttl is None else _ms(require_positive("ttl", ttl))
-        return int(await self._incr(keys=[self._k(key)], args=[int(amount), ttl_ms, "INCRBY"]))
+        return int(await self._mux.evalsha(self._incr, [self._k(key)], [int(amount), ttl_ms, "INCRBY"]))
 
     @_guarded
     async def incr_float(self, key: str, amount: float, ttl: float | None = None) -> float:
         ttl_ms = "" if ttl is None else _ms(require_positive("ttl", ttl))
-        return float(await self._incr(keys=[self._k(key)], args=[repr(float(amount)), ttl_ms, "INCRBYFLOAT"]))
+        return float(
+            await self._mux.evalsha(self._incr, [self._k(key)], [repr(float(amount)), ttl_ms, "INCRBYFLOAT"])
+        )
 
     @_guarded
     async def get_int(self, key: str) -> int:
-        return parse_int(await self._redis.get(self._k(key)))
+        return parse_int(await self._mux.call("GET", self._k(key)))
 
     @_guarded
     async def get_float(self, key: str) -> float:
-        raw = await self._redis.get(self._k(key))
+        raw = await self._mux.call("GET", self._k(key))
         return 0.0 if raw is None else float(raw)
 
     # ---------------------------------------------------------------- sliding window
@@ -337,51 +368,52 @@ class RedisState(SharedState):
     async def hit(self, key: str, limit: int, window: float) -> RateDecision:
         window_us = _us(require_positive("window", window))
         # The member must be unique per hit: two hits in the same microsecond are still two hits.
-        allowed, count, retry_us = await self._hit(
-            keys=[self._k(key)], args=[int(limit), window_us, uuid.uuid4().hex]
+        allowed, count, retry_us = await self._mux.evalsha(
+            self._hit, [self._k(key)], [int(limit), window_us, uuid.uuid4().hex]
         )
         return RateDecision(bool(allowed), int(count), limit, int(retry_us) / 1_000_000)
 
     @_guarded
     async def peek(self, key: str, window: float) -> int:
         window_us = _us(require_positive("window", window))
-        return int(await self._peek(keys=[self._k(key)], args=[window_us]))
+        return int(await self._mux.evalsha(self._peek, [self._k(key)], [window_us]))
 
     # ---------------------------------------------------------------- slots
     @_guarded
     async def acquire_slot(self, key: str, holder: str, limit: int, lease: float) -> bool:
         lease_us = _us(require_positive("lease", lease))
-        return bool(await self._acquire(keys=[self._k(key)], args=[holder, int(limit), lease_us]))
+        return bool(await self._mux.evalsha(self._acquire, [self._k(key)], [holder, int(limit), lease_us]))
 
     @_guarded
     async def release_slot(self, key: str, holder: str) -> None:
-        await self._redis.zrem(self._k(key), holder)
+        await self._mux.send(self._unanswered, "ZREM", self._k(key), holder)
 
     @_guarded
     async def renew_slot(self, key: str, holder: str, lease: float) -> bool:
         lease_us = _us(require_positive("lease", lease))
-        return bool(await self._renew(keys=[self._k(key)], args=[holder, lease_us]))
+        return bool(await self._mux.evalsha(self._renew, [self._k(key)], [holder, lease_us]))
 
     @_guarded
     async def slot_count(self, key: str) -> int:
-        return int(await self._live_slots(keys=[self._k(key)], args=["count"]))
+        return int(await self._mux.evalsha(self._live_slots, [self._k(key)], ["count"]))
 
     @_guarded
     async def slot_counts(self, keys: Sequence[str]) -> list[int]:
         if not keys:
             return []
-        pipe = self._redis.pipeline(transaction=False)
-        for key in keys:
-            await self._live_slots(keys=[self._k(key)], args=["count"], client=pipe)
-        return [int(count) for count in await pipe.execute()]
+        # Every EVALSHA goes out in the same write: one round trip for all of them.
+        counts = await asyncio.gather(
+            *(self._mux.evalsha(self._live_slots, [self._k(key)], ["count"]) for key in keys)
+        )
+        return [int(count) for count in counts]
 
     @_guarded
     async def slot_holders(self, key: str) -> list[str]:
-        return list(await self._live_slots(keys=[self._k(key)], args=["holders"]))
+        return list(await self._mux.evalsha(self._live_slots, [self._k(key)], ["holders"]))
 
     @_guarded
     async def reset_slots(self, key: str) -> int:
-        return int(await self._reset(keys=[self._k(key)]))
+        return int(await self._mux.evalsha(self._reset, [self._k(key)], []))
 
     # ---------------------------------------------------------------- gates
     def _holders(self, key: str) -> str:
@@ -411,7 +443,10 @@ class RedisState(SharedState):
                 rated = rated or gate.kind == "rate"
                 words.append(f"{gate.kind} {float(gate.limit)!r} {_us(gate.span)} {float(gate.amount)!r}")
         member = uuid.uuid4().hex if rated else ""
-        reply = [int(value) for value in await self._admit(keys=keys, args=[holder, member, " ".join(words)])]
+        reply = [
+            int(value)
+            for value in await self._mux.evalsha(self._admit, keys, [holder, member, " ".join(words)])
+        ]
         if reply[0] == 1:
             return Verdict(True, choice=reply[1] - 1) if reply[1] else ADMITTED
         if reply[0] == 0:
@@ -423,7 +458,7 @@ class RedisState(SharedState):
     @_guarded
     async def seed(self, gate: Gate, value: float) -> None:
         shown = str(int(value)) if gate.kind == "count" else repr(float(value))
-        await self._seed(keys=[self._k(gate.key)], args=[gate.kind, shown, _us(gate.span)])
+        await self._mux.evalsha(self._seed, [self._k(gate.key)], [gate.kind, shown, _us(gate.span)])
 
     @_guarded
     async def settle(
@@ -435,9 +470,8 @@ class RedisState(SharedState):
         slots: Sequence[str] = (),
     ) -> None:
         if not (budgets or counts):
-            if slots:  # the common case (no quota, no daily limit): plain commands are cheaper
-                for key in slots:
-                    await self._redis.zrem(self._k(key), holder)
+            for key in slots:  # the common case (no quota, no daily limit): a plain command is cheaper
+                await self._mux.send(self._unanswered, "ZREM", self._k(key), holder)
             return
         keys: list[str] = []
         for key, _ in budgets:
@@ -447,7 +481,7 @@ class RedisState(SharedState):
         words = [f"{len(budgets)} {len(counts)} {len(slots)}"]
         words += [repr(float(used)) for _, used in budgets]
         words += [str(int(amount)) for _, amount in counts]
-        await self._settle(keys=keys, args=[holder, " ".join(words)])
+        await self._mux.send_script(self._unanswered, self._settle, keys, [holder, " ".join(words)])
 
     @_guarded
     async def renew_holds(
@@ -456,34 +490,38 @@ class RedisState(SharedState):
         if not (slots or budgets):
             return
         keys = [self._k(key) for key in slots] + [self._holders(key) for key in budgets]
-        await self._renew_holds(keys=keys, args=[holder, _us(require_positive("lease", lease)), len(slots)])
+        await self._mux.evalsha(
+            self._renew_holds, keys, [holder, _us(require_positive("lease", lease)), len(slots)]
+        )
 
     @_guarded
     async def budget(self, key: str) -> tuple[float, float] | None:
-        used, held = await self._redis.hmget(self._k(key), ["used", "held"])
+        used, held = await self._mux.call("HMGET", self._k(key), "used", "held")
         return None if used is None else (float(used), float(held or 0.0))
 
     # ---------------------------------------------------------------- key/value
     @_guarded
     async def get(self, key: str) -> str | None:
-        return await self._redis.get(self._k(key))
+        return await self._mux.call("GET", self._k(key))
 
     @_guarded
     async def set(
         self, key: str, value: str, ttl: float | None = None, *, only_if_absent: bool = False
     ) -> bool:
-        px = None if ttl is None else _ms(require_positive("ttl", ttl))
-        return bool(await self._redis.set(self._k(key), value, px=px, nx=only_if_absent))
+        command: list[Any] = ["SET", self._k(key), value]
+        if ttl is not None:
+            command += ("PX", _ms(require_positive("ttl", ttl)))
+        if only_if_absent:
+            command.append("NX")
+        return await self._mux.call(*command) is not None
 
     @_guarded
     async def get_with_ttl(self, keys: Sequence[str]) -> list[tuple[str | None, float | None]]:
         if not keys:
             return []
-        pipe = self._redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.get(self._k(key))
-            pipe.pttl(self._k(key))
-        replies = await pipe.execute()
+        replies = await self._mux.call_many(
+            [command for key in keys for command in (("GET", self._k(key)), ("PTTL", self._k(key)))]
+        )
         return [
             (value, None if value is None or int(remaining) < 0 else int(remaining) / 1000)
             for value, remaining in zip(replies[::2], replies[1::2], strict=True)
@@ -491,24 +529,24 @@ class RedisState(SharedState):
 
     @_guarded
     async def pop(self, key: str) -> str | None:
-        return await self._redis.getdel(self._k(key))
+        return await self._mux.call("GETDEL", self._k(key))
 
     @_guarded
     async def delete(self, *keys: str) -> int:
         if not keys:
             return 0
-        return int(await self._redis.delete(*(self._k(k) for k in keys)))
+        return int(await self._mux.call("DEL", *(self._k(k) for k in keys)))
 
     @_guarded
     async def expire(self, key: str, ttl: float) -> bool:
-        return bool(await self._redis.pexpire(self._k(key), _ms(require_positive("ttl", ttl))))
+        return bool(await self._mux.call("PEXPIRE", self._k(key), _ms(require_positive("ttl", ttl))))
 
     @_guarded
     async def ttl(self, key: str) -> float | None:
-        remaining = int(await self._redis.pttl(self._k(key)))
+        remaining = int(await self._mux.call("PTTL", self._k(key)))
         return None if remaining < 0 else remaining / 1000  # -2: no key, -1: no ttl
 
-    @_guarded
+    @_bounded
     async def scan(self, prefix: str) -> list[str]:
         # Escape glob characters so the prefix is matched literally (a key may contain "*" or "[").
         pattern = _GLOB_SPECIAL.sub(r"\\\1", self.prefix + prefix) + "*"
@@ -520,20 +558,19 @@ class RedisState(SharedState):
     @_guarded
     async def acquire_lock(self, key: str, ttl: float) -> str | None:
         token = secrets.token_hex(16)
-        ok = await self._redis.set(self._k(key), token, px=_ms(require_positive("ttl", ttl)), nx=True)
-        return token if ok else None
+        ok = await self._mux.call("SET", self._k(key), token, "PX", _ms(require_positive("ttl", ttl)), "NX")
+        return token if ok is not None else None
 
     @_guarded
     async def release_lock(self, key: str, token: str) -> bool:
-        return bool(await self._release_lock(keys=[self._k(key)], args=[token]))
+        return bool(await self._mux.evalsha(self._release_lock, [self._k(key)], [token]))
 
     # ---------------------------------------------------------------- lifecycle
     async def ping(self) -> bool:
         # Not behind the breaker: readiness checks want Redis's answer now, and a success is as good
         # a probe as any other call.
         try:
-            async with asyncio.timeout(self._timeout):
-                answered = bool(await self._redis.ping())
+            answered = await self._mux.call("PING") == "PONG"
         except _UNREACHABLE as exc:
             self._tripped(exc)
             return False
@@ -544,4 +581,5 @@ class RedisState(SharedState):
         return answered
 
     async def close(self) -> None:
+        self._mux.close()
         await self._redis.aclose()
