@@ -21,7 +21,8 @@ from sqlalchemy import func, select
 
 from aiproxy.billing.journal import SEGMENT_SUFFIX, Journal
 from aiproxy.billing.pricing import Cost, Usage
-from aiproxy.billing.recorder import FLUSH_SIZE, UsageEvent, UsageRecorder, event_from_journal
+from aiproxy.billing.recorder import FLUSH_SIZE, UsageRecorder
+from aiproxy.billing.usage_event import UsageEvent, event_from_journal
 from aiproxy.store.db import Database
 from aiproxy.store.models import ApiKey, DailyUsage, RequestLog, UsageRecord, User
 

@@ -14,211 +14,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import math
 from collections import deque
-from dataclasses import dataclass, field
-from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, case, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..store.db import Database
-from ..store.models import Account, ApiKey, DailyUsage, RequestLog, UsageRecord, UserPackage
-from ..store.packages import used_up_clause
+from ..store.models import RequestLog
 from .journal import Journal, Orphan, orphans
-from .pricing import Cost, Usage
+from .usage_event import UsageEvent, ascii_only, defanged, event_from_journal
+from .usage_rows import write_batch
 
 if TYPE_CHECKING:
     from ..observe.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-# Rows per transaction. Turning rows into statement parameters runs on the event loop, so
-# modest batches keep each pause short (tail latency) while still amortising the commit.
+# Rows per transaction: enough to amortise the commit, few enough that building the rows (on the
+# event loop) stays a short pause.
 FLUSH_SIZE = 200
 # Failed writes of one batch before its events are tried one by one (see `_isolate`).
 ISOLATE_AFTER = 3
-
-
-@dataclass(slots=True)
-class UsageEvent:
-    request_id: str
-    user_id: int | None  # None: refused before the key was known
-    api_key_id: int | None
-    account_id: int | None
-    platform: str
-    model: str
-    upstream_model: str
-    path: str
-    stream: bool
-    status: str
-    status_code: int
-    usage: Usage | None
-    cost: Cost | None
-    duration_ms: int
-    first_byte_ms: int
-    created_at: datetime
-    method: str = "POST"
-    retries: int = 0
-    client_ip: str = ""
-    user_agent: str = ""
-    session_hash: str = ""
-    flags: list[str] = field(default_factory=list)
-    error_message: str = ""
-    request_headers: str = ""
-    request_body: str = ""
-    user_package_id: int | None = None  # the user package that paid for it
-    client_type: str = ""  # the client type the client filter identified ("" when not checked)
-
-    def _shared(self, usage: Usage) -> dict[str, Any]:
-        """Columns request_logs and usage_records have in common."""
-        return {
-            "request_id": self.request_id,
-            "user_id": self.user_id,
-            "api_key_id": self.api_key_id,
-            "account_id": self.account_id,
-            "platform": self.platform,
-            "model": _text(self.model, 128),
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cache_creation_tokens": usage.cache_creation_tokens,
-            "cache_read_tokens": usage.cache_read_tokens,
-            "total_tokens": usage.total,
-            "created_at": self.created_at,
-        }
-
-    def log_row(self) -> dict[str, Any]:
-        row = self._shared(self.usage or Usage())
-        row.update(
-            upstream_model=_text(self.upstream_model, 128),
-            method=self.method,
-            path=_text(self.path, 255),
-            stream=self.stream,
-            status=self.status,
-            status_code=self.status_code,
-            cost=self.cost.total if self.cost else 0.0,
-            duration_ms=self.duration_ms,
-            first_byte_ms=self.first_byte_ms,
-            retries=self.retries,
-            client_ip=self.client_ip[:64],
-            user_agent=_text(self.user_agent, 512),
-            client_type=self.client_type[:64],
-            session_hash=self.session_hash,
-            flags=",".join(self.flags),
-            error_message=_text(self.error_message, 4000),
-            request_headers=_text(self.request_headers, 1 << 20),
-            request_body=_text(self.request_body, 1 << 24),
-            response_body="",
-        )
-        return row
-
-    def usage_row(self) -> dict[str, Any] | None:
-        if self.usage is None or self.cost is None:
-            return None
-        cost = self.cost
-        row = self._shared(self.usage)
-        row.update(
-            input_cost=cost.input,
-            output_cost=cost.output,
-            cache_creation_cost=cost.cache_creation,
-            cache_read_cost=cost.cache_read,
-            price_rate=cost.rate,
-            cost=cost.total,
-            user_package_id=self.user_package_id,
-        )
-        return row
-
-
-def _text(value: str, limit: int) -> str:
-    """A client-supplied string as a column takes it: cut to the column, without NUL characters
-    (PostgreSQL refuses them in text, and one refused row would hold back every row after it)."""
-    value = value[:limit]
-    return value.replace("\x00", "\ufffd") if "\x00" in value else value
-
-
-_TEXT_FIELDS = ("model", "upstream_model", "path", "client_ip", "user_agent", "error_message", "session_hash")
-_COUNT_FIELDS = ("status_code", "duration_ms", "first_byte_ms", "retries")
-_BIG = 2**31 - 1
-
-
-def _ascii(value: str, limit: int) -> str:
-    return value[:limit].encode("ascii", "replace").decode("ascii")
-
-
-def _clamp(value: int) -> int:
-    return max(0, min(int(value), _BIG))
-
-
-def _defanged(event: UsageEvent) -> UsageEvent:
-    """The event with nothing a database could refuse: ASCII text, counts in range, finite costs."""
-    changes: dict[str, Any] = {name: _ascii(getattr(event, name), 4000) for name in _TEXT_FIELDS}
-    changes.update({name: _clamp(getattr(event, name)) for name in _COUNT_FIELDS})
-    changes.update(flags=[_ascii(flag, 32) for flag in event.flags], request_headers="{}", request_body="")
-    if event.usage is not None:
-        changes["usage"] = Usage(*(_clamp(value) for value in dataclasses.astuple(event.usage)))
-    if event.cost is not None:
-        changes["cost"] = Cost(
-            *(value if math.isfinite(value) else 0.0 for value in dataclasses.astuple(event.cost))
-        )
-    return dataclasses.replace(event, **changes)
-
-
-def _build(cls: Any, data: dict[str, Any]) -> Any:
-    # Unknown keys are dropped: a journal written by another version must still replay.
-    fields = cls.__dataclass_fields__
-    return cls(**{name: value for name, value in data.items() if name in fields})
-
-
-def event_from_journal(data: dict[str, Any]) -> UsageEvent:
-    """The inverse of `orjson.dumps(event)`: nested dataclasses and the datetime restored.
-
-    orjson writes floats in their shortest round-tripping form, so costs come back bit for bit.
-    """
-    data = dict(data)
-    if data.get("usage") is not None:
-        data["usage"] = _build(Usage, data["usage"])
-    if data.get("cost") is not None:
-        data["cost"] = _build(Cost, data["cost"])
-    data["created_at"] = datetime.fromisoformat(data["created_at"])
-    return _build(UsageEvent, data)
-
-
-_DAILY_SUMS = (
-    "request_count",
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_tokens",
-    "cache_read_tokens",
-    "total_tokens",
-    "cost",
-)
-
-
-def _daily_rows(usage_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    grouped: dict[tuple[date, int, int, str], dict[str, Any]] = {}
-    for row in usage_rows:
-        key = (row["created_at"].date(), row["user_id"], row["api_key_id"] or 0, row["model"])
-        agg = grouped.get(key)
-        if agg is None:
-            agg = grouped[key] = {
-                "day": key[0],
-                "user_id": key[1],
-                "api_key_id": key[2],
-                "model": key[3],
-                "platform": row["platform"],
-                **dict.fromkeys(_DAILY_SUMS, 0),
-            }
-            agg["cost"] = 0.0
-        agg["request_count"] += 1
-        for name in _DAILY_SUMS[1:]:
-            agg[name] += row[name]
-    return list(grouped.values())
 
 
 class UsageRecorder:
@@ -350,14 +169,14 @@ class UsageRecorder:
         done = 0
         for event in batch:
             if not await self._write_alone(event):
-                if not await self._write_alone(_defanged(event)):
+                if not await self._write_alone(defanged(event)):
                     break
                 self.defanged += 1
                 log.error(
                     "usage event %s (%s %s) held values the database refuses; stored without them",
                     event.request_id,
                     event.method,
-                    _ascii(event.path, 255),
+                    ascii_only(event.path, 255),
                 )
             done += 1
         return done
@@ -442,77 +261,4 @@ class UsageRecorder:
         return len(fresh)
 
     async def _write(self, session: AsyncSession, batch: list[UsageEvent]) -> None:
-        # Core inserts (executemany): the ORM's bulk path costs several times more per row.
-        await session.execute(insert(RequestLog.__table__), [e.log_row() for e in batch])
-        usage_rows = [row for e in batch if (row := e.usage_row()) is not None]
-        if usage_rows:
-            await session.execute(insert(UsageRecord.__table__), usage_rows)
-            await self._upsert_daily(session, _daily_rows(usage_rows))
-        await self._bump_counters(session, batch)
-
-    async def _upsert_daily(self, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-        dialect = session.bind.dialect.name
-        stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(DailyUsage).values(rows)
-        table = DailyUsage.__table__
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["day", "user_id", "api_key_id", "model"],
-            set_={name: table.c[name] + stmt.excluded[name] for name in _DAILY_SUMS},
-        )
-        await session.execute(stmt)
-
-    async def _bump_counters(self, session: AsyncSession, batch: list[UsageEvent]) -> None:
-        keys: dict[int, list[Any]] = {}
-        accounts: dict[int, list[Any]] = {}
-        for e in batch:
-            tokens = e.usage.total if e.usage else 0
-            cost = e.cost.total if e.cost else 0.0
-            # A key counts what it was served, like the usage views (refusals are only logged);
-            # an account counts every request it was given.
-            billed = int(e.usage is not None and e.cost is not None)
-            for bucket, ident, requests in ((keys, e.api_key_id, billed), (accounts, e.account_id, 1)):
-                if ident is None:
-                    continue
-                agg = bucket.setdefault(ident, [0, 0.0, 0, e.created_at])
-                agg[0] += tokens
-                agg[1] += cost
-                agg[2] += requests
-                agg[3] = max(agg[3], e.created_at)
-        await self._bump_packages(session, batch)
-        # Sorted ids: concurrent instances take row locks in the same order (no deadlocks).
-        for model, bucket in ((ApiKey, keys), (Account, accounts)):
-            for ident in sorted(bucket):
-                tokens, cost, count, last = bucket[ident]
-                await session.execute(
-                    update(model)
-                    .where(model.id == ident)
-                    .values(
-                        used_tokens=model.used_tokens + tokens,
-                        used_cost=model.used_cost + cost,
-                        request_count=model.request_count + count,
-                        last_used_at=last,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-
-    async def _bump_packages(self, session: AsyncSession, batch: list[UsageEvent]) -> None:
-        """What each user package paid for; one whose quota this uses up becomes `exhausted`."""
-        spent: dict[int, list[Any]] = {}
-        for e in batch:
-            if e.user_package_id is not None and e.usage is not None and e.cost is not None:
-                agg = spent.setdefault(e.user_package_id, [0, 0.0])
-                agg[0] += e.usage.total
-                agg[1] += e.cost.total
-        table = UserPackage
-        for ident in sorted(spent):
-            tokens, cost = spent[ident]
-            used_up = used_up_clause(tokens=tokens, cost=cost)
-            await session.execute(
-                update(table)
-                .where(table.id == ident)
-                .values(
-                    used_tokens=table.used_tokens + tokens,
-                    used_cost=table.used_cost + cost,
-                    status=case((and_(table.status == "active", used_up), "exhausted"), else_=table.status),
-                )
-                .execution_options(synchronize_session=False)
-            )
+        await write_batch(session, batch)

@@ -29,7 +29,8 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from ..billing.pricing import Cost, ModelPrice, PriceBook, cost_of, effective_rate
-from ..billing.recorder import UsageEvent, UsageRecorder
+from ..billing.recorder import UsageRecorder
+from ..billing.usage_event import UsageEvent
 from ..client_address import client_address
 from ..observe import context as log_context
 from ..observe.metrics import Metrics

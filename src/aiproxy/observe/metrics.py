@@ -32,7 +32,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from ..billing.recorder import UsageEvent
+    from ..billing.usage_event import UsageEvent
 
 # Figures read at scrape time (accounts, slots), supplied by the gateway.
 LiveFigures = Callable[[], Awaitable[list["Metric"]]]
