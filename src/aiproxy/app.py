@@ -41,10 +41,12 @@ from .billing.recorder import UsageRecorder
 from .billing.retention import RetentionJob
 from .config import Settings, load_settings
 from .gateway.asgi import Dispatcher
+from .gateway.cache_reloads import register_caches
 from .gateway.pipeline import Gateway
 from .observe.access_log import AccessLog
 from .observe.log_files import LogJanitor
 from .observe.logs import log_dir
+from .runtime_caches import RuntimeCaches
 from .runtime_configs import RuntimeConfigs
 from .security.secretbox import SecretBox
 from .services import Services
@@ -107,12 +109,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await asyncio.to_thread(upgrade_to_head, settings.resolved_database_url, settings.data_dir)
     db = Database(settings.resolved_database_url)
     state = open_state(settings.redis_url, prefix=settings.redis_prefix, timeout=settings.redis_timeout)
-    configs = RuntimeConfigs(db)
+    caches = RuntimeCaches()
+    configs = RuntimeConfigs(db, poll_interval=settings.config_poll_interval, caches=caches)
     services = Services(
         settings=settings,
         db=db,
         state=state,
         configs=configs,
+        caches=caches,
         secrets=SecretBox(settings.resolved_secret_key),
         jwt_secret=settings.resolved_jwt_secret,
     )
@@ -120,6 +124,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     journal = Journal(settings.journal_dir, fsync=settings.journal_fsync) if settings.journal else None
     recorder = UsageRecorder(db, flush_interval=settings.recorder_flush_interval, journal=journal)
     gateway = Gateway(services, recorder)
+    register_caches(gateway, caches)  # after the configs: a sync reloads them first
     app.state.gateway = gateway
     retention = RetentionJob(services)
     log_janitor = LogJanitor(log_dir(settings), lambda: int(configs.get("log_retention_days")))

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # costs ~15 µs on the hot path, and the request log already has a richer row per request.
     proxy_access_log: bool = False
     workers: int = Field(default=1, ge=1)
+    # Seconds between each worker's look at the config and reload versions in the database: how
+    # soon a config change, or a sync of every runtime cache, reaches the other workers and instances.
+    config_poll_interval: float = Field(default=2.0, ge=0.05, le=60)
     # Seconds between usage-recorder writes; larger batches cost the database less.
     recorder_flush_interval: float = Field(default=0.25, gt=0, le=60)
     # Write-ahead journal of recorded usage in <data dir>/journal/: a killed process loses no rows.

@@ -5,6 +5,11 @@ Every key is declared once in `CONFIG_SPECS` with its category, type and default
 keeps a cache; a change bumps a version row in the same table, and every instance
 reloads when it sees a newer version (a cheap background poll), so all instances, and a
 running relay edited from the shell with `aiproxy config set`, converge within seconds.
+
+The same poll carries the reload of every runtime cache (runtime_caches.py): a second
+version row, bumped only by `trigger_sync`, makes each worker of each instance reload
+all of them, whatever shared state it has. The database is the one thing every worker
+shares, also on a single host whose workers keep their shared state in memory.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .errors import BadRequest
+from .runtime_caches import ReloadReport, RuntimeCaches
 from .store.db import Database
 from .store.models import SystemConfig
 
@@ -31,6 +37,7 @@ log = logging.getLogger(__name__)
 
 ConfigValue = bool | int | float | str
 VERSION_KEY = "_config_version"
+RELOAD_KEY = "_reload_version"  # bumped by trigger_sync: every runtime cache is reloaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +223,12 @@ def find_spec(key: str) -> ConfigSpec:
 
 
 class RuntimeConfigs:
-    """The cached view of `system_configs` for one instance."""
+    """The cached view of `system_configs` for one instance, and the poll that keeps every runtime
+    cache of the instance in step with the database (`caches`, where the configs come first)."""
 
-    def __init__(self, db: Database, *, poll_interval: float = 2.0) -> None:
+    def __init__(
+        self, db: Database, *, poll_interval: float = 2.0, caches: RuntimeCaches | None = None
+    ) -> None:
         self._db = db
         self._poll_interval = poll_interval
         self._values: dict[str, ConfigValue] = {s.key: s.default for s in CONFIG_SPECS}
@@ -226,6 +236,12 @@ class RuntimeConfigs:
         self._loaded_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self.instance_id = uuid.uuid4().hex[:12]
+        self.caches = caches if caches is not None else RuntimeCaches()
+        self.caches.register("configs", self.load)
+        self._reload_version: int | None = None  # the reload version this process last caught up with
+        self._reloaded_at = 0.0
+        self._reload_failed: tuple[str, ...] = ()
+        self._reloading = asyncio.Lock()  # the poll and a trigger take turns
 
     def get(self, key: str) -> Any:
         return self._values[key]
@@ -244,12 +260,15 @@ class RuntimeConfigs:
     async def load(self) -> None:
         """Re-read every stored value from the database into the cache."""
         values: dict[str, ConfigValue] = {s.key: s.default for s in CONFIG_SPECS}
-        version = 0
+        version = reload_version = 0
         async with self._db.session() as session:
             rows = (await session.execute(select(SystemConfig.key, SystemConfig.value))).all()
         for key, stored in rows:
             if key == VERSION_KEY:
                 version = int(stored)
+                continue
+            if key == RELOAD_KEY:
+                reload_version = int(stored)
                 continue
             spec = SPECS_BY_KEY.get(key)
             if spec is None:
@@ -261,6 +280,10 @@ class RuntimeConfigs:
         self._values = values
         self._version = version
         self._loaded_at = time.time()
+        if self._reload_version is None:
+            # The first load, at start-up: every other cache is built after it, so at least this new.
+            # Later loads leave it: only a reload of every cache catches up with a reload version.
+            self._reload_version = reload_version
 
     async def set(self, key: str, raw: Any, *, category: str | None = None) -> ConfigValue:
         spec = find_spec(key)
@@ -277,31 +300,52 @@ class RuntimeConfigs:
                 else:
                     row.value = json.dumps(value)
                     row.category = spec.category
-            await _bump_version(session)
+            await _bump_version(session, VERSION_KEY)
         await self.load()
         return value
 
-    async def trigger_sync(self) -> int:
-        """Announce a reload to every instance and reload this one now."""
-        async with self._db.transaction() as session:
-            await _bump_version(session)
-        await self.load()
-        return self._version
+    async def trigger_sync(self) -> tuple[int, ReloadReport]:
+        """Make every worker of every instance reload every runtime cache; this one before returning.
 
-    async def stored_version(self) -> int:
+        Both versions move in one transaction: the config version (what `sync/status` has always
+        compared) and the reload version, which each poll answers with a reload of every cache. The
+        caches that shared state can announce (the pool, the API keys) are announced too, so that
+        instances on Redis do not even wait for their poll. Returns the new config version and what
+        this process reloaded."""
+        async with self._db.transaction() as session:
+            await _bump_version(session, VERSION_KEY)
+            reload_version = await _bump_version(session, RELOAD_KEY)
+        await self.caches.announce()
+        async with self._reloading:
+            report = await self._reload_all(reload_version)
+        return self._version, report
+
+    async def stored_versions(self) -> tuple[int, int]:
+        """(config version, reload version) as the database has them now."""
         async with self._db.session() as session:
-            stored = await session.scalar(select(SystemConfig.value).where(SystemConfig.key == VERSION_KEY))
-        return int(stored) if stored else 0
+            rows = await session.execute(
+                select(SystemConfig.key, SystemConfig.value).where(
+                    SystemConfig.key.in_((VERSION_KEY, RELOAD_KEY))
+                )
+            )
+            stored = {key: value for key, value in rows}
+        return int(stored.get(VERSION_KEY) or 0), int(stored.get(RELOAD_KEY) or 0)
 
     async def sync_status(self) -> dict[str, Any]:
-        shared = await self.stored_version()
+        shared, shared_reload = await self.stored_versions()
+        local_reload = self._reload_version or 0
         return {
             "instance_id": self.instance_id,
             "local_version": self._version,
             "shared_version": shared,
-            "in_sync": shared == self._version,
-            "last_loaded_at": datetime.fromtimestamp(self._loaded_at, UTC) if self._loaded_at else None,
+            "in_sync": shared == self._version and shared_reload == local_reload,
+            "last_loaded_at": _stamp(self._loaded_at),
             "poll_interval_seconds": self._poll_interval,
+            "local_reload_version": local_reload,
+            "shared_reload_version": shared_reload,
+            "last_reload_at": _stamp(self._reloaded_at),
+            "reload_failed": list(self._reload_failed),
+            "caches": list(self.caches.names),
         }
 
     def start(self) -> None:
@@ -319,15 +363,40 @@ class RuntimeConfigs:
         while True:
             await asyncio.sleep(self._poll_interval)
             try:
-                if await self.stored_version() != self._version:
-                    await self.load()
+                await self.catch_up()
             except Exception:  # keep polling through a transient database outage
                 log.exception("runtime config sync failed")
 
+    async def catch_up(self) -> None:
+        """One poll: every cache reloaded after a trigger, the configs alone after a config change."""
+        version, reload_version = await self.stored_versions()
+        if reload_version != self._reload_version:
+            async with self._reloading:
+                if reload_version != self._reload_version:  # else a trigger here caught up meanwhile
+                    await self._reload_all(reload_version)
+        elif version != self._version:
+            await self.load()
 
-async def _bump_version(session: AsyncSession) -> None:
-    row = await session.scalar(select(SystemConfig).where(SystemConfig.key == VERSION_KEY).with_for_update())
+    async def _reload_all(self, reload_version: int) -> ReloadReport:
+        """Every cache of this process, under `_reloading`; the version only counts as reached
+        when all of them reloaded (else the next poll tries again)."""
+        report = await self.caches.reload_all()
+        self._reloaded_at = time.time()
+        self._reload_failed = report.failed
+        if not report.failed:
+            self._reload_version = max(reload_version, self._reload_version or 0)
+        return report
+
+
+def _stamp(epoch: float) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if epoch else None
+
+
+async def _bump_version(session: AsyncSession, key: str) -> int:
+    """Add one to a version row (created at 1) in the caller's transaction; returns the new value."""
+    row = await session.scalar(select(SystemConfig).where(SystemConfig.key == key).with_for_update())
     if row is None:
-        session.add(SystemConfig(category="_meta", key=VERSION_KEY, value="1"))
-    else:
-        row.value = str(int(row.value) + 1)
+        session.add(SystemConfig(category="_meta", key=key, value="1"))
+        return 1
+    row.value = str(int(row.value) + 1)
+    return int(row.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 
 from ..support import ADMIN_PASSWORD, Api, RelayServer
 
@@ -55,11 +56,22 @@ def test_configs_grouped_typed_and_validated(admin: Api) -> None:
     admin.ok("PUT", "/api/admin/configs", json={"key": "site_name", "value": "AI Proxy"})
 
 
-def test_sync_status_and_trigger(admin: Api) -> None:
+def test_sync_status_and_trigger(admin: Api, make_user: Callable[..., Api]) -> None:
     before = admin.ok("GET", "/api/admin/configs/sync/status")
     assert before["in_sync"] is True and before["instance_id"]
+    caches = ["configs", "oauth_tokens", "account_pool", "api_keys", "model_prices", "client_filter"]
+    assert before["caches"] == caches
+    # A user's token is refused before anything moves.
+    user = make_user()
+    assert user.post("/api/admin/configs/sync/trigger") == (403, {"code": 403, "message": "需要管理员权限"})
+    unmoved = admin.ok("GET", "/api/admin/configs/sync/status")
+    assert unmoved["shared_reload_version"] == before["shared_reload_version"]
     after = admin.ok("POST", "/api/admin/configs/sync/trigger")
     assert after["version"] == before["shared_version"] + 1 and after["in_sync"] is True
+    reload_version = before["shared_reload_version"] + 1
+    assert after["shared_reload_version"] == after["local_reload_version"] == reload_version
+    assert after["reloaded"] == caches and after["failed"] == [] and after["reload_failed"] == []
+    assert after["last_reload_at"] is not None
 
 
 def test_shell_config_edit_reaches_running_relay(admin: Api, relay: RelayServer) -> None:

@@ -166,3 +166,26 @@ async def test_a_failed_read_reaches_its_waiters_and_is_not_cached(db: Database)
     with pytest.raises(OperationalError):
         await cache.resolve(RAW_KEY)
     assert cache.reads == 2
+
+
+async def test_forget_all_drops_the_snapshots_and_the_reads_under_way(db: Database) -> None:
+    cache = CountingCache(db, MemoryState())
+    assert (await cache.resolve(RAW_KEY)).key_status == "active"  # type: ignore[union-attr]
+    await _set_status(db, "disabled")  # straight in the database: no version moves
+    assert (await cache.resolve(RAW_KEY)).key_status == "active"  # type: ignore[union-attr]
+    cache.forget_all()
+    assert (await cache.resolve(RAW_KEY)).key_status == "disabled"  # type: ignore[union-attr]
+    assert cache.reads == 2
+
+    # A read under way when the cache is emptied answers its waiter but is not kept.
+    _age_entries(cache, auth.SNAPSHOT_TTL + 0.1)
+    cache.gate = asyncio.Event()
+    under_way = asyncio.ensure_future(cache.resolve(RAW_KEY))
+    await asyncio.sleep(0.01)
+    assert cache.reads == 3
+    cache.forget_all()
+    cache.gate.set()
+    assert (await under_way) is not None
+    assert not cache._entries and not cache._loading
+    await cache.resolve(RAW_KEY)
+    assert cache.reads == 4

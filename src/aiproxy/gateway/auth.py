@@ -5,7 +5,8 @@ API bumps a shared version that empties the cache (checked on every request with
 in-process state, every half second with Redis): a disabled key stops working at once on
 this instance and within a second on the others, without a database read per request.
 Unknown keys are cached too, so a client hammering with a wrong key does not hammer the
-database.
+database. A sync (`POST /api/admin/configs/sync/trigger`, after a change made straight in the
+database) empties it on every worker of every instance (`forget_all`).
 
 One read per key at a time: requests that find no usable snapshot wait for the read already
 under way instead of starting their own (with 64 requests in flight, an expiring snapshot
@@ -145,6 +146,12 @@ class KeyCache:
         # Shielded: a waiter whose client goes away must not cancel the read the others wait for.
         return await asyncio.shield(loading)
 
+    def forget_all(self) -> None:
+        """Drop every snapshot and every read under way (a sync: the database changed behind the
+        relay's back); each key's next request reads the database again."""
+        self._entries.clear()
+        self._loading.clear()
+
     def _start_load(self, digest: str, now: float) -> asyncio.Future[Caller | None]:
         loading = asyncio.ensure_future(self._load(digest))
         self._loading[digest] = loading
@@ -154,7 +161,8 @@ class KeyCache:
     def _loaded(
         self, digest: str, started: float, version: int, loading: asyncio.Future[Caller | None]
     ) -> None:
-        if self._loading.get(digest) is loading:
+        dropped = self._loading.get(digest) is not loading  # by a version change or `forget_all`
+        if not dropped:
             del self._loading[digest]
         if loading.cancelled():
             return
@@ -163,7 +171,7 @@ class KeyCache:
             # The class only: a driver's message can quote the statement's parameters (the key's hash).
             log.warning("API key snapshot could not be loaded: %s", type(exc).__name__)
             return
-        if version != self._version:
+        if dropped or version != self._version:
             return  # the cache was emptied while this read ran: its answer may predate the change
         if len(self._entries) >= MAX_CACHED:
             self._entries.clear()

@@ -187,6 +187,29 @@ class AccountPool:
             log.exception("account pool refresh failed")
         self._checked_at = time.monotonic()
 
+    async def reload_now(self) -> None:
+        """Reload whatever the version says: the database changed behind the relay's back (a sync).
+
+        It takes the place of the one refresh that requests share, after any check under way (that
+        one may have read the database before the change): requests arriving meanwhile wait for it
+        as they wait for a check, and carry on with the last snapshot if it fails. Only the caller
+        learns of a failure."""
+        while self._refresh is not None:
+            await asyncio.shield(self._refresh)
+        failures: list[Exception] = []
+
+        async def reload() -> None:
+            try:
+                await self.reload()
+            except Exception as exc:
+                failures.append(exc)
+
+        self._refresh = asyncio.ensure_future(reload())
+        self._refresh.add_done_callback(self._refresh_done)
+        await asyncio.shield(self._refresh)
+        if failures:
+            raise failures[0]
+
     async def reload(self, version: int | None = None) -> None:
         if version is None:
             version = await self._state.get_int(POOL_VERSION)

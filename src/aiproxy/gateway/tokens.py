@@ -122,6 +122,11 @@ class TokenStore:
             return Renewal(None)  # a setup token cannot be refreshed: the error rules decide
         return await self.refresh(account, account.credentials.get("access_token", ""), forced=True)
 
+    def forget_live(self) -> None:
+        """Drop the tokens newer than the pool snapshot (a sync: the database is the only truth).
+        Each was saved before it was kept here, so the pool's reload brings it back."""
+        self._live.clear()
+
     # -- refreshing ------------------------------------------------------------------------------
 
     async def refresh(

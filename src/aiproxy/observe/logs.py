@@ -85,6 +85,7 @@ CATEGORY_OF_LOGGER: dict[str, str] = {
     "aiproxy.api.audit": "operation",
     "aiproxy.api.admin.operation_logs": "operation",
     "aiproxy.runtime_configs": "sync",
+    "aiproxy.runtime_caches": "sync",
     "aiproxy.api.admin.configs": "sync",
     "aiproxy.store.state": "sync",
     "aiproxy.api.request_guard": "middleware",

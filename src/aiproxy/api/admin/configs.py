@@ -1,4 +1,4 @@
-"""Admin: runtime configuration, grouped by category, and the cross-instance reload."""
+"""Admin: runtime configuration, grouped by category, and the cross-instance reload of every runtime cache."""
 
 from __future__ import annotations
 
@@ -61,5 +61,14 @@ async def sync_status(services: ServicesDep) -> FastJSONResponse:
 
 @router.post("/sync/trigger")
 async def sync_trigger(services: ServicesDep) -> FastJSONResponse:
-    version = await services.configs.trigger_sync()
-    return ok({"version": version, **await services.configs.sync_status()})
+    """Every worker of every instance reloads every runtime cache from the database (this one
+    before answering, the others at their next poll); answers what this one reloaded."""
+    version, report = await services.configs.trigger_sync()
+    return ok(
+        {
+            "version": version,
+            "reloaded": list(report.reloaded),
+            "failed": list(report.failed),
+            **await services.configs.sync_status(),
+        }
+    )
