@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import re
 import secrets
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,6 +44,32 @@ from .nginx import Nginx, nginx_binary
 
 ACCOUNT_TYPES = {"claude": "claude-official", "responses": "openai", "gemini": "gemini"}
 POOL_POLL = 0.6  # relays on Redis look for pool changes every half second
+
+
+class Relay(RelayServer):
+    """A relay of the stack. Two relays of two workers start at once, six Python processes importing the
+    app on a machine that runs other tests too: they get longer than the usual 60 s to come up."""
+
+    START_TIMEOUT = 180.0
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "aiproxy", "serve"], env=self.env(), stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + self.START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"relay exited early:\n{self.log_text()}")
+            try:
+                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"relay not healthy within {self.START_TIMEOUT:.0f} s:\n{self.log_text()}")
 
 
 def relay_env(database_url: str, redis_url: str) -> dict[str, str]:
@@ -209,15 +237,15 @@ def running_stack(root: Path) -> Iterator[Stack]:
     database_url, pg_name = create_pg_database()
     env = relay_env(database_url, redis_url)
     relays = (
-        RelayServer(root / RELAYS[0], env_overrides=env, port=free_port()),
-        RelayServer(root / RELAYS[1], env_overrides=env, port=free_port()),
+        Relay(root / RELAYS[0], env_overrides=env, port=free_port()),
+        Relay(root / RELAYS[1], env_overrides=env, port=free_port()),
     )
     try:
         with mock_upstream_process() as mock:
             try:
                 # Together, on the empty database: they migrate and seed it taking turns.
                 with ThreadPoolExecutor(len(relays)) as starting:
-                    list(starting.map(RelayServer.start, relays))
+                    list(starting.map(Relay.start, relays))
                 _scripted_logins(database_url, relays)
                 nginx = Nginx(root / "nginx", (relays[0].port, relays[1].port))
                 nginx.start()
