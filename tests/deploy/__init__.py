@@ -1,0 +1,1 @@
+"""The deployment files (Dockerfile, compose, nginx, systemd), checked and run."""
