@@ -133,6 +133,7 @@ class RelayServer:
     env_overrides: dict[str, str] = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    serve_args: tuple[str, ...] = ()  # after `aiproxy serve`, e.g. ("--workers", "2")
 
     @property
     def base_url(self) -> str:
@@ -167,12 +168,18 @@ class RelayServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "aiproxy", "serve"], env=self.env(), stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "aiproxy", "serve", *self.serve_args],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"relay exited early:\n{(self.data_dir / 'server.log').read_text()}")
+                raise RuntimeError(
+                    f"relay exited early (exit status {self.process.returncode}):\n"
+                    f"{(self.data_dir / 'server.log').read_text()}"
+                )
             try:
                 if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
                     return

@@ -21,6 +21,7 @@ that has one is refused with 503, one without any never touches shared state.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -248,6 +249,7 @@ class Admission:
         self._state = state
         self._db = db
         self._lease = holder_lease
+        self._seeding: dict[str, asyncio.Future[None]] = {}  # gate key -> the seeding under way
 
     async def admit(self, caller: Caller, holder: str, request: Request, *, require_package: bool) -> Ticket:
         """Take every limit of this request, or refuse it (429 over a limit, 403 without a package
@@ -319,8 +321,21 @@ class Admission:
             for choice in choices:
                 seeds.update(choice.seeds)
             for gate in verdict.unseeded:
-                await self._state.seed(gate, await seeds[gate.key]())
+                await self._seed(gate, seeds[gate.key])
         raise StateUnavailable("counters vanished while being seeded")
+
+    async def _seed(self, gate: Gate, source: Callable[[], Awaitable[float]]) -> None:
+        """Seed one counter from the database, once for every request that finds it missing at the
+        same time (a new key, a new day or month, a Redis that lost its data: every request in flight
+        for it at once), instead of one database read per request."""
+        running = self._seeding.get(gate.key)
+        if running is None:
+            running = self._seeding[gate.key] = asyncio.ensure_future(self._seed_from(gate, source))
+            running.add_done_callback(lambda _done, key=gate.key: self._seeding.pop(key, None))
+        await asyncio.shield(running)
+
+    async def _seed_from(self, gate: Gate, source: Callable[[], Awaitable[float]]) -> None:
+        await self._state.seed(gate, await source())
 
     def _key_gates(self, caller: Caller, now: float, request: Request) -> _Gates:
         gates = _Gates()

@@ -181,6 +181,7 @@ class Gateway:
         self.prices = PriceBook()
         self.client_filter = ClientFilter()
         self._snapshots_version = -2  # the pool version the prices and the client filter were read at
+        self._snapshots_loading: asyncio.Future[None] | None = None  # the one read under way
         self._instance = secrets.token_hex(6)
         self._sequence = 0
         self.relay = Relay(self, StickySessions(services.state), random.Random())
@@ -212,13 +213,25 @@ class Gateway:
         await self.relay.clients.close()
 
     async def _refresh_snapshots(self) -> None:
-        """The model prices and the client filter, read again when an admin change moved the pool version."""
-        if self._snapshots_version != self.pool.version:
-            version = self.pool.version
-            self.prices = await PriceBook.load(self.services.db)
-            async with self.services.db.session() as session:
-                self.client_filter = build_filter(*await client_filter_store.load_all(session))
-            self._snapshots_version = version
+        """The model prices and the client filter, read again when an admin change moved the pool version.
+
+        One read per change, shared: the requests that arrive while it runs wait for it rather than
+        each reading the tables again (hundreds of requests in flight would otherwise each take a
+        database connection at the same moment, and exhaust the pool and the server's limit)."""
+        while self._snapshots_version != self.pool.version:
+            if self._snapshots_loading is None:
+                self._snapshots_loading = asyncio.ensure_future(self._load_snapshots(self.pool.version))
+                self._snapshots_loading.add_done_callback(self._snapshots_loaded)
+            await asyncio.shield(self._snapshots_loading)
+
+    async def _load_snapshots(self, version: int) -> None:
+        self.prices = await PriceBook.load(self.services.db)
+        async with self.services.db.session() as session:
+            self.client_filter = build_filter(*await client_filter_store.load_all(session))
+        self._snapshots_version = version
+
+    def _snapshots_loaded(self, _future: asyncio.Future[None]) -> None:
+        self._snapshots_loading = None
 
     # -- entry point ---------------------------------------------------------------------------
 

@@ -33,6 +33,10 @@ class MockState:
         self.behaviours = BehaviourStore()
         self.requests: list[RequestRecord] = []
         self.default_behaviour = Behaviour()
+        # Requests being answered per upstream credential, and the most at once since the last reset:
+        # what a test of the relay's concurrency limits checks from the upstream's side.
+        self.in_flight: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
 
     def resolve(self, key: str | None, path: str, headers: CIMultiDictProxy[str]) -> Behaviour:
         stored = self.behaviours.take(key, path) or self.default_behaviour
@@ -46,10 +50,20 @@ class MockState:
         if self.max_records is not None and len(self.requests) >= 2 * self.max_records:
             del self.requests[: len(self.requests) - self.max_records]
 
+    def enter(self, key: str) -> None:
+        now = self.in_flight[key] = self.in_flight.get(key, 0) + 1
+        if now > self.peak.get(key, 0):
+            self.peak[key] = now
+
+    def leave(self, key: str) -> None:
+        self.in_flight[key] -= 1
+
     def reset(self) -> None:
-        # Clear in place: tests hold references to ``requests``.
+        # Clear in place: tests hold references to ``requests``. Requests still being answered stay
+        # counted, so the peak starts again from them.
         self.behaviours.clear()
         self.requests.clear()
+        self.peak = {key: n for key, n in self.in_flight.items() if n}
 
 
 STATE = web.AppKey("mock_upstream_state", MockState)
@@ -69,6 +83,7 @@ def build_app(*, words: int = DEFAULT_WORDS, max_records: int | None = None) -> 
     app.router.add_post("/__mock/reset", _reset)
     app.router.add_get("/__mock/requests", _get_requests)
     app.router.add_delete("/__mock/requests", _clear_requests)
+    app.router.add_get("/__mock/concurrency", _get_concurrency)
     app.router.add_get("/__mock/health", _health)
     bedrock.install(app)
     oauth.add_routes(app)  # the fake OAuth providers and Code Assist (see oauth.py)
@@ -107,7 +122,11 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     except (ValueError, TypeError) as exc:
         return route.vendor.error(call, "400", f"mock upstream: bad x-mock-* header: {exc}")
     call.record["mode"] = call.behaviour.mode
-    return await _answer(call, route)
+    state.enter(key)
+    try:  # until the answer's last byte is written, or the client has gone
+        return await _answer(call, route)
+    finally:
+        state.leave(key)
 
 
 async def _answer(call: Call, route: Route) -> web.StreamResponse:
@@ -214,6 +233,12 @@ def _serialisable(record: Any) -> Any:
     except orjson.JSONEncodeError:
         return {**record, "json": "<body nested too deeply to list>"}
     return record
+
+
+async def _get_concurrency(request: web.Request) -> web.Response:
+    """Per upstream credential: requests being answered now, and the most at once since the last reset."""
+    state = request.app[STATE]
+    return _json({"in_flight": {k: n for k, n in state.in_flight.items() if n}, "peak": state.peak})
 
 
 async def _clear_requests(request: web.Request) -> web.Response:
