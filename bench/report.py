@@ -1,0 +1,231 @@
+"""What a run prints: the tables per mode and the targets.
+
+Everything here reads a result document (the JSON ``run.py`` writes), so ``--report FILE`` prints a
+saved result exactly as a run does; ``--markdown`` gives the tables of docs/performance.md. The
+targets are the issue's, for one relay worker with full accounting.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from scenarios import SCENARIOS, scenario_result
+
+# The issue's targets for one relay worker with full accounting.
+TARGETS = {
+    "sqlite": {"rps": 5000.0},
+    "pg": {"rps": 3000.0},
+    "added_p50_c1_ms": 0.3,
+    "added_p99_c16_ms": 5.0,
+    "added_ttfb_ms": 0.5,
+}
+
+
+def _f(value: float | None, fmt: str = ".3f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def check_targets(mode: dict[str, Any]) -> dict[str, Any]:
+    sc = mode["scenarios"]
+    best_rps = max(sc[name]["relay"]["rps"] for name in ("claude_c16", "claude_c64"))
+    checks = {
+        "rps": (best_rps, TARGETS[mode["mode"]]["rps"], best_rps >= TARGETS[mode["mode"]]["rps"]),
+        "added_p50_c1_ms": (
+            sc["claude_c1"]["added_ms"]["p50"],
+            TARGETS["added_p50_c1_ms"],
+            (sc["claude_c1"]["added_ms"]["p50"] or 1e9) <= TARGETS["added_p50_c1_ms"],
+        ),
+        "added_p99_c16_ms": (
+            sc["claude_c16"]["added_ms"]["p99"],
+            TARGETS["added_p99_c16_ms"],
+            (sc["claude_c16"]["added_ms"]["p99"] or 1e9) <= TARGETS["added_p99_c16_ms"],
+        ),
+        "added_ttfb_ms": (
+            sc["claude_stream_c1"]["added_ms"]["p50"],
+            TARGETS["added_ttfb_ms"],
+            (sc["claude_stream_c1"]["added_ms"]["p50"] or 1e9) <= TARGETS["added_ttfb_ms"],
+        ),
+    }
+    return {k: {"measured": m, "target": t, "met": ok} for k, (m, t, ok) in checks.items()}
+
+
+def _errors(result: dict[str, Any]) -> int:
+    return int(result["non_2xx"] + result["connection_errors"] + result.get("protocol_errors", 0))
+
+
+def _target_line(name: str, check: dict[str, Any]) -> str:
+    measured = check["measured"]
+    shown = "-" if measured is None else (f"{measured:.0f}" if name == "rps" else f"{measured:.3f}")
+    return f"{name} {shown} vs {check['target']:g} {'met' if check['met'] else 'MISSED'}"
+
+
+def print_report(report: dict[str, Any]) -> None:
+    meta = report["meta"]
+    changes = (
+        f" + uncommitted changes in {len(meta['src_changes'])} src files" if meta.get("src_changes") else ""
+    )
+    print(f"\naiproxy relay vs direct-to-mock at {meta.get('git_head')}{changes} ({meta['layout']})")
+    print(f"measured {meta['duration_s']:g}s per phase after {meta['warmup_s']:g}s warmup\n")
+    for mode in report["modes"]:
+        print(f"== {mode['mode']}: {mode['title']}")
+        head = (
+            f"{'scenario':22} {'c':>3} {'direct r/s':>10} {'relay r/s':>10} {'direct p50/p99 ms':>18} "
+            f"{'relay p50/p99 ms':>18} {'added p50/p99 ms':>17} {'relay µs/req':>12} {'errors':>7}"
+        )
+        print(head)
+        print("-" * len(head))
+        for pair in mode["scenarios"].values():
+            d, r = pair["direct"], pair["relay"]
+            metric = "ttfb_ms" if pair["stream"] else "latency_ms"
+            name = pair.get("title", "")
+            dm, rm, a = d[metric] or {}, r[metric] or {}, pair["added_ms"]
+            print(
+                f"{name:22} {pair['concurrency']:>3} {d['rps']:>10.0f} {r['rps']:>10.0f} "
+                f"{_f(dm.get('p50')):>8} /{_f(dm.get('p99')):>8} "
+                f"{_f(rm.get('p50')):>8} /{_f(rm.get('p99')):>8} "
+                f"{_f(a['p50']):>7} /{_f(a['p99']):>8} {_f(pair['relay_cpu_us_per_req'], '.0f'):>12} "
+                f"{_errors(d) + _errors(r):>7}"
+            )
+        acc = mode["accounting"]
+        print(
+            f"accounting: {acc['requests_sent']} relay requests sent, "
+            f"{acc['logged_total']} in the request log, "
+            f"key request_count {acc['api_key_request_count']} -> {'OK' if acc['ok'] else 'MISMATCH'}"
+        )
+        print("targets: " + "; ".join(_target_line(k, v) for k, v in mode["targets"].items()))
+        if "what_if" in mode:
+            print_what_if(mode)
+        if "profile" in mode:
+            _print_profile(mode["profile"]["sampled"])
+        print()
+
+
+def _print_profile(sampled: dict[str, Any]) -> None:
+    shares = ", ".join(
+        f"{k} {v['share'] * 100:.0f}%" for k, v in list(sampled["self_by_package"].items())[:7]
+    )
+    print(f"relay CPU by package (sampled, {sampled['file']}): {shares}")
+    inclusive = ", ".join(
+        f"{r['function'].split('/')[-1]} {r['share'] * 100:.0f}%"
+        for r in sampled["top_inclusive_aiproxy"][:8]
+    )
+    print(f"heaviest aiproxy/sqlalchemy entries (inclusive): {inclusive}")
+    stalls = sampled["stalls"]
+    print(
+        f"event-loop stalls: max {stalls['max_ms']:.1f} ms, timer ticks late >=5 ms "
+        f"{stalls['ticks_late_over_ms']['5']}, >=20 ms {stalls['ticks_late_over_ms']['20']} "
+        f"of {stalls['ticks']}; recorder {sampled['recorder']}"
+    )
+    if sampled.get("gc"):
+        gcs = sampled["gc"]
+        print(
+            f"gc pauses (gen0/1/2): count {gcs['collections']}, "
+            f"max ms {[round(x, 1) for x in gcs['max_ms']]}, "
+            f"total ms {[round(x) for x in gcs['total_ms']]}"
+        )
+
+
+def print_what_if(mode: dict[str, Any]) -> None:
+    print("what-if (only the gc.freeze() row keeps full accounting; the others only price each part)")
+    head = (
+        f"{'variant':46} {'c=1 p50 ms':>10} {'c=1 µs/req':>10} {'c=16 r/s':>9} {'c=16 p99 ms':>11} "
+        f"{'c=16 µs/req':>11} {'c=64 r/s':>9} {'c=64 p99 ms':>11}"
+    )
+    print(head)
+    print("-" * len(head))
+    rows = [("full accounting (the table above)", mode["scenarios"])]
+    rows += [(title, runs) for title, runs in mode["what_if"].items()]
+    for title, runs in rows:
+        c1, c16, c64 = runs["claude_c1"], runs["claude_c16"], runs.get("claude_c64")
+        if "relay" in c1:  # a scenario pair from the main table
+            c1, c16, c64 = c1["relay"], c16["relay"], c64["relay"] if c64 else None
+        tail = f" {c64['rps']:>9.0f} {c64['latency_ms']['p99']:>11.3f}" if c64 else ""
+        print(
+            f"{title:46} {c1['latency_ms']['p50']:>10.3f} {c1['cpu'].get('relay_us_per_req') or 0:>10.0f} "
+            f"{c16['rps']:>9.0f} {c16['latency_ms']['p99']:>11.3f} "
+            f"{c16['cpu'].get('relay_us_per_req') or 0:>11.0f}{tail}"
+        )
+
+
+# -- Markdown --------------------------------------------------------------------------------------
+
+
+def print_markdown(report: dict[str, Any]) -> None:
+    """The tables of docs/performance.md."""
+    meta = report["meta"]
+    print(
+        f"Commit `{meta.get('git_head')}`, {meta['duration_s']:g} s phases "
+        f"after {meta['warmup_s']:g} s warmup,"
+    )
+    print(f"{meta.get('repeat', 1)} repetition(s), {meta['layout']}.\n")
+    for mode in report["modes"]:
+        print(f"### {mode['title']} (`{mode['mode']}`)\n")
+        print(
+            "| scenario | c | direct req/s | relay req/s | direct p50 / p99 ms | relay p50 / p99 ms "
+            "| added p50 / p99 ms | relay CPU µs/req |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for pair in mode["scenarios"].values():
+            d, r, a = pair["direct"], pair["relay"], pair["added_ms"]
+            metric = "ttfb_ms" if pair["stream"] else "latency_ms"
+            title = pair["title"] + (" — TTFB" if pair["stream"] and "TTFB" not in pair["title"] else "")
+            print(
+                f"| {title} | {pair['concurrency']} | {d['rps']:.0f} | {r['rps']:.0f} "
+                f"| {d[metric]['p50']:.3f} / {d[metric]['p99']:.3f} "
+                f"| {r[metric]['p50']:.3f} / {r[metric]['p99']:.3f} "
+                f"| {_f(a['p50'])} / {_f(a['p99'])} | {_f(pair['relay_cpu_us_per_req'], '.0f')} |"
+            )
+        acc = mode["accounting"]
+        print(
+            f"\nAccounting: {acc['requests_sent']} requests sent to the relay, {acc['logged_total']} in the "
+            f"request log, key `request_count` {acc['api_key_request_count']}: "
+            f"{'complete' if acc['ok'] else 'MISMATCH'}.\n"
+        )
+        print("| target | measured | target | met |")
+        print("|---|---:|---:|---|")
+        for name, check in mode["targets"].items():
+            measured = check["measured"]
+            shown = "-" if measured is None else (f"{measured:.0f}" if name == "rps" else f"{measured:.3f}")
+            print(f"| {name} | {shown} | {check['target']:g} | {'yes' if check['met'] else 'no'} |")
+        print()
+        if "what_if" in mode:
+            _markdown_what_if(mode)
+
+
+def _markdown_what_if(mode: dict[str, Any]) -> None:
+    print(
+        "| variant | c=1 p50 ms | c=1 µs/req | c=16 req/s "
+        "| c=16 p99 ms | c=16 µs/req | c=64 req/s | c=64 p99 ms |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    rows = [("full accounting", mode["scenarios"]), *mode["what_if"].items()]
+    for title, runs in rows:
+        c1, c16, c64 = runs["claude_c1"], runs["claude_c16"], runs.get("claude_c64")
+        if "relay" in c1:
+            c1, c16, c64 = c1["relay"], c16["relay"], c64["relay"] if c64 else None
+        tail = f"| {c64['rps']:.0f} | {c64['latency_ms']['p99']:.3f} |" if c64 else "| - | - |"
+        print(
+            f"| {title} | {c1['latency_ms']['p50']:.3f} "
+            f"| {c1['cpu'].get('relay_us_per_req') or 0:.0f} "
+            f"| {c16['rps']:.0f} | {c16['latency_ms']['p99']:.3f} "
+            f"| {c16['cpu'].get('relay_us_per_req') or 0:.0f} {tail}"
+        )
+    print()
+
+
+def reprint(path: Path, *, markdown: bool = False) -> int:
+    """Print the tables of a saved result (re-picking the shown repetition with the current rule)."""
+    report = json.loads(path.read_text())
+    for mode in report["modes"]:
+        for name, pair in mode["scenarios"].items():
+            if pair.get("repetitions"):
+                scenario = next(s for s in SCENARIOS if s.name == name)
+                mode["scenarios"][name] = scenario_result(scenario, pair["repetitions"])
+        mode["targets"] = check_targets(mode)
+    if markdown:
+        print_markdown(report)
+    else:
+        print_report(report)
+    return 0
