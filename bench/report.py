@@ -1,4 +1,4 @@
-"""What a run prints: the tables per mode and the targets.
+"""What a run prints: the tables per mode, the targets and the worker scaling.
 
 Everything here reads a result document (the JSON ``run.py`` writes), so ``--report FILE`` prints a
 saved result, old ones included, exactly as a run does; ``--markdown`` gives the tables of
@@ -47,6 +47,17 @@ def check_targets(mode: dict[str, Any]) -> dict[str, Any]:
     return checks
 
 
+def _workers(mode: dict[str, Any]) -> int:
+    return int(mode.get("workers", 1))  # results from before --workers had one
+
+
+def _heading(mode: dict[str, Any]) -> str:
+    workers = _workers(mode)
+    if workers == 1:
+        return str(mode["title"])
+    return f"{mode['title']}, {workers} workers ({mode.get('layout', '')})"
+
+
 def _errors(result: dict[str, Any]) -> int:
     return int(result["non_2xx"] + result["connection_errors"] + result.get("protocol_errors", 0))
 
@@ -65,7 +76,7 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"\naiproxy relay vs direct-to-mock at {meta.get('git_head')}{changes} ({meta['layout']})")
     print(f"measured {meta['duration_s']:g}s per phase after {meta['warmup_s']:g}s warmup\n")
     for mode in report["modes"]:
-        print(f"== {mode['mode']}: {mode['title']}")
+        print(f"== {mode['mode']}: {_heading(mode)}")
         head = (
             f"{'scenario':22} {'c':>3} {'direct r/s':>10} {'relay r/s':>10} {'direct p50/p99 ms':>18} "
             f"{'relay p50/p99 ms':>18} {'added p50/p99 ms':>17} {'relay µs/req':>12} {'errors':>7}"
@@ -90,12 +101,14 @@ def print_report(report: dict[str, Any]) -> None:
             f"{acc['logged_total']} in the request log, "
             f"key request_count {acc['api_key_request_count']} -> {'OK' if acc['ok'] else 'MISMATCH'}"
         )
-        print("targets: " + "; ".join(_target_line(k, v) for k, v in mode["targets"].items()))
+        scope = "targets" if _workers(mode) == 1 else "targets (set for one worker)"
+        print(f"{scope}: " + "; ".join(_target_line(k, v) for k, v in mode["targets"].items()))
         if "what_if" in mode:
             print_what_if(mode)
         if "profile" in mode:
             _print_profile(mode["profile"]["sampled"])
         print()
+    print_scaling(report)
 
 
 def _print_profile(sampled: dict[str, Any]) -> None:
@@ -145,6 +158,63 @@ def print_what_if(mode: dict[str, Any]) -> None:
         )
 
 
+# -- worker scaling --------------------------------------------------------------------------------
+
+SCALING_SCENARIOS = ("claude_c16", "claude_c64", "openai_c16")
+
+
+def scaling_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per mode, worker count and throughput scenario, when a mode ran with several worker
+    counts: relay req/s, relay CPU per request summed over its processes, and how busy each
+    process was (CPU seconds / measured seconds; the master first)."""
+    counts: dict[str, set[int]] = {}
+    for mode in report["modes"]:
+        counts.setdefault(mode["mode"], set()).add(_workers(mode))
+    rows = []
+    for mode in report["modes"]:
+        if len(counts[mode["mode"]]) < 2:
+            continue
+        for name in SCALING_SCENARIOS:
+            if name not in mode["scenarios"]:
+                continue
+            relay = mode["scenarios"][name]["relay"]
+            seconds = relay["duration_s"] or 1.0
+            parts = relay.get("cpu_s_parts", {}).get("relay")
+            busy = (
+                [v / seconds for v in parts.values()] if parts else [relay["cpu_s"].get("relay", 0) / seconds]
+            )
+            rows.append(
+                {
+                    "mode": mode["mode"],
+                    "workers": _workers(mode),
+                    "scenario": f"{mode['scenarios'][name]['title']} c={relay['concurrency']}",
+                    "rps": relay["rps"],
+                    "relay_us_per_req": relay["cpu"].get("relay_us_per_req"),
+                    "relay_cpu_busy": busy,
+                }
+            )
+    return rows
+
+
+def print_scaling(report: dict[str, Any]) -> None:
+    rows = scaling_rows(report)
+    if not rows:
+        return
+    print("== scaling with workers (relay phases; CPU summed over the relay's processes)")
+    head = (
+        f"{'mode':6} {'workers':>7} {'scenario':26} {'relay r/s':>10} {'relay µs/req':>12}  busy per process"
+    )
+    print(head)
+    print("-" * len(head))
+    for row in rows:
+        busy = " ".join(f"{b:.2f}" for b in row["relay_cpu_busy"])
+        print(
+            f"{row['mode']:6} {row['workers']:>7} {row['scenario']:26} {row['rps']:>10.0f} "
+            f"{_f(row['relay_us_per_req'], '.0f'):>12}  {busy}"
+        )
+    print("(busy = CPU seconds / measured seconds per process, the uvicorn master first)\n")
+
+
 # -- Markdown --------------------------------------------------------------------------------------
 
 
@@ -157,7 +227,7 @@ def print_markdown(report: dict[str, Any]) -> None:
     )
     print(f"{meta.get('repeat', 1)} repetition(s), {meta['layout']}.\n")
     for mode in report["modes"]:
-        print(f"### {mode['title']} (`{mode['mode']}`)\n")
+        print(f"### {_heading(mode)} (`{mode['mode']}`)\n")
         print(
             "| scenario | c | direct req/s | relay req/s | direct p50 / p99 ms | relay p50 / p99 ms "
             "| added p50 / p99 ms | relay CPU µs/req |"
@@ -188,6 +258,17 @@ def print_markdown(report: dict[str, Any]) -> None:
         print()
         if "what_if" in mode:
             _markdown_what_if(mode)
+    rows = scaling_rows(report)
+    if rows:
+        print("| mode | workers | scenario | relay req/s | relay CPU µs/req | busy per process |")
+        print("|---|---:|---|---:|---:|---|")
+        for row in rows:
+            busy = " / ".join(f"{b:.2f}" for b in row["relay_cpu_busy"])
+            print(
+                f"| {row['mode']} | {row['workers']} | {row['scenario']} | {row['rps']:.0f} "
+                f"| {_f(row['relay_us_per_req'], '.0f')} | {busy} |"
+            )
+        print()
 
 
 def _markdown_what_if(mode: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """Relay vs direct-to-mock benchmark, both measured in the same run.
 
 For each storage mode (``sqlite``: SQLite + in-process state; ``pg``: PostgreSQL + Redis) this starts
-the fake vendor upstream and one relay worker on a fresh data dir,
+the fake vendor upstream and the relay (one uvicorn worker, or ``--workers N``) on a fresh data dir,
 configures the relay through the admin HTTP API (an Anthropic and an OpenAI account pointing at the
 mock, one unlimited user key), then runs each scenario twice back to back with ``bench/loadgen.py``:
 straight at the mock ("direct") and through the relay. It reports requests/s, latency percentiles,
@@ -10,6 +10,7 @@ for the relay's usage recorder to flush and checks that the request log holds ex
 request sent.
 
     .venv/bin/python bench/run.py [--duration 10] [--modes sqlite,pg] [--quick] [--profile]
+    .venv/bin/python bench/run.py --workers 1,2 --modes sqlite        # the scaling table
 
 The pieces: ``stack.py`` (processes, backends, pinning, the admin setup), ``scenarios.py`` (the
 scenarios, phases and the accounting check), ``profiles.py`` (``--profile``, ``--what-if``),
@@ -39,17 +40,22 @@ from scenarios import run_scenarios, verify_accounting
 from stack import MODE_TITLES, RESULTS_DIR, ROOT, Layout, choose_layout, log, mode_stack, snapshot_code
 
 
-def run_mode(mode: str, layout: Layout, args: argparse.Namespace, stamp: str, code: Path) -> dict[str, Any]:
-    log(f"\n== mode {mode}: {MODE_TITLES[mode]} ({layout.describe()})")
-    with mode_stack(mode, layout, args, code) as stack:
+def run_mode(
+    mode: str, layout: Layout, args: argparse.Namespace, stamp: str, code: Path, workers: int = 1
+) -> dict[str, Any]:
+    tag = f", {workers} workers" if workers > 1 else ""
+    log(f"\n== mode {mode}: {MODE_TITLES[mode]}{tag} ({layout.describe()})")
+    with mode_stack(mode, layout, args, code, workers=workers) as stack:
         stack.configure()
         stack.start_mock()
         stack.start_relay()
         stack.setup_admin()
         assert stack.mock is not None and stack.relay is not None
+        pids = stack.relay_pids()
         log(
             f"  mock on :{stack.mock_port} (pid {stack.mock.pid}), "
             f"relay on :{stack.relay_port} (pid {stack.relay.pid})"
+            + (f", workers {pids[1:]}" if workers > 1 else "")
         )
         load_before = os.getloadavg()
         scenarios, sent = run_scenarios(stack, args)
@@ -63,13 +69,16 @@ def run_mode(mode: str, layout: Layout, args: argparse.Namespace, stamp: str, co
         result: dict[str, Any] = {
             "mode": mode,
             "title": MODE_TITLES[mode],
+            "workers": workers,
+            "layout": layout.describe(),
             "loadavg_before": load_before,
             "scenarios": scenarios,
             "accounting": accounting,
         }
-        if args.profile and mode in args.profile_modes:
+        # The profilers and the what-if relays wrap one process: they run with one worker only.
+        if args.profile and mode in args.profile_modes and workers == 1:
             result["profile"] = profile_relay(stack, args, stamp)
-        if args.what_if:
+        if args.what_if and workers == 1:
             result["what_if"] = what_if(stack, args)
         return result
 
@@ -92,6 +101,7 @@ def _meta(args: argparse.Namespace, layout: Layout) -> dict[str, Any]:
         "pin": args.pin,
         "user_max_concurrency": args.user_max_concurrency,
         "accounts_per_family": args.accounts_per_family,
+        "workers": args.workers,
     }
 
 
@@ -119,6 +129,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quiet-threshold", type=float, default=0.15, help="calm = whole-box busy fraction below this"
     )
     p.add_argument("--pin", choices=("auto", "none"), default="auto", help="CPU pinning (default auto)")
+    p.add_argument(
+        "--workers",
+        default="1",
+        help="relay worker processes; a comma list (1,2) runs the scenarios once per count (default 1)",
+    )
     p.add_argument("--profile", action="store_true", help="also profile the relay under cProfile")
     p.add_argument("--profile-modes", default="sqlite", help="modes to profile (default sqlite)")
     p.add_argument("--profile-concurrency", type=int, default=16, help="profiled load's c (default 16)")
@@ -155,6 +170,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [m for m in args.modes if m not in MODE_TITLES]
     if unknown:
         p.error(f"unknown mode(s) {unknown}; use sqlite and/or pg")
+    try:
+        args.workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    except ValueError:
+        p.error(f"--workers takes a comma list of numbers, got {args.workers!r}")
+    if not args.workers or min(args.workers) < 1:
+        p.error("--workers needs counts of at least 1")
     return args
 
 
@@ -169,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    layout = choose_layout(args.pin)
+    layout = choose_layout(args.pin, args.workers[0])
     report: dict[str, Any] = {"meta": _meta(args, layout), "targets": TARGETS, "modes": []}
     out = args.out or RESULTS_DIR / f"{stamp}.json"
     code = Path(tempfile.mkdtemp(prefix="aiproxy-bench-code-"))
@@ -180,9 +201,10 @@ def main(argv: list[str] | None = None) -> int:
             f" (+{len(report['meta']['src_changes'])} uncommitted files)"
         )
         for mode in args.modes:
-            result = run_mode(mode, layout, args, stamp, code)
-            result["targets"] = check_targets(result)
-            report["modes"].append(result)
+            for workers in args.workers:
+                result = run_mode(mode, choose_layout(args.pin, workers), args, stamp, code, workers)
+                result["targets"] = check_targets(result)
+                report["modes"].append(result)
     except KeyboardInterrupt:
         log("interrupted: everything started was stopped and cleaned up")
         return 130

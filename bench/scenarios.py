@@ -70,23 +70,49 @@ def request_for(stack: Stack, scenario: Scenario, *, direct: bool) -> tuple[str,
     return url, headers, json.dumps(body, separators=(",", ":")).encode()
 
 
-def run_loadgen(
-    stack: Stack, scenario: Scenario, *, direct: bool, duration: float, warmup: float
-) -> dict[str, Any]:
+def loadgen_argv(
+    stack: Stack,
+    scenario: Scenario,
+    *,
+    direct: bool,
+    duration: float,
+    warmup: float,
+) -> list[str]:
+    """The ``loadgen.py`` command of one phase (its request body written to the work dir)."""
     url, headers, body = request_for(stack, scenario, direct=direct)
     body_file = stack.workdir / f"body-{scenario.name}.json"
     body_file.write_bytes(body)
-    watch = {"mock": stack.mock.pid if stack.mock else 0}
+    watch = {"mock": str(stack.mock.pid if stack.mock else 0)}
     if stack.relay is not None:
-        watch["relay"] = stack.relay.pid
+        watch["relay"] = stack.relay_watch()  # with several workers: all of them, summed
     if not direct:
-        watch.update(stack.backend.extra_watch())
+        watch.update({name: str(pid) for name, pid in stack.backend.extra_watch().items()})
     argv = [PYTHON, str(LOADGEN), url, "-c", str(scenario.concurrency), "-d", str(duration)]
     argv += ["-w", str(warmup), "--body-file", str(body_file), "--json"]
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
-    for name, pid in watch.items():
-        argv += ["--watch", f"{name}={pid}"]
+    for name, pids in watch.items():
+        argv += ["--watch", f"{name}={pids}"]
+    return argv
+
+
+def finish_result(result: dict[str, Any]) -> dict[str, Any]:
+    """Add what the bench derives from a load generator's output: the CPU the rest of the box used
+    (noise indicator) and, in the pg mode, the stores' CPU per request."""
+    cpu = result["cpu_s"]
+    ours = sum(v for k, v in cpu.items() if k != "box_busy_fraction")
+    box = cpu.get("box_busy_fraction", 0.0) * (os.cpu_count() or 1) * result["duration_s"]
+    result["other_cpu_s"] = max(0.0, box - ours)  # everything else on the box: noise indicator
+    stores = [v for k, v in cpu.items() if k.startswith("pg") or k == "redis"]
+    if stores and result["requests"]:
+        result["cpu"]["stores_us_per_req"] = sum(stores) / result["requests"] * 1e6
+    return result
+
+
+def run_loadgen(
+    stack: Stack, scenario: Scenario, *, direct: bool, duration: float, warmup: float
+) -> dict[str, Any]:
+    argv = loadgen_argv(stack, scenario, direct=direct, duration=duration, warmup=warmup)
     done = subprocess.run(
         argv,
         capture_output=True,
@@ -97,15 +123,7 @@ def run_loadgen(
     )
     if done.returncode != 0:
         raise RuntimeError(f"loadgen failed ({done.returncode}):\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout)
-    cpu = result["cpu_s"]
-    ours = sum(v for k, v in cpu.items() if k != "box_busy_fraction")
-    box = cpu.get("box_busy_fraction", 0.0) * (os.cpu_count() or 1) * result["duration_s"]
-    result["other_cpu_s"] = max(0.0, box - ours)  # everything else on the box: noise indicator
-    stores = [v for k, v in cpu.items() if k.startswith("pg") or k == "redis"]
-    if stores and result["requests"]:
-        result["cpu"]["stores_us_per_req"] = sum(stores) / result["requests"] * 1e6
-    return result
+    return finish_result(json.loads(done.stdout))
 
 
 def added(relay: dict[str, Any] | None, direct: dict[str, Any] | None, metric: str, q: str) -> float | None:

@@ -1,13 +1,14 @@
 """The processes a benchmark runs and how they are laid out: the stack of one storage mode.
 
 A *stack* is the fake vendor upstream (``aiproxy mock-upstream``) and the relay (``aiproxy serve``,
-one uvicorn worker) started on free ports in a fresh work dir, plus the storage backend of
+one or more uvicorn workers) started on free ports in a fresh work dir, plus the storage backend of
 the mode (``sqlite``: SQLite + in-process state; ``pg``: a fresh PostgreSQL database and a unique
 Redis prefix). The relay is configured through its admin HTTP API as an operator would: accounts
 pointing at the mock and one unlimited user key.
 
-Also here: CPU pinning (``Layout``) and the copy of ``src/`` every child imports the code from (so a
-run measures one version even while others commit).
+Also here: CPU pinning (``Layout``), the copy of ``src/`` every child imports the code from (so a run
+measures one version even while others commit), and the relay's process tree (a master and its
+workers) for its CPU figures.
 
 Used by ``run.py`` and ``retention.py``; nothing here measures anything.
 """
@@ -128,8 +129,9 @@ class Proc:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 log(f"  {self.name} (pid {self.pid}) did not stop in {timeout:.0f}s: killing it")
-                with contextlib.suppress(ProcessLookupError):
-                    self.popen.kill()
+                # Its own session: the group holds the workers a relay master started too.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.pid, signal.SIGKILL)
                 self.popen.wait(10)
         self._log.close()
         return self.popen.returncode
@@ -145,6 +147,15 @@ def wait_http(proc: Proc, url: str, timeout: float = 60.0) -> None:
                 return
         time.sleep(0.1)
     raise RuntimeError(f"{proc.name} did not answer {url} within {timeout:.0f}s:\n{proc.tail()}")
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """The process and its descendants (a relay master and its uvicorn workers)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 # -- the storage backends --------------------------------------------------------------------------
@@ -256,13 +267,20 @@ class Layout:
         return f"relay on {fmt(self.relay)}; mock on {fmt(self.mock)}; loadgen on {fmt(self.loadgen)}"
 
 
-def choose_layout(pin: str) -> Layout:
+def choose_layout(pin: str, workers: int = 1) -> Layout:
+    """``auto``: the relay's N workers get the first N cores, the mock and the load generator the
+    next one. When the box has no core left over for them (N >= cores), the relay is not pinned at
+    all (its workers go wherever the kernel puts them) and the mock and the load generator share the
+    last core with it."""
     cores = sorted(os.sched_getaffinity(0))
     if pin == "none" or len(cores) < 2:
         return Layout(None, None, None)
-    # The relay gets a core of its own ("one relay worker"); the mock and the load generator,
-    # which together cost well under half the relay's CPU per request, share the other.
-    return Layout({cores[0]}, {cores[1]}, {cores[1]})
+    # With one worker, the relay gets a core of its own ("one relay worker"); the mock and the load
+    # generator, which together cost well under half the relay's CPU per request, share the other.
+    if workers < len(cores):
+        rest = {cores[workers]}
+        return Layout(set(cores[:workers]), rest, rest)
+    return Layout(None, {cores[-1]}, {cores[-1]})
 
 
 # -- one mode: mock + relay + admin setup ----------------------------------------------------------
@@ -284,6 +302,7 @@ class Stack:
     user_max_concurrency: int = 10_000
     accounts_per_family: int = 1
     code: Path | None = None  # the snapshot of src/ every child imports aiproxy from
+    workers: int = 1  # uvicorn worker processes of the relay
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     @property
@@ -334,15 +353,46 @@ class Stack:
         for _ in range(5):
             self.relay_port = free_port()
             argv = [PYTHON, *(launcher or ["-m", "aiproxy"]), "serve", "--port", str(self.relay_port)]
+            if self.workers > 1:
+                argv += ["--workers", str(self.workers)]
             self.relay = Proc(name, argv, self.env(), self.workdir, self.layout.relay)
             try:
                 wait_http(self.relay, f"{self.relay_url}/health", timeout=60)
+                self._wait_workers()
                 return
             except RuntimeError as exc:
                 if "address already in use" not in str(exc):
                     raise
                 self.relay.stop(5)
         raise RuntimeError("could not start the relay")
+
+    def _wait_workers(self, timeout: float = 60.0) -> None:
+        """With several workers, /health answers as soon as the first one listens: wait for all."""
+        if self.workers <= 1 or self.relay is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            workers = [p for p in process_tree(self.relay.pid)[1:] if _serves(p)]
+            if len(workers) >= self.workers:
+                time.sleep(1.0)  # the last one may still be running its lifespan start-up
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the relay did not start {self.workers} workers in {timeout:.0f}s")
+
+    def relay_pids(self) -> list[int]:
+        """The relay's processes: the uvicorn master first, then its workers (not helpers such as
+        multiprocessing's resource tracker). With one worker, uvicorn serves in the master itself:
+        then that process alone."""
+        if self.relay is None:
+            return []
+        if self.workers <= 1:
+            return [self.relay.pid]
+        tree = process_tree(self.relay.pid)
+        return [p.pid for p in tree[:1] + [p for p in tree[1:] if _serves(p)]] or [self.relay.pid]
+
+    def relay_watch(self) -> str:
+        """The ``--watch`` value of the load generator for the relay: its CPU is summed over these."""
+        return ",".join(map(str, self.relay_pids()))
 
     def stop_relay(self) -> None:
         if self.relay is not None:
@@ -399,19 +449,28 @@ class Stack:
             self.mock = None
 
 
+def _serves(proc: psutil.Process) -> bool:
+    """A uvicorn worker (not a helper process such as multiprocessing's resource tracker)."""
+    with contextlib.suppress(psutil.Error):
+        return "resource_tracker" not in " ".join(proc.cmdline())
+    return False
+
+
 @contextlib.contextmanager
-def mode_stack(mode: str, layout: Layout, args: argparse.Namespace, code: Path) -> Iterator[Stack]:
-    """A stack for ``mode`` in a fresh work dir (removed afterwards unless ``--keep``)."""
+def mode_stack(
+    mode: str, layout: Layout, args: argparse.Namespace, code: Path, **overrides: Any
+) -> Iterator[Stack]:
+    """A stack for ``mode`` in a fresh work dir (removed afterwards unless ``--keep``); ``overrides``
+    are ``Stack`` fields (``workers``)."""
     workdir = Path(tempfile.mkdtemp(prefix=f"aiproxy-bench-{mode}-"))
     backend: Backend = PgRedisBackend() if mode == "pg" else Backend()
-    stack = Stack(
-        backend,
-        layout,
-        workdir,
-        user_max_concurrency=args.user_max_concurrency,
-        accounts_per_family=args.accounts_per_family,
-        code=code,
-    )
+    fields: dict[str, Any] = {
+        "user_max_concurrency": args.user_max_concurrency,
+        "accounts_per_family": args.accounts_per_family,
+        "code": code,
+        **overrides,
+    }
+    stack = Stack(backend, layout, workdir, **fields)
     try:
         yield stack
     finally:
