@@ -9,8 +9,9 @@ server it measures.
 Recorded per measured request: latency (request written → last body byte), time to the response
 headers and time to the first body byte (TTFB; for a stream, the first chunk of events).
 
-``watch`` (``--watch NAME=PID[,PID...]``) reports the CPU time of other processes over the
-measured window, summed over several processes under one name (a relay's workers).
+``rate`` (``--rate``) paces the same connections to a total request rate instead (a soak at
+moderate load); ``watch`` (``--watch NAME=PID[,PID...]``) reports the CPU time of other processes
+over the measured window, summed over several processes under one name (a relay's workers).
 
 Library use::
 
@@ -21,7 +22,7 @@ CLI (``--json`` prints the result as one JSON document on stdout)::
 
     python bench/loadgen.py http://127.0.0.1:8080/claude/v1/messages -c 16 -d 10 \
         -H 'x-api-key: sk-...' --body '{"model": "...", ...}' [--watch relay=PID[,PID...]] \
-        [--cpu 1] [--json]
+        [--rate R] [--cpu 1] [--json]
 """
 
 from __future__ import annotations
@@ -219,8 +220,10 @@ class _Conn(asyncio.Protocol):
 
 
 class _Generator:
-    def __init__(self, spec: LoadSpec, concurrency: int) -> None:
+    def __init__(self, spec: LoadSpec, concurrency: int, rate: float = 0.0) -> None:
         self.spec = spec
+        self.interval_ns = int(1e9 / rate) if rate > 0 else 0  # 0: closed loop, no pacing
+        self.next_slot = 0
         self.request = spec.request
         self.concurrency = concurrency
         self.stats = Stats()
@@ -243,6 +246,27 @@ class _Generator:
             stats.status[status] = stats.status.get(status, 0) + 1
         if self.stopping:
             assert conn.transport is not None
+            conn.transport.close()
+        elif self.interval_ns:
+            self._paced_send(conn, now)
+        else:
+            conn.send()
+
+    def _paced_send(self, conn: _Conn, now: int) -> None:
+        """With a rate: the next request goes out at the generator's next free slot (open-loop
+        pacing over closed-loop connections; a slow answer still delays its connection)."""
+        at = max(now, self.next_slot)
+        self.next_slot = at + self.interval_ns
+        if at <= now:
+            conn.send()
+            return
+        assert self.loop is not None
+        self.loop.call_later((at - now) / 1e9, self._send_later, conn)
+
+    def _send_later(self, conn: _Conn) -> None:
+        if conn.transport is None:  # lost meanwhile: lost() has already replaced it
+            return
+        if self.stopping:
             conn.transport.close()
         else:
             conn.send()
@@ -364,9 +388,11 @@ async def run_async(
     warmup: float = 1.0,
     watch: dict[str, int | list[int]] | None = None,
     drain_timeout: float = 30.0,
+    rate: float = 0.0,
 ) -> dict[str, Any]:
-    """Run the closed loop: ``warmup`` seconds unrecorded, then ``duration`` seconds measured."""
-    gen = _Generator(spec, concurrency)
+    """Run the closed loop: ``warmup`` seconds unrecorded, then ``duration`` seconds measured.
+    ``rate`` > 0 paces the connections to that many requests per second in all."""
+    gen = _Generator(spec, concurrency, rate)
     loop = asyncio.get_running_loop()
     gen.loop = loop
     gen.finished = loop.create_future()
@@ -417,6 +443,7 @@ async def run_async(
         "cpu_s": cpu_used,
         "cpu": per_request,
         **({"cpu_s_parts": cpu.parts} if cpu.parts else {}),
+        **({"rate_limit": rate} if rate > 0 else {}),
     }
 
 
@@ -446,6 +473,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         help="NAME=PID[,PID...]: report its CPU time too (summed over several processes)",
     )
+    p.add_argument("--rate", type=float, default=0.0, help="pace to this many req/s in all (default: off)")
     p.add_argument("--cpu", type=int, help="pin this process to that CPU core")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p.parse_args(argv)
@@ -476,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         duration=args.duration,
         warmup=args.warmup,
         watch=watch,
+        rate=args.rate,
     )
     if args.json:
         json.dump(result, sys.stdout)

@@ -1,4 +1,4 @@
-"""What a run prints: the tables per mode, the targets and the worker scaling.
+"""What a run prints: the tables per mode, the targets, the worker scaling and the capacity modes.
 
 Everything here reads a result document (the JSON ``run.py`` writes), so ``--report FILE`` prints a
 saved result, old ones included, exactly as a run does; ``--markdown`` gives the tables of
@@ -73,8 +73,11 @@ def print_report(report: dict[str, Any]) -> None:
     changes = (
         f" + uncommitted changes in {len(meta['src_changes'])} src files" if meta.get("src_changes") else ""
     )
-    print(f"\naiproxy relay vs direct-to-mock at {meta.get('git_head')}{changes} ({meta['layout']})")
-    print(f"measured {meta['duration_s']:g}s per phase after {meta['warmup_s']:g}s warmup\n")
+    if not report["modes"]:  # a run of the capacity modes only
+        print(f"\naiproxy capacity at {meta.get('git_head')}{changes} ({meta['layout']})\n")
+    else:
+        print(f"\naiproxy relay vs direct-to-mock at {meta.get('git_head')}{changes} ({meta['layout']})")
+        print(f"measured {meta['duration_s']:g}s per phase after {meta['warmup_s']:g}s warmup\n")
     for mode in report["modes"]:
         print(f"== {mode['mode']}: {_heading(mode)}")
         head = (
@@ -109,6 +112,10 @@ def print_report(report: dict[str, Any]) -> None:
             _print_profile(mode["profile"]["sampled"])
         print()
     print_scaling(report)
+    for result in report.get("streams", []):
+        print_streams(result)
+    for result in report.get("soak", []):
+        print_soak(result)
 
 
 def _print_profile(sampled: dict[str, Any]) -> None:
@@ -215,6 +222,85 @@ def print_scaling(report: dict[str, Any]) -> None:
     print("(busy = CPU seconds / measured seconds per process, the uvicorn master first)\n")
 
 
+# -- the capacity modes ----------------------------------------------------------------------------
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.0f} MiB"
+
+
+def print_streams(result: dict[str, Any]) -> None:
+    gen, rss = result["streamgen"], result["relay_rss"]
+    print(
+        f"== streams: {result['mode']} ({result['title']}), {result['workers']} worker(s): "
+        f"{result['streams']} concurrent claude streams, each ~{result['hold_s']:g} s "
+        f"({result['frames']} events, {result['delay_ms']} ms apart)"
+    )
+    if gen["time_to_open_all_s"] is not None:
+        opening = f"all open after {gen['time_to_open_all_s']:.1f} s"
+    else:
+        opening = f"the last one opened after {_f(gen.get('time_to_last_open_s'), '.1f')} s"
+    short = "" if gen["peak_open"] >= result["streams"] else " (not all at once)"
+    errors = f" {gen['errors']}" if gen["errors"] else ""
+    print(
+        f"opened {gen['opened']}, completed {gen['completed']}, errored {gen['errored']}{errors}; "
+        f"{opening}; at most {gen['peak_open']} open at once{short}"
+    )
+    per_stream = (rss["peak"] - rss["start"]) / result["streams"] if result["streams"] else 0
+    print(
+        f"relay RSS start {_mb(rss['start'])}, peak {_mb(rss['peak'])}, end {_mb(rss['end'])} "
+        f"(~{per_stream / 1024:.0f} KiB per stream); relay fds peak {result['relay_fds_peak']}; "
+        f"RLIMIT_NOFILE {result['fd_limit']}; mock RSS peak {_mb(result.get('mock_rss_peak'))}"
+    )
+    if not result.get("fd_limit_enough", True):
+        print(
+            f"RLIMIT_NOFILE {result['fd_limit']} is below the relay's need for {result['streams']} streams "
+            "(2 per stream + its own) and could not be raised"
+        )
+    check, acc = result["per_stream_log"], result["accounting"]
+    print(
+        f"request log: {acc['logged_total']} rows for {acc['requests_sent']} "
+        f"requests; {check.get('streams_logged', '-')} of the {result['streams']} streams in it, "
+        f"{check['found_once']} of the completed ones once with status success, "
+        f"missing {check['missing']}, duplicated {check['duplicated']}, not success {check['not_success']}"
+        f" -> {'OK' if result['ok'] else 'FAILED'}"
+    )
+    if result.get("relay_errors"):
+        print("relay log errors (first lines):")
+        for line in result["relay_errors"][:10]:
+            print(f"  {line}")
+    met = result.get("target_met")
+    verdict = "not applicable (fewer streams)" if met is None else ("met" if met else "MISSED")
+    print(f"target (10,000 streams in <1 GB RSS, every one completed and logged): {verdict}")
+    print()
+
+
+def print_soak(result: dict[str, Any]) -> None:
+    rss = result["rss"]
+    rate = f"paced to {result['rate']:g} req/s" if result["rate"] else "closed loop"
+    print(
+        f"== soak: {result['mode']} ({result['title']}), {result['workers']} worker(s): "
+        f"{result['minutes']:g} min at c={result['concurrency']} ({result['mix']}), {rate}"
+    )
+    print(
+        f"{result['requests']} requests, {result['rps']:.0f} req/s, errors {result['errors']}; "
+        f"relay {_f(result.get('relay_us_per_req'), '.0f')} µs/req"
+    )
+    print(
+        f"relay RSS first {_mb(rss['first'])}, after warm-up ({rss['warmup_s']:g} s) {_mb(rss['baseline'])}, "
+        f"last {_mb(rss['last'])}, min {_mb(rss['min'])}, max {_mb(rss['max'])}; drift "
+        f"{rss['drift'] * 100:+.1f}%, largest deviation {rss['max_deviation'] * 100:+.1f}% "
+        f"({rss['samples']} samples every {rss['interval_s']:g} s) -> {'PASS' if rss['pass'] else 'FAIL'} "
+        f"(±{rss['tolerance'] * 100:.0f}%)"
+    )
+    acc = result["accounting"]
+    print(
+        f"accounting: {acc['requests_sent']} sent, {acc['logged_total']} in the request log, "
+        f"key request_count {acc['api_key_request_count']} -> {'OK' if acc['ok'] else 'MISMATCH'}"
+    )
+    print()
+
+
 # -- Markdown --------------------------------------------------------------------------------------
 
 
@@ -269,6 +355,10 @@ def print_markdown(report: dict[str, Any]) -> None:
                 f"| {_f(row['relay_us_per_req'], '.0f')} | {busy} |"
             )
         print()
+    for result in report.get("streams", []):
+        print_streams(result)
+    for result in report.get("soak", []):
+        print_soak(result)
 
 
 def _markdown_what_if(mode: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""Relay vs direct-to-mock benchmark, both measured in the same run.
+"""Relay vs direct-to-mock benchmark, both measured in the same run; and the relay's capacity.
 
 For each storage mode (``sqlite``: SQLite + in-process state; ``pg``: PostgreSQL + Redis) this starts
 the fake vendor upstream and the relay (one uvicorn worker, or ``--workers N``) on a fresh data dir,
@@ -11,10 +11,12 @@ request sent.
 
     .venv/bin/python bench/run.py [--duration 10] [--modes sqlite,pg] [--quick] [--profile]
     .venv/bin/python bench/run.py --workers 1,2 --modes sqlite        # the scaling table
+    .venv/bin/python bench/run.py --streams 10000 --modes sqlite      # instead of the scenarios
+    .venv/bin/python bench/run.py --soak 30 --modes sqlite            # likewise
 
 The pieces: ``stack.py`` (processes, backends, pinning, the admin setup), ``scenarios.py`` (the
 scenarios, phases and the accounting check), ``profiles.py`` (``--profile``, ``--what-if``),
-``report.py`` (tables, targets, ``--report``).
+``capacity.py`` (``--streams``, ``--soak``), ``report.py`` (tables, targets, ``--report``).
 
 Everything it starts is stopped again, the PostgreSQL database it creates is dropped and its Redis
 keys are deleted. Results go to ``bench/results/<timestamp>.json`` (git-ignored).
@@ -34,6 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from capacity import run_soak, run_streams
 from profiles import profile_relay, what_if
 from report import TARGETS, check_targets, print_report, reprint
 from scenarios import run_scenarios, verify_accounting
@@ -84,7 +87,7 @@ def run_mode(
 
 
 def _meta(args: argparse.Namespace, layout: Layout) -> dict[str, Any]:
-    return {
+    meta = {
         "started": datetime.now().isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -103,6 +106,16 @@ def _meta(args: argparse.Namespace, layout: Layout) -> dict[str, Any]:
         "accounts_per_family": args.accounts_per_family,
         "workers": args.workers,
     }
+    if args.streams:
+        meta["streams"] = {"count": args.streams, "hold_s": args.stream_hold}
+    if args.soak:
+        meta["soak"] = {
+            "minutes": args.soak,
+            "rate": args.soak_rate,
+            "concurrency": args.soak_concurrency,
+            "interval_s": args.soak_interval,
+        }
+    return meta
 
 
 def _cpu_model() -> str:
@@ -155,6 +168,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also rerun c=1/c=16 with accounting parts switched off, to price each part",
     )
+    capacity = p.add_argument_group("capacity modes (run instead of the scenarios)")
+    capacity.add_argument(
+        "--streams", type=int, default=0, help="hold N concurrent slow streams (e.g. 10000)"
+    )
+    capacity.add_argument("--stream-hold", type=float, default=30.0, help="seconds each stream lasts (30)")
+    capacity.add_argument("--soak", type=float, default=0.0, help="minutes of mixed load, RSS sampled")
+    capacity.add_argument(
+        "--soak-rate", type=float, default=500.0, help="soak req/s in all (default 500; 0 = closed loop)"
+    )
+    capacity.add_argument("--soak-concurrency", type=int, default=8, help="soak connections (default 8)")
+    capacity.add_argument("--soak-interval", type=float, default=10.0, help="seconds between RSS samples")
+    capacity.add_argument(
+        "--soak-warmup", type=float, default=None, help="seconds before the RSS baseline (20%%, at most 120)"
+    )
     p.add_argument("--keep", action="store_true", help="keep the work dirs (logs, SQLite files)")
     p.add_argument("--out", type=Path, help="result file (default bench/results/<timestamp>.json)")
     p.add_argument("--report", type=Path, help="only print the tables of a saved result file")
@@ -176,6 +203,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--workers takes a comma list of numbers, got {args.workers!r}")
     if not args.workers or min(args.workers) < 1:
         p.error("--workers needs counts of at least 1")
+    if args.streams < 0 or args.soak < 0:
+        p.error("--streams and --soak take positive numbers")
     return args
 
 
@@ -192,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     layout = choose_layout(args.pin, args.workers[0])
     report: dict[str, Any] = {"meta": _meta(args, layout), "targets": TARGETS, "modes": []}
+    capacity = bool(args.streams or args.soak)
+    if capacity:
+        report["streams"], report["soak"] = [], []
     out = args.out or RESULTS_DIR / f"{stamp}.json"
     code = Path(tempfile.mkdtemp(prefix="aiproxy-bench-code-"))
     try:
@@ -201,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
             f" (+{len(report['meta']['src_changes'])} uncommitted files)"
         )
         for mode in args.modes:
+            if capacity:
+                if args.streams:
+                    report["streams"].append(run_streams(mode, layout, args, code))
+                if args.soak:
+                    report["soak"].append(run_soak(mode, layout, args, code))
+                continue
             for workers in args.workers:
                 result = run_mode(mode, choose_layout(args.pin, workers), args, stamp, code, workers)
                 result["targets"] = check_targets(result)
@@ -210,11 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         shutil.rmtree(code, ignore_errors=True)
-        if report["modes"]:
+        if report["modes"] or report.get("streams") or report.get("soak"):
             out.write_text(json.dumps(report, indent=2, default=str))
     print_report(report)
     print(f"results: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     ok = all(m["accounting"]["ok"] for m in report["modes"])
+    ok = ok and all(r["ok"] for r in report.get("streams", []) + report.get("soak", []))
     return 0 if ok else 1
 
 

@@ -77,6 +77,8 @@ def loadgen_argv(
     direct: bool,
     duration: float,
     warmup: float,
+    rate: float = 0.0,
+    extra_watch: bool = True,
 ) -> list[str]:
     """The ``loadgen.py`` command of one phase (its request body written to the work dir)."""
     url, headers, body = request_for(stack, scenario, direct=direct)
@@ -85,10 +87,12 @@ def loadgen_argv(
     watch = {"mock": str(stack.mock.pid if stack.mock else 0)}
     if stack.relay is not None:
         watch["relay"] = stack.relay_watch()  # with several workers: all of them, summed
-    if not direct:
+    if not direct and extra_watch:
         watch.update({name: str(pid) for name, pid in stack.backend.extra_watch().items()})
     argv = [PYTHON, str(LOADGEN), url, "-c", str(scenario.concurrency), "-d", str(duration)]
     argv += ["-w", str(warmup), "--body-file", str(body_file), "--json"]
+    if rate > 0:
+        argv += ["--rate", str(rate)]
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
     for name, pids in watch.items():

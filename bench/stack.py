@@ -7,10 +7,10 @@ Redis prefix). The relay is configured through its admin HTTP API as an operator
 pointing at the mock and one unlimited user key.
 
 Also here: CPU pinning (``Layout``), the copy of ``src/`` every child imports the code from (so a run
-measures one version even while others commit), and the relay's process tree (a master and its
-workers) for its CPU figures.
+measures one version even while others commit), the file-descriptor limit of the run, and the
+relay's process tree (a master and its workers) for CPU, memory and descriptor figures.
 
-Used by ``run.py`` and ``retention.py``; nothing here measures anything.
+Used by ``run.py``, ``capacity.py`` and ``retention.py``; nothing here measures anything.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -41,6 +42,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 LOADGEN = BENCH_DIR / "loadgen.py"
+STREAMGEN = BENCH_DIR / "streamgen.py"
 PYTHON = sys.executable
 
 PG_ADMIN_DSN = "postgresql://root@127.0.0.1:5432/postgres"
@@ -90,6 +92,22 @@ def pin_to(cores: set[int] | None) -> Callable[[], None] | None:
         os.sched_setaffinity(0, cores)
 
     return pin
+
+
+def raise_fd_limit(needed: int) -> tuple[int, int]:
+    """Raise this process's RLIMIT_NOFILE (soft and hard) to at least ``needed``; children started
+    afterwards inherit it. Raising the hard limit needs root (CAP_SYS_RESOURCE): without it the soft
+    limit goes as far as the hard one allows. Returns the (soft, hard) limits now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target_hard = hard if hard == resource.RLIM_INFINITY else max(hard, needed)
+    target_soft = target_hard if target_hard != resource.RLIM_INFINITY else max(soft, needed)
+    for wanted in ((target_soft, target_hard), (hard, hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, wanted)
+            break
+        except (ValueError, OSError):
+            continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 class Proc:
@@ -303,6 +321,7 @@ class Stack:
     accounts_per_family: int = 1
     code: Path | None = None  # the snapshot of src/ every child imports aiproxy from
     workers: int = 1  # uvicorn worker processes of the relay
+    extra_env: dict[str, str] = field(default_factory=dict)  # AIPROXY_* settings of one bench mode
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     @property
@@ -328,6 +347,7 @@ class Stack:
         if self.code is not None:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.code), env.get("PYTHONPATH")]))
         env.update(self.backend.env())
+        env.update(self.extra_env)
         return env
 
     def configure(self) -> None:
@@ -461,7 +481,7 @@ def mode_stack(
     mode: str, layout: Layout, args: argparse.Namespace, code: Path, **overrides: Any
 ) -> Iterator[Stack]:
     """A stack for ``mode`` in a fresh work dir (removed afterwards unless ``--keep``); ``overrides``
-    are ``Stack`` fields (``workers``)."""
+    are ``Stack`` fields (``workers``, ``extra_env``, ``user_max_concurrency``)."""
     workdir = Path(tempfile.mkdtemp(prefix=f"aiproxy-bench-{mode}-"))
     backend: Backend = PgRedisBackend() if mode == "pg" else Backend()
     fields: dict[str, Any] = {
