@@ -9,6 +9,10 @@ server it measures.
 Recorded per measured request: latency (request written → last body byte), time to the response
 headers and time to the first body byte (TTFB; for a stream, the first chunk of events).
 
+``rate`` (``--rate``) paces the same connections to a total request rate instead (a soak at
+moderate load); ``watch`` (``--watch NAME=PID[,PID...]``) reports the CPU time of other processes
+over the measured window, summed over several processes under one name (a relay's workers).
+
 Library use::
 
     spec = LoadSpec.for_url("http://127.0.0.1:8080/v1/messages", body=b"{...}", headers={...})
@@ -17,7 +21,8 @@ Library use::
 CLI (``--json`` prints the result as one JSON document on stdout)::
 
     python bench/loadgen.py http://127.0.0.1:8080/claude/v1/messages -c 16 -d 10 \
-        -H 'x-api-key: sk-...' --body '{"model": "...", ...}' [--watch relay=PID] [--cpu 1] [--json]
+        -H 'x-api-key: sk-...' --body '{"model": "...", ...}' [--watch relay=PID[,PID...]] \
+        [--rate R] [--cpu 1] [--json]
 """
 
 from __future__ import annotations
@@ -215,8 +220,10 @@ class _Conn(asyncio.Protocol):
 
 
 class _Generator:
-    def __init__(self, spec: LoadSpec, concurrency: int) -> None:
+    def __init__(self, spec: LoadSpec, concurrency: int, rate: float = 0.0) -> None:
         self.spec = spec
+        self.interval_ns = int(1e9 / rate) if rate > 0 else 0  # 0: closed loop, no pacing
+        self.next_slot = 0
         self.request = spec.request
         self.concurrency = concurrency
         self.stats = Stats()
@@ -239,6 +246,27 @@ class _Generator:
             stats.status[status] = stats.status.get(status, 0) + 1
         if self.stopping:
             assert conn.transport is not None
+            conn.transport.close()
+        elif self.interval_ns:
+            self._paced_send(conn, now)
+        else:
+            conn.send()
+
+    def _paced_send(self, conn: _Conn, now: int) -> None:
+        """With a rate: the next request goes out at the generator's next free slot (open-loop
+        pacing over closed-loop connections; a slow answer still delays its connection)."""
+        at = max(now, self.next_slot)
+        self.next_slot = at + self.interval_ns
+        if at <= now:
+            conn.send()
+            return
+        assert self.loop is not None
+        self.loop.call_later((at - now) / 1e9, self._send_later, conn)
+
+    def _send_later(self, conn: _Conn) -> None:
+        if conn.transport is None:  # lost meanwhile: lost() has already replaced it
+            return
+        if self.stopping:
             conn.transport.close()
         else:
             conn.send()
@@ -272,38 +300,55 @@ class _Generator:
 
 
 class CpuWatch:
-    """CPU seconds used by some processes (and the whole box) between two samples."""
+    """CPU seconds used by some processes (and the whole box) between two samples.
 
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.procs = {}
+    A name may stand for several processes (a relay master and its workers): its figure is their
+    sum, and ``parts`` keeps each process's share.
+    """
+
+    def __init__(self, pids: dict[str, int | list[int]]) -> None:
+        self.procs: dict[str, list[Any]] = {}
         if psutil is not None:
-            for name, pid in pids.items():
-                with contextlib.suppress(psutil.Error):
-                    self.procs[name] = psutil.Process(pid)
+            for name, given in pids.items():
+                for pid in [given] if isinstance(given, int) else given:
+                    with contextlib.suppress(psutil.Error):
+                        self.procs.setdefault(name, []).append(psutil.Process(pid))
         self.start: dict[str, float] = {}
+        self.start_parts: dict[int, float] = {}
+        self.parts: dict[str, dict[str, float]] = {}
         self.system_start: Any = None
         self.self_start = 0.0
 
-    def _sample(self) -> dict[str, float]:
+    def _sample(self, parts: dict[int, float]) -> dict[str, float]:
         out = {}
-        for name, proc in self.procs.items():
-            with contextlib.suppress(psutil.Error):
-                t = proc.cpu_times()
-                out[name] = t.user + t.system
+        for name, procs in self.procs.items():
+            for proc in procs:
+                with contextlib.suppress(psutil.Error):
+                    t = proc.cpu_times()
+                    parts[proc.pid] = t.user + t.system
+                    out[name] = out.get(name, 0.0) + parts[proc.pid]
         return out
 
     def begin(self) -> None:
         self.self_start = time.process_time()
-        self.start = self._sample()
+        self.start = self._sample(self.start_parts)
         self.system_start = psutil.cpu_times() if psutil is not None else None
 
     def end(self) -> dict[str, Any]:
         used = time.process_time() - self.self_start
-        now = self._sample()
+        now_parts: dict[int, float] = {}
+        now = self._sample(now_parts)
         result: dict[str, Any] = {"loadgen": used}
         for name, value in now.items():
             if name in self.start:
                 result[name] = value - self.start[name]
+        for name, procs in self.procs.items():
+            if len(procs) > 1:
+                self.parts[name] = {
+                    str(p.pid): now_parts[p.pid] - self.start_parts[p.pid]
+                    for p in procs
+                    if p.pid in now_parts and p.pid in self.start_parts
+                }
         if self.system_start is not None:
             a, b = self.system_start, psutil.cpu_times()
             total = sum(b) - sum(a)
@@ -341,11 +386,13 @@ async def run_async(
     concurrency: int,
     duration: float,
     warmup: float = 1.0,
-    watch: dict[str, int] | None = None,
+    watch: dict[str, int | list[int]] | None = None,
     drain_timeout: float = 30.0,
+    rate: float = 0.0,
 ) -> dict[str, Any]:
-    """Run the closed loop: ``warmup`` seconds unrecorded, then ``duration`` seconds measured."""
-    gen = _Generator(spec, concurrency)
+    """Run the closed loop: ``warmup`` seconds unrecorded, then ``duration`` seconds measured.
+    ``rate`` > 0 paces the connections to that many requests per second in all."""
+    gen = _Generator(spec, concurrency, rate)
     loop = asyncio.get_running_loop()
     gen.loop = loop
     gen.finished = loop.create_future()
@@ -395,6 +442,8 @@ async def run_async(
         "unfinished": stats.sent - stats.completed,
         "cpu_s": cpu_used,
         "cpu": per_request,
+        **({"cpu_s_parts": cpu.parts} if cpu.parts else {}),
+        **({"rate_limit": rate} if rate > 0 else {}),
     }
 
 
@@ -418,7 +467,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-H", "--header", action="append", default=[], help="'Name: value' (repeatable)")
     p.add_argument("--body", default="", help="request body (text)")
     p.add_argument("--body-file", help="read the request body from this file")
-    p.add_argument("--watch", action="append", default=[], help="NAME=PID: report its CPU time too")
+    p.add_argument(
+        "--watch",
+        action="append",
+        default=[],
+        help="NAME=PID[,PID...]: report its CPU time too (summed over several processes)",
+    )
+    p.add_argument("--rate", type=float, default=0.0, help="pace to this many req/s in all (default: off)")
     p.add_argument("--cpu", type=int, help="pin this process to that CPU core")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p.parse_args(argv)
@@ -437,12 +492,20 @@ def main(argv: list[str] | None = None) -> int:
             body = fh.read()
     else:
         body = args.body.encode()
-    watch = {}
+    watch: dict[str, int | list[int]] = {}
     for item in args.watch:
-        name, _, pid = item.partition("=")
-        watch[name] = int(pid)
+        name, _, pids = item.partition("=")
+        parts = [int(pid) for pid in pids.split(",") if pid]
+        watch[name] = parts[0] if len(parts) == 1 else parts
     spec = LoadSpec.for_url(args.url, method=args.method.upper(), body=body, headers=headers)
-    result = run(spec, concurrency=args.concurrency, duration=args.duration, warmup=args.warmup, watch=watch)
+    result = run(
+        spec,
+        concurrency=args.concurrency,
+        duration=args.duration,
+        warmup=args.warmup,
+        watch=watch,
+        rate=args.rate,
+    )
     if args.json:
         json.dump(result, sys.stdout)
         sys.stdout.write("\n")

@@ -14,7 +14,7 @@ captured body (what retention exists to remove), then runs the same closed-loop 
 
 It reports the p50/p99 latency of both runs, the p99 ratio (the issue's bound: at most 2x), the
 deletion's rate, and checks that every request of both runs is in the request log exactly once.
-The processes, pinning and clean-up are those of ``bench/run.py`` (imported from it).
+The processes, pinning and clean-up are those of ``bench/run.py`` (``stack.py``, ``scenarios.py``).
 
     .venv/bin/python bench/retention.py [--rows 500000] [--duration 20] [--modes sqlite,pg]
 """
@@ -37,8 +37,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import run  # bench/run.py: the relay, the mock, the load generator and their clean-up
-from run import PYTHON, RESULTS_DIR, Backend, PgRedisBackend, Scenario, Stack, log
+import scenarios  # bench/scenarios.py: the load generator's phases
+import stack as bench_stack  # bench/stack.py: the relay, the mock and their clean-up
+from scenarios import Scenario
+from stack import PYTHON, RESULTS_DIR, Backend, PgRedisBackend, Stack, log
 
 BOUND = 2.0  # the issue's bound on p99 with retention / p99 quiet
 BODY = "x" * 1024
@@ -171,7 +173,7 @@ def cli(stack: Stack, *args: str) -> None:
 
 def phase(stack: Stack, args: argparse.Namespace, name: str) -> dict[str, Any]:
     scenario = Scenario(f"retention_{name}", f"claude messages ({name})", "claude", args.concurrency)
-    result = run.run_loadgen(stack, scenario, direct=False, duration=args.duration, warmup=args.warmup)
+    result = scenarios.run_loadgen(stack, scenario, direct=False, duration=args.duration, warmup=args.warmup)
     lat = result["latency_ms"] or {}
     log(
         f"    {name:9} {result['rps']:8.0f} req/s  p50 {lat.get('p50', 0):.3f} ms"
@@ -180,8 +182,8 @@ def phase(stack: Stack, args: argparse.Namespace, name: str) -> dict[str, Any]:
     return result
 
 
-def run_mode(mode: str, args: argparse.Namespace, layout: run.Layout, code: Path) -> dict[str, Any]:
-    log(f"\n== mode {mode}: {run.MODE_TITLES[mode]} ({layout.describe()})")
+def run_mode(mode: str, args: argparse.Namespace, layout: bench_stack.Layout, code: Path) -> dict[str, Any]:
+    log(f"\n== mode {mode}: {bench_stack.MODE_TITLES[mode]} ({layout.describe()})")
     workdir = Path(tempfile.mkdtemp(prefix=f"aiproxy-bench-retention-{mode}-"))
     backend: Backend = PgRedisBackend() if mode == "pg" else Backend()
     stack = Stack(backend, layout, workdir, code=code)
@@ -208,7 +210,7 @@ def run_mode(mode: str, args: argparse.Namespace, layout: run.Layout, code: Path
         stack.stop_relay()
         stack.start_relay()
         time.sleep(7)  # past the job's first run (5 s after start): it deleted nothing
-        run.wait_quiet(args.quiet_wait, 0.15)
+        scenarios.wait_quiet(args.quiet_wait, 0.15)
         quiet = phase(stack, args, "quiet")
         sent += quiet["sent_total"]
 
@@ -223,7 +225,7 @@ def run_mode(mode: str, args: argparse.Namespace, layout: run.Layout, code: Path
             args=(dsn if mode == "pg" else sqlite_path, progress),
             daemon=True,
         )
-        run.wait_quiet(args.quiet_wait, 0.15)
+        scenarios.wait_quiet(args.quiet_wait, 0.15)
         stack.start_relay()
         poller.start()
         deadline = time.monotonic() + 30
@@ -251,7 +253,7 @@ def run_mode(mode: str, args: argparse.Namespace, layout: run.Layout, code: Path
         p99 = (quiet["latency_ms"] or {}).get("p99", 0.0), (deleting["latency_ms"] or {}).get("p99", 0.0)
         return {
             "mode": mode,
-            "title": run.MODE_TITLES[mode],
+            "title": bench_stack.MODE_TITLES[mode],
             "rows": args.rows,
             "quiet": quiet,
             "retention": deleting,
@@ -284,7 +286,7 @@ def _drop_redis_key(backend: Backend, key: str) -> None:
     import redis
 
     prefix = backend.env()["AIPROXY_REDIS_PREFIX"]
-    client = redis.Redis.from_url(run.REDIS_URL)
+    client = redis.Redis.from_url(bench_stack.REDIS_URL)
     try:
         client.delete(prefix + key)
     finally:
@@ -346,13 +348,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     RESULTS_DIR.mkdir(exist_ok=True)
-    layout = run.choose_layout(args.pin)
+    layout = bench_stack.choose_layout(args.pin)
     code = Path(tempfile.mkdtemp(prefix="aiproxy-bench-code-"))
     results: list[dict[str, Any]] = []
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     meta: dict[str, Any] = {"argv": sys.argv, "layout": layout.describe()}
     try:
-        meta.update(run.snapshot_code(code))
+        meta.update(bench_stack.snapshot_code(code))
         log(f"measuring a copy of src/ at {meta['git_head']} (+{len(meta['src_changes'])} uncommitted files)")
         for mode in args.modes:
             results.append(run_mode(mode, args, layout, code))
