@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aiproxy.billing.pricing import ModelPrice, Prices, Usage, cost_of, effective_rate
+from aiproxy.billing.pricing import ModelPrice, PriceBook, Prices, Usage, cost_of, effective_rate
+from aiproxy.store.db import Database
+from aiproxy.store.models import AIModel
 
 SONNET = ModelPrice(
     model_id="m",
@@ -26,6 +28,29 @@ def test_each_token_kind_at_its_price() -> None:
 def test_one_hour_cache_writes_use_their_own_price() -> None:
     usage = Usage(cache_creation_tokens=1000, cache_creation_1h_tokens=400)
     assert abs(cost_of(usage, SONNET, 1.0).cache_creation - (600 * 3.75 + 400 * 6.0) / 1e6) < 1e-15
+
+
+async def test_the_price_book_keeps_every_stored_price(db: Database) -> None:
+    """Each price column of a stored model reaches the cost (the one-hour write price included)."""
+    async with db.transaction() as session:
+        session.add(
+            AIModel(
+                model_id="m",
+                model_name="m",
+                platform="claude-official",
+                input_price=3.0,
+                output_price=15.0,
+                cache_creation_price=3.75,
+                cache_read_price=0.3,
+                cache_creation_1h_price=6.0,
+                price_tiers={"above_200k": {"input": 6.0, "cache_creation_1h": 12.0}},
+            )
+        )
+    price = (await PriceBook.load(db)).lookup("m")
+    assert price is not None and price.base == SONNET.base
+    usage = Usage(input_tokens=10, cache_creation_tokens=1000, cache_creation_1h_tokens=400)
+    assert abs(cost_of(usage, price, 1.0).cache_creation - (600 * 3.75 + 400 * 6.0) / 1e6) < 1e-15
+    assert price.tiers[0][1].cache_creation_1h == 12.0
 
 
 def test_long_context_tier_applies_above_its_threshold() -> None:

@@ -133,7 +133,11 @@ class PriceBook:
                 platform=row.platform,
                 enabled=row.enabled,
                 base=Prices(
-                    row.input_price, row.output_price, row.cache_creation_price, row.cache_read_price
+                    row.input_price,
+                    row.output_price,
+                    row.cache_creation_price,
+                    row.cache_read_price,
+                    row.cache_creation_1h_price,
                 ),
                 tiers=_tiers(row),
             )
