@@ -214,7 +214,7 @@ class Multiplexer:
             waiter = protocol.loop.create_future()
             protocol.issue(hiredis.pack_command(tuple(args)), waiter)
             waiters.append(waiter)
-        return [await waiter for waiter in waiters]
+        return list(await asyncio.gather(*waiters))  # gather: every failure is retrieved, not only the first
 
     async def evalsha(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         try:
