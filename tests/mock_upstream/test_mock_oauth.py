@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 
 from aiproxy.config import Settings
+from aiproxy.gateway.http_client import HttpClient
 from aiproxy.mock_upstream import MockUpstream
 from aiproxy.mock_upstream import oauth as fake
 from aiproxy.oauth import OAuthError, TokenGrant, exchange_code, refresh_grant
@@ -57,8 +58,21 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+@pytest_asyncio.fixture(loop_scope="session")
+async def outbound() -> AsyncIterator[HttpClient]:
+    """The relay's own client, as the OAuth steps use it in the relay."""
+    client = HttpClient()
+    yield client
+    await client.close()
+
+
 async def browser_login(
-    http: aiohttp.ClientSession, settings: Settings, flow: str, *, setup_token: bool = False
+    http: aiohttp.ClientSession,
+    outbound: HttpClient,
+    settings: Settings,
+    flow: str,
+    *,
+    setup_token: bool = False,
 ) -> TokenGrant:
     """What an admin does: open the authorize URL, log in, paste the code back."""
     verifier, state = new_verifier(), new_state()
@@ -76,7 +90,7 @@ async def browser_login(
         verifier=verifier,
         state=state,
         settings=settings,
-        transport=Transport(http),
+        transport=Transport(outbound),
         setup_token=setup_token,
     )
 
@@ -91,9 +105,9 @@ async def post(http: aiohttp.ClientSession, url: str, **kw: Any) -> tuple[int, A
 
 @pytest.mark.parametrize("flow", FLOWS)
 async def test_login_gives_each_vendor_shape(
-    flow: str, http: aiohttp.ClientSession, settings: Settings
+    flow: str, http: aiohttp.ClientSession, settings: Settings, outbound: HttpClient
 ) -> None:
-    grant = await browser_login(http, settings, flow)
+    grant = await browser_login(http, outbound, settings, flow)
     assert grant.access_token and grant.refresh_token and grant.expires_at
     issued = grant.expires_at - fake.DEFAULT_EXPIRES_IN[VENDOR[flow]]
     assert abs(issued - time.time()) < 30
@@ -122,9 +136,9 @@ async def test_login_gives_each_vendor_shape(
 
 
 async def test_claude_setup_token_lives_a_year_without_refresh(
-    upstream: MockUpstream, http: aiohttp.ClientSession, settings: Settings
+    upstream: MockUpstream, http: aiohttp.ClientSession, settings: Settings, outbound: HttpClient
 ) -> None:
-    grant = await browser_login(http, settings, "claude", setup_token=True)
+    grant = await browser_login(http, outbound, settings, "claude", setup_token=True)
     assert grant.refresh_token is None and grant.scopes == ("user:inference",)
     assert grant.expires_at and grant.expires_at - time.time() > 364 * 86400
     sent = next(c for c in upstream.oauth.calls if c["endpoint"] == "authorization_code")
@@ -142,13 +156,13 @@ async def test_claude_setup_token_lives_a_year_without_refresh(
 
 
 async def test_codes_are_single_use_and_bound_to_the_verifier(
-    upstream: MockUpstream, http: aiohttp.ClientSession, settings: Settings
+    upstream: MockUpstream, http: aiohttp.ClientSession, settings: Settings, outbound: HttpClient
 ) -> None:
     verifier, state = new_verifier(), new_state()
     url = authorize_url("claude", settings, challenge=challenge_of(verifier), state=state)
     async with http.get(url, allow_redirects=False) as response:
         code = parse_pasted(response.headers["Location"]).code
-    transport = Transport(http)
+    transport = Transport(outbound)
     with pytest.raises(OAuthError) as wrong:
         await exchange_code(
             "claude", code, verifier=new_verifier(), state=state, settings=settings, transport=transport
@@ -191,18 +205,18 @@ async def test_token_endpoints_check_the_body_format(
 
 @pytest.mark.parametrize("flow", FLOWS)
 async def test_refresh_rotates_and_a_reused_token_is_terminal(
-    flow: str, upstream: MockUpstream, http: aiohttp.ClientSession, settings: Settings
+    flow: str, upstream: MockUpstream, http: aiohttp.ClientSession, settings: Settings, outbound: HttpClient
 ) -> None:
-    first = await browser_login(http, settings, flow)
+    first = await browser_login(http, outbound, settings, flow)
     assert first.refresh_token
-    second = await refresh_grant(flow, first.refresh_token, settings=settings, session=http, proxy=None)
+    second = await refresh_grant(flow, first.refresh_token, settings=settings, http=outbound, proxy_url=None)
     assert second.access_token != first.access_token
     assert second.refresh_token and second.refresh_token != first.refresh_token
     assert second.expires_at and second.facts.get("email")
-    third = await refresh_grant(flow, second.refresh_token, settings=settings, session=http, proxy=None)
+    third = await refresh_grant(flow, second.refresh_token, settings=settings, http=outbound, proxy_url=None)
     assert third.refresh_token not in (first.refresh_token, second.refresh_token)
     with pytest.raises(OAuthError) as reused:
-        await refresh_grant(flow, first.refresh_token, settings=settings, session=http, proxy=None)
+        await refresh_grant(flow, first.refresh_token, settings=settings, http=outbound, proxy_url=None)
     error = reused.value
     assert error.terminal and error.retry_after is None
     if flow == "openai":
@@ -228,41 +242,47 @@ async def test_refresh_rotates_and_a_reused_token_is_terminal(
 
 
 async def test_refresh_429_and_5xx_are_retryable(
-    upstream: MockUpstream, http: aiohttp.ClientSession, settings: Settings
+    upstream: MockUpstream, http: aiohttp.ClientSession, settings: Settings, outbound: HttpClient
 ) -> None:
-    grant = await browser_login(http, settings, "claude")
+    grant = await browser_login(http, outbound, settings, "claude")
     assert grant.refresh_token
     upstream.oauth.fail_next(429, retry_after=7, grant_type="refresh_token")
     with pytest.raises(OAuthError) as limited:
-        await refresh_grant("claude", grant.refresh_token, settings=settings, session=http, proxy=None)
+        await refresh_grant("claude", grant.refresh_token, settings=settings, http=outbound, proxy_url=None)
     assert (limited.value.status, limited.value.terminal, limited.value.retry_after) == (429, False, 7.0)
     upstream.oauth.fail_next(500, vendor="claude")
     with pytest.raises(OAuthError) as broken:
-        await refresh_grant("claude", grant.refresh_token, settings=settings, session=http, proxy=None)
+        await refresh_grant("claude", grant.refresh_token, settings=settings, http=outbound, proxy_url=None)
     assert (broken.value.status, broken.value.terminal) == (500, False)
     assert "server_error" in broken.value.message
     # Neither failure spent the refresh token.
-    fresh = await refresh_grant("claude", grant.refresh_token, settings=settings, session=http, proxy=None)
+    fresh = await refresh_grant(
+        "claude", grant.refresh_token, settings=settings, http=outbound, proxy_url=None
+    )
     assert fresh.refresh_token != grant.refresh_token
 
 
-async def test_refresh_network_failure_is_retryable(http: aiohttp.ClientSession) -> None:
+async def test_refresh_network_failure_is_retryable(
+    http: aiohttp.ClientSession, outbound: HttpClient
+) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     settings = oauth_settings(f"http://127.0.0.1:{port}")  # nothing listens there
     with pytest.raises(OAuthError) as failed:
-        await refresh_grant("openai", "rt_x", settings=settings, session=http, proxy=None)
+        await refresh_grant("openai", "rt_x", settings=settings, http=outbound, proxy_url=None)
     assert (failed.value.status, failed.value.terminal) == (0, False)
     assert "cannot reach 127.0.0.1" in failed.value.message
 
 
 async def test_refresh_keeps_the_refresh_token_when_none_comes_back(
-    upstream: MockUpstream, http: aiohttp.ClientSession, settings: Settings
+    upstream: MockUpstream, http: aiohttp.ClientSession, settings: Settings, outbound: HttpClient
 ) -> None:
     body = {"access_token": "sk-ant-oat01-" + "a" * 40, "expires_in": 60, "token_type": "Bearer"}
     upstream.oauth.fail_next(200, body=body)  # a queued answer may be a success too
-    grant = await refresh_grant("claude", "sk-ant-ort01-old", settings=settings, session=http, proxy=None)
+    grant = await refresh_grant(
+        "claude", "sk-ant-ort01-old", settings=settings, http=outbound, proxy_url=None
+    )
     assert grant.refresh_token == "sk-ant-ort01-old" and grant.access_token == body["access_token"]
 
 
@@ -270,9 +290,9 @@ async def test_refresh_keeps_the_refresh_token_when_none_comes_back(
 
 
 async def test_revoked_and_expired_tokens_get_401_from_the_vendor_api(
-    upstream: MockUpstream, http: aiohttp.ClientSession, settings: Settings
+    upstream: MockUpstream, http: aiohttp.ClientSession, settings: Settings, outbound: HttpClient
 ) -> None:
-    grant = await browser_login(http, settings, "claude")
+    grant = await browser_login(http, outbound, settings, "claude")
     client = anthropic.AsyncAnthropic(
         base_url=upstream.base_url, auth_token=grant.access_token, max_retries=0
     )
@@ -293,7 +313,7 @@ async def test_revoked_and_expired_tokens_get_401_from_the_vendor_api(
         "message": "OAuth token has expired. Please obtain a new token or refresh your existing token.",
     }
     upstream.oauth.configure({"expires_in": {"google": 0}})
-    expired = await browser_login(http, settings, "gemini")
+    expired = await browser_login(http, outbound, settings, "gemini")
     async with http.post(
         upstream.url("/v1internal:loadCodeAssist"),
         json={"metadata": {}},
@@ -361,11 +381,12 @@ async def test_code_assist_discovery(
     upstream: MockUpstream,
     http: aiohttp.ClientSession,
     settings: Settings,
+    outbound: HttpClient,
 ) -> None:
-    grant = await browser_login(http, settings, "gemini")
+    grant = await browser_login(http, outbound, settings, "gemini")
     upstream.oauth.configure({"code_assist": {"mode": mode, "pending_polls": 2}})
     placement = await discover_project(
-        settings, Transport(http), grant.access_token, project_id, delays=(0.01,) * 3
+        settings, Transport(outbound), grant.access_token, project_id, delays=(0.01,) * 3
     )
     assert (placement.project_id, placement.tier) == expected
     polls = upstream.oauth.stats()["google"].get("onboardUser", 0)
@@ -373,19 +394,21 @@ async def test_code_assist_discovery(
 
 
 async def test_code_assist_asks_for_a_project(
-    upstream: MockUpstream, http: aiohttp.ClientSession, settings: Settings
+    upstream: MockUpstream, http: aiohttp.ClientSession, settings: Settings, outbound: HttpClient
 ) -> None:
-    grant = await browser_login(http, settings, "gemini")
+    grant = await browser_login(http, outbound, settings, "gemini")
     upstream.oauth.configure({"code_assist": "user-project"})
     with pytest.raises(ProjectRequired) as required:
-        await discover_project(settings, Transport(http), grant.access_token, None)
+        await discover_project(settings, Transport(outbound), grant.access_token, None)
     assert required.value.message.startswith("project_id:")
 
 
 # --- knobs over HTTP -------------------------------------------------------------------------------------
 
 
-async def test_admin_knobs(upstream: MockUpstream, http: aiohttp.ClientSession, settings: Settings) -> None:
+async def test_admin_knobs(
+    upstream: MockUpstream, http: aiohttp.ClientSession, settings: Settings, outbound: HttpClient
+) -> None:
     config = {
         "expires_in": 120,
         "fail": {"status": 503, "vendor": "openai", "count": 2},
@@ -397,7 +420,7 @@ async def test_admin_knobs(upstream: MockUpstream, http: aiohttp.ClientSession, 
     assert answer["fail"][0]["count"] == 2 and answer["code_assist"]["mode"] == "onboard"
     status, answer = await post(http, upstream.url("/__mock/oauth/config"), json={"code_assist": "nope"})
     assert status == 400
-    grant = await browser_login(http, settings, "claude")
+    grant = await browser_login(http, outbound, settings, "claude")
     async with http.get(upstream.url("/__mock/oauth/tokens")) as r:
         tokens = await r.json()
     assert [t["access_token"] for t in tokens] == [grant.access_token]

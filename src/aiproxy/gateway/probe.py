@@ -6,15 +6,16 @@ but is neither limited nor billed, and never changes the account's status.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Any
 
-import aiohttp
 import orjson
 
 from ..errors import BadRequest, NotFound
 from ..security.masking import mask_text
+from .http_client import UpstreamError
 from .pool import AccountPool
 from .providers import UpstreamRequest, provider_for
 from .tokens import TokenStore
@@ -54,27 +55,31 @@ async def probe_account(
     payload = orjson.loads(provider.probe_body(upstream_model, message))
     body = provider.encode(account, request, payload, None)  # shaped like relayed traffic
     call = provider.build(account, request, body)
-    session, proxy = await clients.for_proxy(account.proxy_url)
     started = time.perf_counter()
     try:
-        async with session.post(
-            call.url,
-            data=body,
-            headers=call.headers,
-            proxy=proxy,
-            timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT),
-        ) as response:
-            body = await response.read()
-            status = response.status
-            headers = {k.lower(): v for k, v in response.headers.items()}
-    except (aiohttp.ClientError, TimeoutError) as exc:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            response = await clients.http.request(
+                "POST",
+                call.url,
+                headers=call.headers,
+                body=body,
+                proxy_url=account.proxy_url,
+                read_timeout=PROBE_TIMEOUT,
+            )
+            try:
+                body = await response.read()
+            finally:
+                response.release()
+            status, headers = response.status, response.headers
+    except (UpstreamError, TimeoutError) as exc:
+        reason = str(exc) or f"no whole answer within {PROBE_TIMEOUT:g} s"
         return {
             "success": False,
             "account_id": account_id,
             "model": upstream_model,
             "status_code": 0,
             "latency_ms": int((time.perf_counter() - started) * 1000),
-            "message": mask_text(f"{type(exc).__name__}: {exc}"),
+            "message": mask_text(f"{type(exc).__name__}: {reason}"),
         }
     latency = int((time.perf_counter() - started) * 1000)
     # A success status can still be a refusal (a subscription out of quota: Claude's "rejected").

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from .. import state_keys
@@ -28,6 +27,7 @@ from .convert.openai_claude import wants_stream_usage
 from .convert.refusal import Unconvertible
 from .convert.responses_to_chat import dropped_tools
 from .errors import CLAUDE, GEMINI, OPENAI, RESPONSES, GatewayError, error_body
+from .http_client import UpstreamError
 from .pool import PoolAccount
 from .providers import RESPONSES_INCAPABLE, Provider, UpstreamRequest, provider_for
 from .response_owners import maker_first
@@ -97,7 +97,6 @@ class Relay:
         self.sticky = sticky
         self.rng = rng
         self.clients = UpstreamClients()
-        self._client_timeout: aiohttp.ClientTimeout | None = None
 
     async def _ordered(self, call: Call, plan: Plan) -> list[Candidate]:
         pool = self.gateway.pool
@@ -254,11 +253,6 @@ class Relay:
         if account is not None and account.status != "valid":  # its cooldown ended by itself
             await self.gateway.pool.recover(account.id)
 
-    def _timeout(self, read: float) -> aiohttp.ClientTimeout:
-        if self._client_timeout is None or self._client_timeout.sock_read != read:
-            self._client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read)
-        return self._client_timeout
-
     async def _remember(self, call: Call, account_id: int) -> None:
         if call.session:
             ttl = float(self.gateway.configs.get("session_ttl")) * 60
@@ -336,29 +330,29 @@ class Relay:
                 return answered
         body = self._upstream_body(call, plan, provider, account, request)
         upstream = provider.build(account, request, body)
-        session, proxy = await self.clients.for_proxy(account.proxy_url)
-        timeout = self._timeout(float(self.gateway.configs.get("timeout")))
+        read_timeout = float(self.gateway.configs.get("timeout"))
         metrics = self.gateway.metrics
         sent = time.perf_counter()
         try:
-            response = await session.post(
+            response = await self.clients.http.request(
+                "POST",
                 upstream.url,
-                data=body,
                 headers=upstream.headers,
-                proxy=proxy,
-                timeout=timeout,
+                body=body,
+                proxy_url=account.proxy_url,
+                read_timeout=read_timeout,
             )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except UpstreamError as exc:
             metrics.upstream_answered(account.type, "network_error", time.perf_counter() - sent)
             return network_failure("upstream request failed", exc)
         outcome_class = "ok" if response.status < 400 else f"{response.status // 100}xx"
         metrics.upstream_answered(account.type, outcome_class, time.perf_counter() - sent)
         try:
-            headers = {k.lower(): v for k, v in response.headers.items()}
+            headers = response.headers
             if response.status >= 400 or provider.rejected(headers):
                 try:
-                    raw = await response.content.read(ERROR_BODY_LIMIT)
-                except (aiohttp.ClientError, TimeoutError):
+                    raw = await response.read(ERROR_BODY_LIMIT)
+                except UpstreamError:
                     raw = b""
                 error = provider.error_in_wire(response.status, headers, raw) if raw else raw
                 self._note_quota(provider, account, response.status, headers, error)
@@ -378,7 +372,7 @@ class Relay:
             # The whole answer is read before anything is sent, so a cut body fails over too.
             try:
                 body = await response.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except UpstreamError as exc:
                 return network_failure("upstream answer broke", exc)
             try:
                 answer = prepare_answer(call, plan, provider, request, headers, body, outcome)

@@ -16,11 +16,10 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-import aiohttp
-
 from ..store.state import SharedState, StateUnavailable, warn_unavailable
 from . import errors as e
 from .errors import RESPONSES, GatewayError, error_body
+from .http_client import UpstreamError
 from .providers import UpstreamRequest, provider_for
 from .upstream import DROP_RESPONSE_HEADERS
 
@@ -126,9 +125,7 @@ async def serve_stored(gateway: Gateway, call: Call, caller: Caller) -> None:
         configs=gateway.configs,
     )
     upstream = provider.build(account, request)
-    session, proxy = await gateway.relay.clients.for_proxy(account.proxy_url)
     read_timeout = float(gateway.configs.get("timeout"))
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read_timeout)
     status, first_byte = 200, 0.0
 
     def logged(event_status: str, error: str = "") -> None:
@@ -140,25 +137,33 @@ async def serve_stored(gateway: Gateway, call: Call, caller: Caller) -> None:
         gateway._record(call, event)
 
     try:
-        async with session.request(
-            method, upstream.url, headers=upstream.headers, proxy=proxy, timeout=timeout
-        ) as response:
+        response = await gateway.relay.clients.http.request(
+            method,
+            upstream.url,
+            headers=upstream.headers,
+            proxy_url=account.proxy_url,
+            read_timeout=read_timeout,
+        )
+        try:
             status = response.status
             if method == "DELETE" and status < 400:
                 await gateway.response_owners.forget(response_id)  # gone before the client hears so
             out_headers = [
-                (name.lower().encode("latin-1"), value.encode("latin-1"))
-                for name, value in response.headers.items()
-                if name.lower() not in DROP_RESPONSE_HEADERS
+                (name.lower(), value)
+                for name, value in response.header_list
+                if name.lower().decode("latin-1") not in DROP_RESPONSE_HEADERS
             ]
             await call.send({"type": "http.response.start", "status": status, "headers": out_headers})
             first_byte = time.perf_counter() - call.started
-            async for chunk in response.content.iter_any():  # a retrieve may stream (`?stream=true`)
+            # A retrieve may stream (`?stream=true`): pieces are passed on as they arrive.
+            while chunk := await response.next_chunk():
                 await call.send({"type": "http.response.body", "body": chunk, "more_body": True})
             # Logged before the answer ends: a call the client makes next is always logged after it.
             logged("success")
             await call.send({"type": "http.response.body", "body": b"", "more_body": False})
-    except (aiohttp.ClientError, TimeoutError) as exc:
+        finally:
+            response.release()
+    except UpstreamError as exc:
         if call.recorded:
             return  # the whole answer was out; only its end could not be told
         error = f"upstream request failed: {type(exc).__name__}"

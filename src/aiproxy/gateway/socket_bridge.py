@@ -196,7 +196,7 @@ class Conversation:
         target = provider.build(account, request, b"")
         url = str(target.url).replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         headers = {k: v for k, v in target.headers.items() if k not in _NOT_SENT_UPSTREAM}
-        session, proxy = await relay.clients.for_proxy(account.proxy_url)
+        session, proxy = await relay.clients.websocket_session(account.proxy_url)
         try:
             async with asyncio.timeout(float(self.gateway.configs.get("timeout"))):
                 ws = await session.ws_connect(

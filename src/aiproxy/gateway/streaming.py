@@ -16,11 +16,11 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-import aiohttp
 import orjson
 
 from .convert.openai_claude import wants_stream_usage
 from .errors import stream_cut_notice
+from .http_client import UpstreamError, UpstreamResponse
 from .providers import Provider, UpstreamRequest
 from .response_owners import response_id_in
 from .routes import FREE_KINDS
@@ -102,7 +102,7 @@ async def relay_stream(
     plan: Plan,
     provider: Provider,
     request: UpstreamRequest,
-    response: aiohttp.ClientResponse,
+    response: UpstreamResponse,
     headers: dict[str, str],
     outcome: Outcome,
     gateway: Gateway,
@@ -131,13 +131,13 @@ async def relay_stream(
     out_headers.append((b"x-accel-buffering", b"no"))
     if "cache-control" not in headers:
         out_headers.append((b"cache-control", b"no-cache"))
-    chunks = response.content.iter_any().__aiter__()
+    next_chunk = response.next_chunk
     try:
-        first = await chunks.__anext__()
-    except StopAsyncIteration:
-        raise UpstreamBroke("the upstream answered with an empty stream") from None
-    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+        first = await next_chunk()
+    except UpstreamError as exc:
         raise UpstreamBroke from exc
+    if not first:
+        raise UpstreamBroke("the upstream answered with an empty stream")
     if call.endpoint.kind == "responses":  # `response.created` opens the stream
         outcome.response_id = response_id_in(first)
     send = call.send
@@ -168,9 +168,8 @@ async def relay_stream(
             if time.monotonic() - renewed > renew_every:
                 renewed = time.monotonic()
                 await gateway.renew_leases(call)
-            try:
-                chunk = await chunks.__anext__()
-            except StopAsyncIteration:
+            chunk = await next_chunk()
+            if not chunk:
                 break
     except asyncio.CancelledError:
         if watch is None or not watch.gone:
@@ -179,7 +178,7 @@ async def relay_stream(
         assert task is not None
         task.uncancel()
         outcome.status = "client_gone"
-    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+    except UpstreamError as exc:
         outcome.status = "truncated"
         outcome.error = f"upstream stream broke: {type(exc).__name__}"
     finally:

@@ -179,15 +179,14 @@ class TokenStore:
         if not forced and expires_at and expires_at - now > self._margin:
             return Renewal(self._remember(account, stored_token, expires_at))
         flow = ACCOUNT_TYPES[account.type].oauth
-        session, proxy = await self._clients.for_proxy(account.proxy_url)
         self.refreshes += 1
         try:
             grant = await refresh_grant(
                 flow,
                 credentials.get("refresh_token", ""),
                 settings=self._services.settings,
-                session=session,
-                proxy=proxy,
+                http=self._clients.http,
+                proxy_url=account.proxy_url,
             )
         except OAuthError as exc:
             self._metrics.refreshed(account.type, "refused" if exc.terminal else "failed")

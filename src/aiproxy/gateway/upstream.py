@@ -1,4 +1,4 @@
-"""Talking to vendors: one aiohttp session per outbound proxy, and the answer headers a client gets.
+"""Talking to vendors: the HTTP client, WebSocket sessions, and the answer headers a client gets.
 
 Requests are built by each vendor's provider (`providers/`): only the client headers the
 vendor's protocol uses pass through, the account's credentials are added, and
@@ -13,6 +13,8 @@ import contextlib
 
 import aiohttp
 from aiohttp_socks import ProxyConnector
+
+from .http_client import HttpClient
 
 DROP_RESPONSE_HEADERS = frozenset(
     {
@@ -34,9 +36,14 @@ DROP_RESPONSE_HEADERS = frozenset(
 
 
 class UpstreamClients:
-    """aiohttp sessions: one direct (HTTP proxies go through it per request), one per SOCKS proxy."""
+    """Where vendor calls go out: `http` for every HTTP exchange, aiohttp sessions for WebSockets.
+
+    WebSocket connections (the Responses API's socket mode) keep aiohttp's client: one direct
+    session (HTTP proxies go through it per connection), one per SOCKS proxy.
+    """
 
     def __init__(self) -> None:
+        self.http = HttpClient()
         self._direct: aiohttp.ClientSession | None = None
         self._socks: dict[str, aiohttp.ClientSession] = {}
         self._lock = asyncio.Lock()
@@ -50,16 +57,13 @@ class UpstreamClients:
             cookie_jar=aiohttp.DummyCookieJar(),
         )
 
-    def direct(self) -> aiohttp.ClientSession:
-        if self._direct is None:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-            self._direct = self._session(connector)
-        return self._direct
-
-    async def for_proxy(self, proxy_url: str | None) -> tuple[aiohttp.ClientSession, str | None]:
-        """The session to use and the `proxy=` argument for it."""
+    async def websocket_session(self, proxy_url: str | None) -> tuple[aiohttp.ClientSession, str | None]:
+        """The aiohttp session for a WebSocket and the `proxy=` argument for it."""
         if not proxy_url or proxy_url.startswith(("http://", "https://")):
-            return self.direct(), proxy_url
+            if self._direct is None:
+                connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+                self._direct = self._session(connector)
+            return self._direct, proxy_url
         session = self._socks.get(proxy_url)
         if session is None:
             async with self._lock:
@@ -70,6 +74,7 @@ class UpstreamClients:
         return session, None
 
     async def close(self) -> None:
+        await self.http.close()
         sessions = [s for s in (self._direct, *self._socks.values()) if s is not None]
         for session in sessions:
             with contextlib.suppress(Exception):

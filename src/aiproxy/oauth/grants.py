@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-import aiohttp
-
 from ..config import Settings
+from ..gateway.http_client import HttpClient
 from . import clients
 from .clients import CLAUDE, CLIENTS, GEMINI, OPENAI
 from .errors import OAuthError
 from .jwt import unverified_claims
-from .transport import DEFAULT_TIMEOUT, Transport, expect_json, send
+from .transport import Transport, expect_json, send
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +170,8 @@ async def refresh_grant(
     refresh_token: str,
     *,
     settings: Settings,
-    session: aiohttp.ClientSession,
-    proxy: str | None,
-    client_timeout: aiohttp.ClientTimeout | None = None,
+    http: HttpClient,
+    proxy_url: str | None,
 ) -> TokenGrant:
     """One refresh_token grant. The answer's refresh token replaces `refresh_token`; when the vendor
     sends none, the grant carries `refresh_token` on. Raises OAuthError: `terminal` when the grant
@@ -204,7 +202,7 @@ async def refresh_grant(
             "client_id": client.client_id,
             "client_secret": client.client_secret,
         }
-    transport = Transport(session, proxy, client_timeout or DEFAULT_TIMEOUT)
+    transport = Transport(http, proxy_url)
     body = await _token_call(flow, settings, transport, fields, what=f"{flow} token refresh")
     return grant_from(flow, body, previous_refresh=refresh_token, requested=client.scopes)
 

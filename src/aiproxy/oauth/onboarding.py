@@ -9,17 +9,16 @@ write. Nothing is stored unless every vendor step succeeded.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..config import Settings
 from ..errors import BadRequest, NotFound
+from ..gateway.http_client import HttpClient
 from ..security.secretbox import SecretBox, SecretBoxError
 from ..store.accounts import ACCOUNT_TYPES, commit_pool_change, decrypt_credentials, encrypt_credentials
 from ..store.models import Account, ProxyConfig
@@ -49,20 +48,16 @@ TOKEN_FIELDS = ("access_token", "refresh_token", "id_token")
 CURED_STATUSES = frozenset({"token_expired", "invalid"})
 _LABELS = {CLAUDE: "Claude", OPENAI: "Codex", GEMINI: "Gemini"}
 
-# aiohttp session + proxy argument for a proxy URL (the gateway's `UpstreamClients.for_proxy`).
-TransportFor = Callable[[str | None], Awaitable[tuple[aiohttp.ClientSession, str | None]]]
-
 
 @dataclass(frozen=True, slots=True)
 class Context:
     settings: Settings
     state: SharedState
     box: SecretBox
-    transport_for: TransportFor
+    client: HttpClient  # the gateway's (`UpstreamClients.http`)
 
     async def transport(self, proxy: str | None) -> Transport:
-        session, proxy_arg = await self.transport_for(proxy)
-        return Transport(session, proxy_arg)
+        return Transport(self.client, proxy)
 
 
 def resolve_kind(value: str | None) -> tuple[str, str]:

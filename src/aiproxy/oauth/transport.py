@@ -1,42 +1,42 @@
-"""One HTTP exchange with a vendor, through the relay's shared aiohttp sessions and a proxy.
+"""One HTTP exchange with a vendor, through the relay's HTTP client and the account's proxy.
 
-The sessions come from the gateway (`UpstreamClients.for_proxy`): they do not decompress
-(the relay streams bodies through untouched) and add no User-Agent or Content-Type of their
-own, so every request here says `accept-encoding: identity` and sets its own headers.
+The client is the gateway's (`UpstreamClients.http`): it does not decompress (the relay streams
+bodies through untouched) and adds no User-Agent or Content-Type of its own, so every request
+here says `accept-encoding: identity` and sets its own headers.
 Redirects are never followed: a vendor API that redirects is a Cloudflare challenge or a
 wrong URL, and following it would turn a POST into something else.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import aiohttp
 import orjson
-from multidict import CIMultiDictProxy
 
+from ..gateway.http_client import HttpClient, UpstreamError
 from .errors import OAuthError, vendor_error
 
 # Token endpoints answer in well under a second; a login step that takes longer is failing.
-DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
+DEFAULT_TIMEOUT = 30.0
 MAX_ANSWER_BYTES = 1024 * 1024  # token answers are a few KB; a megabyte is not one
 
 
 @dataclass(frozen=True, slots=True)
 class Transport:
-    """Where requests go out: the aiohttp session and the `proxy=` argument that goes with it."""
+    """Where requests go out: the relay's HTTP client, the account's proxy, the whole call's limit."""
 
-    session: aiohttp.ClientSession
-    proxy: str | None = None
-    timeout: aiohttp.ClientTimeout = field(default=DEFAULT_TIMEOUT)
+    client: HttpClient
+    proxy_url: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
     status: int
-    headers: CIMultiDictProxy[str]
+    headers: dict[str, str]  # names lower-cased
     text: str
     body: Any  # decoded JSON, or None when the answer was not JSON
 
@@ -74,21 +74,25 @@ async def send(
         data = urlencode(form).encode()
         sent.setdefault("content-type", "application/x-www-form-urlencoded")
     try:
-        async with transport.session.request(
-            method,
-            url,
-            data=data,
-            headers=sent,
-            proxy=transport.proxy,
-            timeout=transport.timeout,
-            allow_redirects=False,
-        ) as response:
-            raw = await response.content.read(MAX_ANSWER_BYTES + 1)
+        async with asyncio.timeout(transport.timeout):
+            response = await transport.client.request(
+                method,
+                url,
+                headers=sent,
+                body=data or b"",
+                proxy_url=transport.proxy_url,
+                read_timeout=transport.timeout,
+            )
+            try:
+                raw = await response.read(MAX_ANSWER_BYTES + 1)
+            finally:
+                response.release()
             status, answer_headers = response.status, response.headers
     except TimeoutError:
         raise OAuthError(f"{what}: no answer from {_host(url)} in time") from None
-    except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL or header aiohttp cannot send
-        # The exception text names the host and the reason, never a body or a query string.
+    except (UpstreamError, ValueError) as exc:  # ValueError: a URL that cannot be parsed
+        # The class names the reason (ConnectFailed, ReadTimedOut, AnswerBroken); its text is not
+        # repeated, so no query string reaches a message.
         reason = type(exc).__name__
         raise OAuthError(f"{what}: cannot reach {_host(url)} ({reason})") from None
     if len(raw) > MAX_ANSWER_BYTES:

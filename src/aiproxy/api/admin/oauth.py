@@ -86,7 +86,7 @@ class CookieBody(KindFields):
 
 def _context(request: Request, services: Services) -> onboarding.Context:
     clients = request.app.state.gateway.relay.clients
-    return onboarding.Context(services.settings, services.state, services.secrets, clients.for_proxy)
+    return onboarding.Context(services.settings, services.state, services.secrets, clients.http)
 
 
 async def _answer(services: Services, stored: onboarding.Stored, session: Any) -> FastJSONResponse:
