@@ -18,7 +18,8 @@ process only (``--disable recorder,sticky``): ``recorder`` drops usage events in
 them, ``sticky`` skips binding (or renewing) the conversation's account after each request (the
 relay only does that when a request has more than one candidate account). These relays do
 NOT do full accounting; they exist to put a price on each part. ``--gc-freeze`` (full accounting
-kept) calls ``gc.freeze()`` once the gateway has started, so full collections skip start-up objects.
+kept) calls ``gc.freeze()`` once the gateway has started, so full collections skip start-up objects;
+``--gc-threshold A,B,C`` sets the collector's thresholds then, in place of the relay's own.
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ def disable(parts: list[str]) -> None:
 
 
 def install(
-    interval: float, *, monitor_stalls: bool, gc_freeze: bool
+    interval: float, *, monitor_stalls: bool, gc_freeze: bool, gc_threshold: tuple[int, ...] | None = None
 ) -> tuple[Sampler, StallMonitor, FlushTimer, GcTimer, Window]:
     sampler = Sampler()
     monitor = StallMonitor()
@@ -220,6 +221,8 @@ def install(
         if gc_freeze:  # what-if: start-up objects move to the permanent generation
             gc.collect()
             gc.freeze()
+        if gc_threshold is not None:  # what-if: the collector's thresholds instead of the relay's own
+            gc.set_threshold(*gc_threshold)
         if monitor_stalls:
             self._bench_stall_task = asyncio.get_running_loop().create_task(monitor.run())  # type: ignore[attr-defined]
 
@@ -272,6 +275,7 @@ def report(
             "max_ms": gc_timer.max_ms,
             "tracked_objects": len(gc.get_objects()),  # at exit, after the load
             "frozen_objects": gc.get_freeze_count(),
+            "threshold": gc.get_threshold(),
         },
         "recorder": {
             "flushes": flushes.flushes,
@@ -287,6 +291,7 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.001, help="CPU seconds between samples")
     parser.add_argument("--disable", default="", help=f"comma list of {', '.join(DISABLE_CHOICES)}")
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() once the gateway started")
+    parser.add_argument("--gc-threshold", help="A,B,C for gc.set_threshold once the gateway started")
     parser.add_argument("--no-stall-monitor", action="store_true", help="no 2 ms timer task")
     parser.add_argument("aiproxy_args", nargs=argparse.REMAINDER, help="-- then the aiproxy command")
     args = parser.parse_args()
@@ -299,8 +304,12 @@ def main() -> int:
     if unknown:
         parser.error(f"--disable: unknown part(s) {unknown}")
     disable(parts)
+    threshold = tuple(int(part) for part in args.gc_threshold.split(",")) if args.gc_threshold else None
     sampler, monitor, flushes, gc_timer, window = install(
-        args.interval, monitor_stalls=not args.no_stall_monitor, gc_freeze=args.gc_freeze
+        args.interval,
+        monitor_stalls=not args.no_stall_monitor,
+        gc_freeze=args.gc_freeze,
+        gc_threshold=threshold,
     )
     try:
         code = aiproxy_main(argv)

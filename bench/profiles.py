@@ -123,9 +123,10 @@ def profile_relay(stack: Stack, args: argparse.Namespace, stamp: str) -> dict[st
     cprofile["text"] = str(text.relative_to(ROOT))
 
     sampled_out = RESULTS_DIR / f"{stamp}-{mode}-relay-sampled.json"
-    stack.start_relay(
-        launcher=[str(BENCH_DIR / "profile_serve.py"), "--out", str(sampled_out), "--"], name="relay-sampled"
-    )
+    launcher = [str(BENCH_DIR / "profile_serve.py"), "--out", str(sampled_out)]
+    if args.profile_gc_threshold:
+        launcher += ["--gc-threshold", args.profile_gc_threshold]
+    stack.start_relay(launcher=[*launcher, "--"], name="relay-sampled")
     assert stack.relay is not None
     log(f"  sampling profiler: claude messages c={c} for {args.profile_duration:g}s ...")
     os.kill(stack.relay.pid, signal.SIGUSR1)

@@ -152,6 +152,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile-concurrency", type=int, default=16, help="profiled load's c (default 16)")
     p.add_argument("--profile-duration", type=float, default=10.0, help="profiled load seconds (default 10)")
     p.add_argument(
+        "--profile-gc-threshold",
+        help="A,B,C: the sampled relay's gc.set_threshold (default: the relay's own)",
+    )
+    p.add_argument(
         "--user-max-concurrency",
         type=int,
         default=10_000,

@@ -36,17 +36,12 @@ def running_relay(
         url, pg_name = create_pg_database()
         overrides["AIPROXY_DATABASE_URL"] = url
     server = RelayServer(data_dir=data_dir, env_overrides=overrides)
-    server.cli("migrate")
     # Scripted logins need the captcha off (the captcha tests switch it back on), and every test
     # logs in from 127.0.0.1 (the rate-limit test lowers this again for itself). Tests write
     # request-log history dated years back (usage_fixtures): the retention job must keep it.
-    for key, value in (
-        ("captcha_enabled", "false"),
-        ("login_rate_limit_max", "1000"),
-        ("request_log_retention_days", "36500"),
-    ):
-        result = server.cli("config", "set", key, value)
-        assert result.returncode == 0, result.stderr
+    server.set_configs(
+        {"captcha_enabled": "false", "login_rate_limit_max": "1000", "request_log_retention_days": "36500"}
+    )
     server.start()
     try:
         yield server
@@ -56,11 +51,42 @@ def running_relay(
             drop_pg_database(pg_name)
 
 
+class SharedRelays:
+    """The shared relay of each backend, started on first use and kept until the session ends.
+
+    pytest holds one value of a parametrized fixture at a time, and with test files spread over
+    workers (`--dist loadfile`) each file runs its SQLite tests, then its PostgreSQL ones: a plain
+    parametrized relay would be stopped and started twice per file. Kept here, each worker starts
+    each backend's relay once.
+    """
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._tmp = tmp_path_factory
+        self._running: dict[str, RelayServer] = {}
+        self._stack = contextlib.ExitStack()
+
+    def get(self, backend: str) -> RelayServer:
+        server = self._running.get(backend)
+        if server is None:
+            data_dir = self._tmp.mktemp(backend.replace("+", "-"))
+            server = self._running[backend] = self._stack.enter_context(running_relay(backend, data_dir))
+        return server
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+@pytest.fixture(scope="session")
+def shared_relays(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedRelays]:
+    relays = SharedRelays(tmp_path_factory)
+    yield relays
+    relays.close()
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
-def relay(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayServer]:
+def relay(request: pytest.FixtureRequest, shared_relays: SharedRelays) -> RelayServer:
     """A running relay: SQLite + in-process state, or PostgreSQL + Redis (the scale-out mode)."""
-    with running_relay(request.param, tmp_path_factory.mktemp(request.param.replace("+", "-"))) as server:
-        yield server
+    return shared_relays.get(request.param)
 
 
 @pytest.fixture

@@ -163,6 +163,12 @@ class RelayServer:
             timeout=60,
         )
 
+    def set_configs(self, values: dict[str, str]) -> None:
+        """Runtime configs set in one `aiproxy config set` (which migrates the database first)."""
+        pairs = [part for item in values.items() for part in item]
+        result = self.cli("config", "set", *pairs)
+        assert result.returncode == 0, result.stderr
+
     def start(self) -> None:
         self.port = self.port or free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -111,8 +111,8 @@ def cmd_create_admin(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _config(settings: Settings, action: str, key: str | None, value: str | None) -> int:
-    from .runtime_configs import CONFIG_SPECS, RuntimeConfigs, find_spec
+async def _config(settings: Settings, action: str, key: str | None, pairs: list[str]) -> int:
+    from .runtime_configs import CONFIG_SPECS, RuntimeConfigs, coerce, find_spec
     from .store.db import Database
 
     db = Database(settings.resolved_database_url)
@@ -127,9 +127,15 @@ async def _config(settings: Settings, action: str, key: str | None, value: str |
             find_spec(key)
             print(json.dumps(configs.get(key)))
         else:
-            assert key is not None and value is not None
-            stored = await configs.set(key, value)
-            print(f"{key} = {json.dumps(stored)}")
+            if len(pairs) % 2:
+                print("error: config set takes KEY VALUE pairs; the last key has no value", file=sys.stderr)
+                return 2
+            changes = list(zip(pairs[::2], pairs[1::2], strict=True))
+            for name, raw in changes:  # every value checked before any is stored
+                coerce(find_spec(name), raw)
+            for name, raw in changes:
+                stored = await configs.set(name, raw)
+                print(f"{name} = {json.dumps(stored)}")
         return 0
     except AppError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
@@ -140,9 +146,7 @@ async def _config(settings: Settings, action: str, key: str | None, value: str |
 
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     _migrate(settings)
-    return asyncio.run(
-        _config(settings, args.action, getattr(args, "key", None), getattr(args, "value", None))
-    )
+    return asyncio.run(_config(settings, args.action, getattr(args, "key", None), getattr(args, "pairs", [])))
 
 
 def cmd_mock_upstream(args: argparse.Namespace, _settings: Settings) -> int:
@@ -177,9 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub.add_parser("list", help="every key with its current value")
     get = config_sub.add_parser("get", help="one value")
     get.add_argument("key")
-    set_ = config_sub.add_parser("set", help="change a value (running relays pick it up within seconds)")
-    set_.add_argument("key")
-    set_.add_argument("value")
+    set_ = config_sub.add_parser(
+        "set", help="change values: KEY VALUE [KEY VALUE ...] (running relays pick them up within seconds)"
+    )
+    set_.add_argument("pairs", nargs="+", metavar="KEY VALUE")
     config.set_defaults(func=cmd_config)
 
     mock = sub.add_parser("mock-upstream", help="run the fake vendor upstream used by tests and benchmarks")

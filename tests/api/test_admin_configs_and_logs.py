@@ -84,9 +84,18 @@ def test_shell_config_edit_reaches_running_relay(admin: Api, relay: RelayServer)
         time.sleep(0.2)
     bad = relay.cli("config", "set", "retry_count", "lots")
     assert bad.returncode == 2 and "expects an integer value" in bad.stderr
+    # Several pairs at once: all are checked before any is stored.
+    refused = relay.cli("config", "set", "site_name", "Never Stored", "retry_count", "lots")
+    assert refused.returncode == 2 and "expects an integer value" in refused.stderr
+    assert relay.cli("config", "get", "site_name").stdout.strip() == json.dumps("From Shell")
+    odd = relay.cli("config", "set", "site_name", "X", "retry_count")
+    assert odd.returncode == 2 and "KEY VALUE pairs" in odd.stderr
+    both = relay.cli("config", "set", "site_name", "Both", "retry_count", "2")
+    assert both.returncode == 0 and both.stdout.splitlines() == ['site_name = "Both"', "retry_count = 2"]
     listing = relay.cli("config", "list").stdout
     assert "site_name" in listing and "captcha_enabled" in listing
-    relay.cli("config", "set", "site_name", "AI Proxy")
+    restored = relay.cli("config", "set", "site_name", "AI Proxy", "retry_count", "5")
+    assert restored.returncode == 0, restored.stderr
 
 
 def test_create_admin_cli(relay: RelayServer, anon: Api) -> None:

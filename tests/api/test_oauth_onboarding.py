@@ -55,9 +55,7 @@ def _fresh_mock(mock: httpx.Client) -> None:
 
 def start_relay(data_dir: Path, env: dict[str, str]) -> RelayServer:
     server = RelayServer(data_dir=data_dir, env_overrides=env)
-    assert server.cli("migrate").returncode == 0
-    for key, value in (("captcha_enabled", "false"), ("login_rate_limit_max", "1000")):
-        assert server.cli("config", "set", key, value).returncode == 0
+    server.set_configs({"captcha_enabled": "false", "login_rate_limit_max": "1000"})
     server.start()
     return server
 

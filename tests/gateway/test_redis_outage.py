@@ -52,9 +52,7 @@ def outage_relay(
         },
     )
     try:
-        relay.cli("migrate")
-        for key, value in (("captcha_enabled", "false"), ("login_rate_limit_max", "1000")):
-            assert relay.cli("config", "set", key, value).returncode == 0
+        relay.set_configs({"captcha_enabled": "false", "login_rate_limit_max": "1000"})
         relay.start()
         yield relay
     finally:
