@@ -47,6 +47,7 @@ import redis.asyncio as redis
 from sqlalchemy import insert, text
 
 from aiproxy import state_keys
+from aiproxy.billing.usage_event import LOG_COLUMNS, USAGE_COLUMNS
 from aiproxy.gateway.scheduler import binding_value, sticky_key
 from aiproxy.store.db import Database
 from aiproxy.store.models import Account, ApiKey, User
@@ -115,60 +116,6 @@ STATUS_MIX = (
     ("token_expired", 0.03),
 )
 
-LOG_COLUMNS = (
-    "request_id",
-    "user_id",
-    "api_key_id",
-    "account_id",
-    "platform",
-    "model",
-    "upstream_model",
-    "method",
-    "path",
-    "stream",
-    "status",
-    "status_code",
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_tokens",
-    "cache_read_tokens",
-    "total_tokens",
-    "cost",
-    "duration_ms",
-    "first_byte_ms",
-    "retries",
-    "client_ip",
-    "user_agent",
-    "client_type",
-    "session_hash",
-    "flags",
-    "error_message",
-    "request_headers",
-    "request_body",
-    "response_body",
-    "created_at",
-)
-USAGE_COLUMNS = (
-    "request_id",
-    "user_id",
-    "api_key_id",
-    "account_id",
-    "user_package_id",
-    "platform",
-    "model",
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_tokens",
-    "cache_read_tokens",
-    "total_tokens",
-    "input_cost",
-    "output_cost",
-    "cache_creation_cost",
-    "cache_read_cost",
-    "price_rate",
-    "cost",
-    "created_at",
-)
 DAILY_COLUMNS = (
     "day",
     "user_id",

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import and_, case, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..store.models import Account, ApiKey, DailyUsage, UserPackage
 from ..store.packages import used_up_clause
@@ -83,21 +83,17 @@ async def write_batch(session: AsyncSession, batch: Sequence[UsageEvent]) -> Non
     connection = await session.connection()
     dialect = _dialect(connection.dialect.name)
     stamps = [dialect.stamp(event.created_at) for event in batch]
-    await _many(
-        connection, dialect.insert_logs, [e.log_values(t) for e, t in zip(batch, stamps, strict=True)]
-    )
+    # Many parameter sets in one call: the executemany of asyncpg, or of sqlite3 in aiosqlite's thread.
+    logs = [e.log_values(t) for e, t in zip(batch, stamps, strict=True)]
+    await connection.exec_driver_sql(dialect.insert_logs, logs)
     billed = [
         (e, t) for e, t in zip(batch, stamps, strict=True) if e.usage is not None and e.cost is not None
     ]
     if billed:
-        await _many(connection, dialect.insert_usage, [e.usage_values(t) for e, t in billed])
+        await connection.exec_driver_sql(dialect.insert_usage, [e.usage_values(t) for e, t in billed])
         await _upsert_daily(session, _daily_rows([e for e, _ in billed]))
     await _bump_packages(session, batch)
     await _bump_counters(session, batch)
-
-
-async def _many(connection: AsyncConnection, sql: str, rows: list[Any]) -> None:
-    await connection.exec_driver_sql(sql, rows)  # several rows: the driver's executemany
 
 
 def _daily_rows(billed: list[UsageEvent]) -> list[dict[str, Any]]:
