@@ -56,6 +56,33 @@ def test_cache_tokens_billed_at_cache_prices(pool: Pool) -> None:
     assert_billed(log, record["tokens"], model_prices(pool.admin, CLAUDE_MODEL))
 
 
+def test_one_hour_cache_writes_billed_at_their_own_price(pool: Pool) -> None:
+    credential = pool.add_account("claude-official")
+    pool.upstream.behave(credential, "ok", cache_creation=300, cache_creation_1h=120)
+    client = anthropic.Anthropic(base_url=f"{pool.relay.base_url}/claude", api_key=pool.key, max_retries=0)
+    prompt = [{"role": "user", "content": "cache this for an hour"}]
+    message = client.messages.create(model=CLAUDE_MODEL, max_tokens=50, messages=prompt)
+    assert message.usage.cache_creation.ephemeral_1h_input_tokens == 120
+    with client.messages.stream(model=CLAUDE_MODEL, max_tokens=50, messages=prompt) as stream:
+        assert stream.get_final_message().usage.cache_creation.ephemeral_1h_input_tokens == 120
+
+    prices = model_prices(pool.admin, CLAUDE_MODEL)
+    assert prices["cache_creation_1h_price"] > prices["cache_creation_price"] > 0
+    logs = pool.logs(expect=2)
+    for log, record in zip(reversed(logs), pool.upstream.requests_for(credential), strict=True):
+        tokens = record["tokens"]
+        assert log["cache_creation_tokens"] == 300 and log["status"] == "success"
+        expected = (
+            tokens["input_tokens"] * prices["input_price"]
+            + tokens["output_tokens"] * prices["output_price"]
+            + 180 * prices["cache_creation_price"]  # five-minute writes
+            + 120 * prices["cache_creation_1h_price"]  # one-hour writes
+        ) / 1_000_000
+        assert abs(log["cost"] - expected) < 1e-12, (log["cost"], expected)
+    key = pool.user.ok("GET", f"/api/api-keys/{pool.key_id}")
+    assert key["request_count"] == 2 and abs(key["used_cost"] - sum(log["cost"] for log in logs)) < 1e-12
+
+
 def test_openai_sdk_chat_to_openai_account(pool: Pool) -> None:
     credential = pool.add_account("openai")
     client = openai.OpenAI(base_url=f"{pool.relay.base_url}/openai/v1", api_key=pool.key, max_retries=0)

@@ -130,11 +130,15 @@ def error(call: Call, mode: str, message: str | None = None) -> web.Response:
 
 def _usage(call: Call, inp: int, out: int) -> dict[str, Any]:
     b = call.behaviour
+    long_writes = min(b.cache_creation_1h, b.cache_creation)
     return {
         "input_tokens": inp,
         "cache_creation_input_tokens": b.cache_creation,
         "cache_read_input_tokens": b.cache_read,
-        "cache_creation": {"ephemeral_5m_input_tokens": b.cache_creation, "ephemeral_1h_input_tokens": 0},
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": b.cache_creation - long_writes,
+            "ephemeral_1h_input_tokens": long_writes,
+        },
         "output_tokens": out,
         "service_tier": "standard",
     }

@@ -32,6 +32,7 @@ _HEADER_FIELDS: dict[str, tuple[str, type]] = {
     "x-mock-words": ("words", int),
     "x-mock-cache-read": ("cache_read", int),
     "x-mock-cache-creation": ("cache_creation", int),
+    "x-mock-cache-creation-1h": ("cache_creation_1h", int),
     "x-mock-latency-ms": ("latency_ms", int),
 }
 
@@ -55,13 +56,15 @@ class Behaviour:
     words: int | None = None
     cache_read: int = 0
     cache_creation: int = 0
+    cache_creation_1h: int = 0  # of cache_creation, written with the one-hour TTL (Anthropic wire only)
     latency_ms: int = 0
     path: str | None = None
 
     def __post_init__(self) -> None:
         # JSON and headers may carry numbers as strings ("429", "2"); normalise once here.
         self.mode = str(self.mode)
-        for name in ("count", "delay_ms", "retry_after", "cache_read", "cache_creation", "latency_ms"):
+        numbers = ("count", "delay_ms", "retry_after", "cache_read", "cache_creation", "cache_creation_1h")
+        for name in (*numbers, "latency_ms"):
             setattr(self, name, int(getattr(self, name)))
         if self.words is not None:
             self.words = int(self.words)
