@@ -1,10 +1,11 @@
 """Schema-driven fuzzing of every /api operation against a real relay, on both storage backends.
 
 schemathesis reads the live /api/openapi.json and generates valid and invalid input for each
-operation (path, query and body), once with an admin token and once with a user token. Every
+operation (path, query and body), with an admin token (`test_schema_fuzz_admin.py`) and with a
+user token (`test_schema_fuzz_user.py`: two files, so two test workers can share the work). Every
 answer must be a status the schema declares for that operation, and never a 5xx.
 
-The relay is this module's own: fuzzing creates, changes and deletes rows at random (error rules
+The relay is each test module's own: fuzzing creates, changes and deletes rows at random (error rules
 that match every upstream error, disabled models, a default proxy, …), which would change what the
 other tests of the session see if it ran on their shared relay.
 
@@ -71,14 +72,13 @@ class Caller:
     admin_id: int
 
 
-@pytest.fixture(params=["admin", "user"])
-def caller(request: pytest.FixtureRequest, fuzz_relay: RelayServer) -> Caller:
+def caller_of(fuzz_relay: RelayServer, role: str) -> Caller:
     """The token of the run: the first admin's, or a user's created just before its run."""
     admin = Api(fuzz_relay.base_url)
     admin.login("admin", ADMIN_PASSWORD)
     admin_id = admin.ok("GET", "/api/profile")["id"]
     token = admin.token
-    if request.param == "user":
+    if role == "user":
         name = f"fuzz{uuid.uuid4().hex[:10]}"
         admin.ok("POST", "/api/admin/users", json={"username": name, "password": "fuzz-pass"})
         user = Api(fuzz_relay.base_url)
@@ -86,7 +86,7 @@ def caller(request: pytest.FixtureRequest, fuzz_relay: RelayServer) -> Caller:
         user.close()
     admin.close()
     assert token is not None
-    return Caller(request.param, token, admin_id)
+    return Caller(role, token, admin_id)
 
 
 def _short_proxy_test(case: schemathesis.Case) -> None:
@@ -162,7 +162,8 @@ def _fuzz_operation(operation: Any, caller: Caller, base_url: str, statuses: Cou
     run()
 
 
-def test_api_fuzz(fuzz_relay: RelayServer, caller: Caller) -> None:
+def fuzz_every_operation(fuzz_relay: RelayServer, role: str) -> None:
+    caller = caller_of(fuzz_relay, role)
     config = schemathesis.Config.from_dict({"request-timeout": 30})
     schema = schemathesis.openapi.from_url(f"{fuzz_relay.base_url}/api/openapi.json", config=config)
     # /health (and any other route outside /api) has no envelope and no error statuses of its own.

@@ -1,0 +1,10 @@
+"""Every /api operation fuzzed with a user's token (see schema_fuzz.py)."""
+
+from __future__ import annotations
+
+from ..support import RelayServer
+from .schema_fuzz import fuzz_every_operation, fuzz_relay  # noqa: F401 - the fixture this module uses
+
+
+def test_api_fuzz_as_user(fuzz_relay: RelayServer) -> None:  # noqa: F811
+    fuzz_every_operation(fuzz_relay, "user")
