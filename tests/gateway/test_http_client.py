@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 import pytest_asyncio
 
+from aiproxy.gateway import http_client
 from aiproxy.gateway.http_client import (
     PAUSE_READING_AT,
     AnswerBroken,
@@ -33,6 +34,7 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\
 class Server:
     handler: Handler
     connections: int = 0
+    closed: int = 0  # connections the client ended
     requests: list[bytes] = field(default_factory=list)
     port: int = 0
     _server: asyncio.Server | None = None
@@ -60,7 +62,7 @@ class Server:
         try:
             await self.handler(reader, writer, self)
         except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+            self.closed += 1
         finally:
             writer.close()
 
@@ -260,6 +262,39 @@ async def test_a_kept_alive_connection_the_vendor_dropped_is_replaced(client: Ht
             status, _, _ = await call(client, server.url)
             assert status == 200
         assert server.connections == 3 and len(server.requests) == 3
+    finally:
+        await server.stop()
+
+
+async def test_idle_connections_past_their_time_are_closed_not_reused(
+    client: HttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_client, "IDLE_SECONDS", 0.2)
+    server = await serving(keep_alive_ok)
+    try:
+        await asyncio.gather(call(client, server.url), call(client, server.url))  # two at once
+        assert server.connections == 2
+        await asyncio.sleep(0.3)
+        await call(client, server.url)  # both idled too long: a new connection, the old two closed
+        await asyncio.sleep(0.1)
+        assert (server.connections, server.closed) == (3, 2)
+    finally:
+        await server.stop()
+
+
+async def test_an_unused_idle_connection_is_closed_once_past_its_time(
+    client: HttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_client, "IDLE_SECONDS", 1.0)
+    server = await serving(keep_alive_ok)
+    try:
+        await asyncio.gather(call(client, server.url), call(client, server.url))  # idle: [a, b]
+        await asyncio.sleep(0.6)
+        await call(client, server.url)  # reuses b, the newest
+        await asyncio.sleep(0.6)
+        await call(client, server.url)  # b again; a has idled 1.2 s and is closed when b comes back
+        await asyncio.sleep(0.1)
+        assert (server.connections, server.closed) == (2, 1)
     finally:
         await server.stop()
 

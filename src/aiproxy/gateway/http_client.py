@@ -348,7 +348,8 @@ class HttpClient:
         now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if not conn.closed and now - conn.idle_since < IDLE_SECONDS:
+            closing = conn.transport is None or conn.transport.is_closing()
+            if not conn.closed and not closing and now - conn.idle_since < IDLE_SECONDS:
                 conn.reused = True
                 return conn
             conn.close()
@@ -360,10 +361,15 @@ class HttpClient:
             conn.close()
             return
         idle = self._idle.setdefault(key, [])
+        now = time.monotonic()
+        # Reuse takes the newest (the end), so the oldest wait at the front: those the vendor closed
+        # or that idled too long are closed here, rather than holding a descriptor until reused.
+        while idle and (idle[0].closed or now - idle[0].idle_since >= IDLE_SECONDS):
+            idle.pop(0).close()
         if len(idle) >= MAX_IDLE_PER_DESTINATION:
             conn.close()
             return
-        conn.idle_since = time.monotonic()
+        conn.idle_since = now
         idle.append(conn)
 
     def _route(self, proxy_url: str) -> _ProxyRoute:
