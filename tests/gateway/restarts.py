@@ -77,8 +77,7 @@ def journal_segments(data_dir: Path) -> list[Path]:
 def started_relay(data_dir: Path, env: dict[str, str]) -> RelayServer:
     """A relay of its own on `data_dir`, migrated, with scripted logins (no captcha), running."""
     relay = RelayServer(data_dir=data_dir, env_overrides=env)
-    assert relay.cli("migrate").returncode == 0
-    assert relay.cli("config", "set", "captcha_enabled", "false").returncode == 0
+    relay.set_configs({"captcha_enabled": "false"})  # migrates first
     relay.start()
     return relay
 

@@ -32,8 +32,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayServer]:
             "AIPROXY_MAX_CONNECTIONS": "100",
         },
     )
-    server.cli("migrate")
-    server.cli("config", "set", "captcha_enabled", "false")
+    server.set_configs({"captcha_enabled": "false"})  # migrates first
     server.start()
     yield server
     server.stop()

@@ -133,8 +133,7 @@ async def _traffic(relay: RelayServer, key: str, url: str) -> tuple[list[int], l
 def test_retention_under_traffic(tmp_path: Path, backend: Backend, upstream: Upstream) -> None:
     relay = RelayServer(data_dir=tmp_path, env_overrides=backend.env)
     url = backend.database_url(tmp_path)
-    assert relay.cli("migrate").returncode == 0
-    assert relay.cli("config", "set", "captcha_enabled", "false").returncode == 0
+    relay.set_configs({"captcha_enabled": "false"})  # migrates first
     asyncio.run(_backlog(url))
     relay.start()
     try:

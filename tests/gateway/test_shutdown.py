@@ -17,8 +17,7 @@ REQUESTS = 450  # more than two recorder batches
 def test_sigterm_flushes_every_request(tmp_path: Path, upstream: Upstream) -> None:
     # A flush interval far longer than the test: only the shutdown itself can write the rows.
     relay = RelayServer(data_dir=tmp_path, env_overrides={"AIPROXY_RECORDER_FLUSH_INTERVAL": "60"})
-    relay.cli("migrate")
-    relay.cli("config", "set", "captcha_enabled", "false")
+    relay.set_configs({"captcha_enabled": "false"})  # migrates first
     relay.start()
     try:
         admin = Api(relay.base_url)

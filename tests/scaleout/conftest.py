@@ -318,8 +318,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     instances = (_instance(root / "one", env), _instance(root / "two", env))
     try:
         # Scripted admin logins (the captcha test switches it on for itself); this migrates too.
-        result = instances[0].cli("config", "set", "captcha_enabled", "false")
-        assert result.returncode == 0, result.stderr
+        instances[0].set_configs({"captcha_enabled": "false"})
         with mock_upstream_process() as upstream:
             with ThreadPoolExecutor(2) as starting:
                 list(starting.map(RelayServer.start, instances))
