@@ -315,7 +315,7 @@ class HttpClient:
         if scheme not in ("http", "https") or not host or port is None:
             raise ConnectFailed(f"cannot call {scheme or 'a URL without a scheme'}://{host or ''}")
         route = self._route(proxy_url) if proxy_url else None
-        absolute = route is not None and route.forwards_http and scheme == "http"
+        absolute = route is not None and route.forwards(scheme)
         wire = _request_bytes(method, target, headers, body, absolute, route)
         key = (proxy_url, scheme, host, port)
         for attempt in (0, 1):
@@ -396,7 +396,7 @@ class HttpClient:
                     _, conn = await loop.create_connection(
                         lambda: _Connection(loop, where), host, port, ssl=tls, server_hostname=server_hostname
                     )
-                elif route.forwards_http and scheme == "http":
+                elif route.forwards(scheme):  # requests in absolute form on a connection to the proxy
                     _, conn = await loop.create_connection(
                         lambda: _Connection(loop, where), route.host, route.port
                     )
@@ -434,6 +434,10 @@ class _ProxyRoute:
             secret = f"{unquote(parsed.raw_user)}:{unquote(parsed.raw_password or '')}"
             self.authorization = "Basic " + base64.b64encode(secret.encode()).decode()
         self._proxy = Proxy.from_url(proxy_url, rdns=True)
+
+    def forwards(self, scheme: str) -> bool:
+        """An `http://` call through an HTTP proxy goes in absolute form, not through a tunnel."""
+        return self.forwards_http and scheme == "http"
 
     async def tunnel(self, host: str, port: int) -> socket.socket:
         return await self._proxy.connect(dest_host=host, dest_port=port)
