@@ -15,6 +15,10 @@ the opposite, so this protocol adds, per connection:
 
 Idle keep-alive connections are closed by uvicorn after `AIPROXY_KEEPALIVE_TIMEOUT`.
 
+A whole answer (one whose length is known: every answer the relay does not stream) leaves in one
+write, its head and body together; uvicorn writes them apart, which costs a second system call and,
+with Nagle off, a second TCP segment per request.
+
 It also tells a request when its client goes away, without the task per request that watching
 ASGI `receive()` for `http.disconnect` would cost: each request's scope carries a
 `DisconnectSignal` under `scope["extensions"]["aiproxy.disconnect"]`, whose callback (set by the
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from .config import load_settings
 from .gateway.disconnect import DISCONNECT_EXTENSION, DisconnectSignal
@@ -122,6 +126,63 @@ def _sweep(loop: asyncio.AbstractEventLoop, connections: set[Any], interval: flo
     loop.call_later(interval, _sweep, loop, connections, interval)
 
 
+class _AnswerTransport:
+    """The connection's transport as an answer cycle sees it: it can hold a head for its body.
+
+    While `holding` is set, a write is kept instead of sent; the next write sends both in one call
+    (uvloop hands the pieces to one system call).
+    """
+
+    __slots__ = ("held", "holding", "transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.holding = False
+        self.held = b""
+
+    def write(self, data: bytes) -> None:
+        if self.holding:
+            self.held = data
+        elif self.held:
+            self.transport.writelines((self.held, data))
+            self.held = b""
+        else:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        if self.held:
+            self.transport.write(self.held)
+            self.held = b""
+
+    def close(self) -> None:
+        self.flush()  # an answer cut short still shows its head, as it would have without the hold
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+
+class _OneWriteCycle(RequestResponseCycle):
+    """uvicorn's answer cycle, holding the head of an answer of known length for its body."""
+
+    transport: _AnswerTransport  # type: ignore[assignment]
+
+    async def send(self, message: Any) -> None:
+        if self.response_started or message["type"] != "http.response.start":
+            await super().send(message)
+            return
+        answer = self.transport
+        answer.holding = True
+        try:
+            await super().send(message)  # uvicorn checks and writes the head: it is held
+        finally:
+            answer.holding = False
+        # A stream (chunked) shows its head at once, so its client sees the status before the first
+        # event; so does an answer to HEAD, whose body uvicorn never writes.
+        if self.chunked_encoding is not False or self.scope["method"] == "HEAD":
+            answer.flush()
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits described in the module docstring."""
 
@@ -163,6 +224,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._answer_transport = _AnswerTransport(transport)
         self._since = self.loop.time()
         self._start_sweeping()
 
@@ -225,6 +287,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._since = self.loop.time()
         self.scope["extensions"] = self._extensions
         busy = self._cap is not None and (len(self.connections) > self._cap or len(self.tasks) >= self._cap)
+        previous = self.cycle
         app = self.app
         if busy:
             self.app = _busy
@@ -232,8 +295,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             super().on_headers_complete()
         finally:
             self.app = app
-        if busy and self.cycle is not None:
-            self.cycle.keep_alive = False
+        cycle = self.cycle
+        if cycle is not previous:  # a new request (an upgrade makes none)
+            # Its task has not run yet: the class and the transport it writes to can still change.
+            cycle.__class__ = _OneWriteCycle
+            cycle.transport = self._answer_transport  # type: ignore[assignment]
+            if busy:
+                cycle.keep_alive = False
 
     def on_message_complete(self) -> None:
         self._reading = _READING_NOTHING
