@@ -200,6 +200,50 @@ async def test_a_torn_last_line_is_skipped(db: Database, tmp_path: Path) -> None
     assert segments(journal) == []
 
 
+async def test_a_torn_line_in_a_reserved_tail_is_skipped(db: Database, tmp_path: Path) -> None:
+    """A killed process leaves its segment as it was mapped: the lines, maybe part of one more, then
+    the zero bytes it had reserved."""
+    user_id, key_id = await new_key(db)
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    lines = [orjson.dumps(make_event(user_id, key_id, n), option=orjson.OPT_APPEND_NEWLINE) for n in range(3)]
+    clean = journal / f"999999-dead0000-00000001{SEGMENT_SUFFIX}"
+    clean.write_bytes(lines[0] + b"\0" * 8192)
+    torn = journal / f"999999-dead0000-00000002{SEGMENT_SUFFIX}"
+    torn.write_bytes(lines[1] + lines[2][:40] + b"\0" * 8192)
+    recorder = UsageRecorder(db)
+    assert await recorder.recover(journal) == 2
+    async with db.session() as session:
+        ids = list(await session.scalars(select(RequestLog.request_id).order_by(RequestLog.request_id)))
+    assert ids == ["req-000000", "req-000001"]
+    assert segments(journal) == []
+
+
+async def test_a_segment_grows_past_its_reservation_and_is_trimmed_when_sealed(
+    db: Database, tmp_path: Path
+) -> None:
+    user_id, key_id = await new_key(db)
+    directory = tmp_path / "journal"
+    journal = Journal(directory)
+    journal.open()
+    events = [make_event(user_id, key_id, n) for n in range(600)]  # ~0.5 MB: past the first reservation
+    for event in events:
+        journal.append(event)
+    (first,) = segments(directory)
+    reserved = first.stat().st_size
+    written = b"".join(orjson.dumps(e, option=orjson.OPT_APPEND_NEWLINE) for e in events)
+    assert reserved > len(written) > 256 * 1024
+    assert first.read_bytes()[: len(written)] == written  # in the file at once: no write pending
+    journal.rotate()
+    assert first.stat().st_size == len(written)  # sealed: cut to its lines
+    second = [p for p in segments(directory) if p != first]
+    assert len(second) == 1 and second[0].stat().st_size >= 2 * len(written)  # sized on the last turn
+    assert journal.close() == 600  # nothing committed: kept for the next start, the empty one deleted
+    assert segments(directory) == [first]
+    assert await UsageRecorder(db).recover(directory) == 600
+    assert (await counts(db, key_id))[:2] == (600, 600)
+
+
 async def test_a_live_processs_segments_are_left_alone(db: Database, tmp_path: Path) -> None:
     user_id, key_id = await new_key(db)
     directory = tmp_path / "journal"
@@ -233,7 +277,7 @@ async def test_segments_are_deleted_once_committed(db: Database, tmp_path: Path)
     await asyncio.sleep(0.05)  # one more turn retires the last segment that had lines
     assert most <= 4, most  # without deletion there would be one per turn (dozens)
     assert len(segments(directory)) <= 1
-    assert all(p.stat().st_size == 0 for p in segments(directory))
+    assert all(not p.read_bytes().strip(b"\0") for p in segments(directory))  # reserved, no lines
     await recorder.stop()
     assert list(directory.iterdir()) == []  # a graceful stop leaves nothing behind
     assert (await counts(db, key_id))[0] == 1000

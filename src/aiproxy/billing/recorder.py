@@ -1,6 +1,6 @@
 """The usage recorder: every finished request becomes rows, written in batches off the hot path.
 
-`record()` appends the event to the write-ahead journal (journal.py: one line, one `os.write`)
+`record()` appends the event to the write-ahead journal (journal.py: one line copied into a mapped file)
 and to an in-memory queue. A background task writes the queue every quarter second by default
 (or sooner when it grows) in one transaction per batch: request logs, usage records, the daily
 roll-up (upserted) and the running counters of keys and accounts. A failed write keeps its batch
