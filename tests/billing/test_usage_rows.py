@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -22,7 +23,7 @@ from aiproxy.billing.usage_event import LOG_COLUMNS, USAGE_COLUMNS, UsageEvent
 from aiproxy.billing.usage_rows import write_batch
 from aiproxy.store.db import Database
 from aiproxy.store.migrate import upgrade_to_head
-from aiproxy.store.models import DailyUsage, RequestLog, UsageRecord
+from aiproxy.store.models import Account, ApiKey, DailyUsage, RequestLog, UsageRecord, User
 
 from ..support import create_pg_database, drop_pg_database
 
@@ -177,3 +178,36 @@ async def test_the_daily_roll_up_adds_up_per_day_key_and_model(database: Databas
     )
     assert daily.request_count == 4 and daily.total_tokens == 4 * 1572
     assert daily.cost == pytest.approx(4 * 0.0133)
+
+
+async def test_key_and_account_counters_add_up_over_batches(database: Database) -> None:
+    """A key counts what it was served, an account every request it was given; both keep the
+    newest request's time, read back through the ORM as aware UTC datetimes."""
+    async with database.transaction() as session:
+        user = User(username=f"counters-{uuid.uuid4().hex[:8]}", password_hash="-")
+        session.add(user)
+        await session.flush()
+        key = ApiKey(
+            user_id=user.id, name="k", key_hash=uuid.uuid4().hex, key_encrypted="-", key_prefix="sk-"
+        )
+        account = Account(name="a", type="claude-official")
+        session.add_all([key, account])
+        await session.flush()
+        key_id, account_id = key.id, account.id
+    tag = uuid.uuid4().hex[:6]
+    first = [dataclasses.replace(e, account_id=account_id) for e in _events(f"{tag}a", key_id=key_id)]
+    second = [dataclasses.replace(e, account_id=account_id) for e in _events(f"{tag}b", key_id=key_id)]
+    for batch in (first, second):
+        async with database.transaction() as session:
+            await write_batch(session, batch)
+    async with database.session() as session:
+        key = await session.get_one(ApiKey, key_id)
+        account = await session.get_one(Account, account_id)
+    # Per batch of _events: "served" and "elsewhere" are billed (1572 tokens, $0.0133 each) on the key;
+    # the refused one has no key; all three name the account.
+    assert (key.request_count, key.used_tokens) == (4, 4 * 1572)
+    assert key.used_cost == pytest.approx(4 * 0.0133)
+    assert (account.request_count, account.used_tokens) == (6, 4 * 1572)
+    assert account.used_cost == pytest.approx(4 * 0.0133)
+    newest = datetime(2026, 11, 30, 23, 59, 59, 999_999, tzinfo=UTC)
+    assert key.last_used_at == newest and account.last_used_at == newest
