@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, update
+from sqlalchemy import BigInteger, Float, Update, and_, bindparam, case, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..store.models import Account, ApiKey, DailyUsage, UserPackage
@@ -180,25 +180,36 @@ def _counters(batch: Sequence[UsageEvent], dialect: _Dialect) -> tuple[list[tupl
     return rows(keys), rows(accounts)
 
 
+@functools.cache
+def _bump_packages_statement() -> Update:
+    """What each user package paid for; one whose quota this uses up becomes `exhausted`.
+
+    Built once, so SQLAlchemy compiles it once; run with one parameter set per package.
+    """
+    table = UserPackage.__table__
+    tokens, cost = bindparam("tokens", type_=BigInteger), bindparam("cost", type_=Float)
+    used_up = used_up_clause(tokens=tokens, cost=cost)
+    return (
+        update(table)
+        .where(table.c.id == bindparam("ident"))
+        .values(
+            used_tokens=table.c.used_tokens + tokens,
+            used_cost=table.c.used_cost + cost,
+            status=case((and_(table.c.status == "active", used_up), "exhausted"), else_=table.c.status),
+        )
+    )
+
+
 async def _bump_packages(session: AsyncSession, batch: Sequence[UsageEvent]) -> None:
-    """What each user package paid for; one whose quota this uses up becomes `exhausted`."""
     spent: dict[int, list[Any]] = {}
     for e in batch:
         if e.user_package_id is not None and e.usage is not None and e.cost is not None:
             agg = spent.setdefault(e.user_package_id, [0, 0.0])
             agg[0] += e.usage.total
             agg[1] += e.cost.total
-    table = UserPackage
-    for ident in sorted(spent):
-        tokens, cost = spent[ident]
-        used_up = used_up_clause(tokens=tokens, cost=cost)
-        await session.execute(
-            update(table)
-            .where(table.id == ident)
-            .values(
-                used_tokens=table.used_tokens + tokens,
-                used_cost=table.used_cost + cost,
-                status=case((and_(table.status == "active", used_up), "exhausted"), else_=table.status),
-            )
-            .execution_options(synchronize_session=False)
-        )
+    if spent:
+        rows = [
+            {"ident": ident, "tokens": spent[ident][0], "cost": spent[ident][1]} for ident in sorted(spent)
+        ]
+        connection = await session.connection()
+        await connection.execute(_bump_packages_statement(), rows)

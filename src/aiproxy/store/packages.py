@@ -64,8 +64,11 @@ OUT_OF_RANGE = "valid_days: 结束时间超出可表示的范围"
 # --- quota and status rules ------------------------------------------------------------------
 
 
-def used_up_clause(*, tokens: int = 0, cost: float = 0.0) -> ColumnElement[bool]:
-    """SQL: a nonzero quota of the row is used up (once `tokens` and `cost` more are added)."""
+def used_up_clause(
+    *, tokens: int | ColumnElement[int] = 0, cost: float | ColumnElement[float] = 0.0
+) -> ColumnElement[bool]:
+    """SQL: a nonzero quota of the row is used up (once `tokens` and `cost` more are added, as
+    numbers or as bound parameters)."""
     return or_(
         and_(UserPackage.token_quota > 0, UserPackage.used_tokens + tokens >= UserPackage.token_quota),
         and_(UserPackage.cost_quota > 0, UserPackage.used_cost + cost >= UserPackage.cost_quota),
