@@ -14,8 +14,9 @@ pair better than a few long ones: the box's speed drifts over seconds.
     .venv/bin/python bench/ab.py --against main --modes sqlite,pg --rounds 30 --duration 0.7 --warmup 0.2
 
 Variant A runs the code of `--against` (default: the working tree, like B) with `--env-a`; variant
-B runs the working tree with `--env-b`. Afterwards each stack's request log must hold exactly one
-row per request sent to it.
+B runs the working tree with `--env-b`; `--python-a`/`--python-b` run a variant's relay and mock on
+another interpreter (a venv with the project installed). Afterwards each stack's request log must
+hold exactly one row per request sent to it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,17 @@ from pathlib import Path
 from typing import Any
 
 from scenarios import SCENARIOS, Scenario, run_loadgen, verify_accounting, wait_quiet
-from stack import MODE_TITLES, RESULTS_DIR, ROOT, Stack, choose_layout, log, mode_stack, snapshot_code
+from stack import (
+    MODE_TITLES,
+    PYTHON,
+    RESULTS_DIR,
+    ROOT,
+    Stack,
+    choose_layout,
+    log,
+    mode_stack,
+    snapshot_code,
+)
 
 DEFAULT_SCENARIOS = "claude_c1,claude_c16,claude_c64,claude_stream_c1,openai_c16"
 
@@ -92,7 +103,10 @@ def run_mode(mode: str, args: argparse.Namespace, codes: dict[str, Path]) -> dic
         sides: dict[str, Stack] = {}
         for side in ("A", "B"):
             env = args.env_a if side == "A" else args.env_b
-            stack = stacks.enter_context(mode_stack(mode, layout, args, codes[side], extra_env=env))
+            python = args.python_a if side == "A" else args.python_b
+            stack = stacks.enter_context(
+                mode_stack(mode, layout, args, codes[side], extra_env=env, python=python)
+            )
             stack.configure()
             stack.start_mock()
             stack.start_relay(name=f"relay-{side}")
@@ -179,6 +193,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--against", help="git revision A runs (default: the working tree, as B)")
     p.add_argument("--env-a", action="append", default=[], help="AIPROXY_NAME=VALUE for A (repeatable)")
     p.add_argument("--env-b", action="append", default=[], help="AIPROXY_NAME=VALUE for B (repeatable)")
+    p.add_argument("--python-a", default=PYTHON, help="interpreter of A's relay and mock (default this one)")
+    p.add_argument("--python-b", default=PYTHON, help="interpreter of B's relay and mock (default this one)")
     p.add_argument("--modes", default="sqlite", help="comma list of sqlite,pg (default sqlite)")
     p.add_argument("--scenarios", default=DEFAULT_SCENARIOS, help=f"comma list (default {DEFAULT_SCENARIOS})")
     p.add_argument("--rounds", type=int, default=6, help="rounds (default 6)")
@@ -206,8 +222,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _describe(code: str, env: dict[str, str]) -> str:
-    return code + "".join(f" {k}={v}" for k, v in env.items())
+def _describe(code: str, env: dict[str, str], python: str) -> str:
+    interpreter = "" if python == PYTHON else f" on {python}"
+    return code + "".join(f" {k}={v}" for k, v in env.items()) + interpreter
 
 
 def _terminate(signum: int, _frame: Any) -> None:
@@ -239,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             codes["A"] = codes["B"]
         report["meta"] = {
             "started": datetime.now().isoformat(timespec="seconds"),
-            "a": _describe(a_code, args.env_a),
-            "b": _describe(tree, args.env_b),
+            "a": _describe(a_code, args.env_a, args.python_a),
+            "b": _describe(tree, args.env_b, args.python_b),
             "rounds": args.rounds,
             "duration_s": args.duration,
             "warmup_s": args.warmup,

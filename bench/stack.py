@@ -322,6 +322,7 @@ class Stack:
     code: Path | None = None  # the snapshot of src/ every child imports aiproxy from
     workers: int = 1  # uvicorn worker processes of the relay
     extra_env: dict[str, str] = field(default_factory=dict)  # AIPROXY_* settings of one bench mode
+    python: str = PYTHON  # the interpreter of the relay, the mock and the CLI (bench/ab.py may change it)
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     @property
@@ -351,7 +352,7 @@ class Stack:
         return env
 
     def configure(self) -> None:
-        argv = [PYTHON, "-m", "aiproxy", "config", "set", "captcha_enabled", "false"]
+        argv = [self.python, "-m", "aiproxy", "config", "set", "captcha_enabled", "false"]
         done = subprocess.run(argv, env=self.env(), cwd=self.workdir, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"aiproxy config set failed:\n{done.stdout}\n{done.stderr}")
@@ -359,7 +360,7 @@ class Stack:
     def start_mock(self) -> None:
         for _ in range(5):
             self.mock_port = free_port()
-            argv = [PYTHON, "-m", "aiproxy", "mock-upstream", "--port", str(self.mock_port)]
+            argv = [self.python, "-m", "aiproxy", "mock-upstream", "--port", str(self.mock_port)]
             self.mock = Proc("mock", argv, self.env(), self.workdir, self.layout.mock)
             try:
                 wait_http(self.mock, f"{self.mock_url}/__mock/health", timeout=20)
@@ -372,7 +373,7 @@ class Stack:
         """Start the relay; ``launcher`` replaces ``-m aiproxy`` (cProfile, the sampling wrapper)."""
         for _ in range(5):
             self.relay_port = free_port()
-            argv = [PYTHON, *(launcher or ["-m", "aiproxy"]), "serve", "--port", str(self.relay_port)]
+            argv = [self.python, *(launcher or ["-m", "aiproxy"]), "serve", "--port", str(self.relay_port)]
             if self.workers > 1:
                 argv += ["--workers", str(self.workers)]
             self.relay = Proc(name, argv, self.env(), self.workdir, self.layout.relay)
