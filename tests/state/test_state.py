@@ -177,6 +177,42 @@ async def test_slot_lease_expiry_frees_slot(state: SharedState) -> None:
     assert await state.renew_slot("s", "b", 5.0)
 
 
+async def test_an_expired_lease_is_gone_without_a_read_in_between(state: SharedState) -> None:
+    assert await state.acquire_slot("s", "crashed", 2, 0.2)
+    assert await state.acquire_slot("s", "live", 2, 5.0)
+    await asyncio.sleep(0.3)
+    # No count or listing has pruned the set: the expired lease must still free its slot and stay dead.
+    assert await state.acquire_slot("s", "new", 2, 5.0)
+    assert not await state.renew_slot("s", "crashed", 5.0)
+    assert not await state.acquire_slot("s", "third", 2, 5.0)
+    await state.release_slot("s", "live")
+    assert await state.acquire_slot("s", "third", 2, 5.0)
+    assert sorted(await state.slot_holders("s")) == ["new", "third"]
+
+
+async def test_memory_slots_cost_no_scan_until_the_set_looks_full() -> None:
+    """Thousands of open streams of one user each take, renew and free a slot: none of that may
+    walk the whole set (it did, three times per request)."""
+    memory = MemoryState()
+    scans = 0
+    prune = memory._prune_slots
+
+    def counting(key: str, now: float) -> dict[str, float] | None:
+        nonlocal scans
+        scans += 1
+        return prune(key, now)
+
+    memory._prune_slots = counting  # type: ignore[method-assign]
+    for i in range(3000):
+        assert await memory.acquire_slot("s", f"h{i}", 5000, 60.0)
+    for i in range(0, 3000, 2):
+        assert await memory.renew_slot("s", f"h{i}", 60.0)
+        await memory.release_slot("s", f"h{i + 1}")
+    assert scans == 0
+    assert await memory.slot_count("s") == 1500 and scans == 1  # a read prunes
+    await memory.close()
+
+
 async def test_slot_holders_lists_live_leases_only(state: SharedState) -> None:
     assert await state.acquire_slot("s", "short", 5, 0.2)
     assert await state.acquire_slot("s", "long", 5, 5.0)

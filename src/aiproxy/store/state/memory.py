@@ -194,37 +194,58 @@ class MemoryState(SharedState):
         return sum(1 for stamp in log if stamp > cutoff)
 
     # ---------------------------------------------------------------- slots
+    # A slot set is pruned of expired leases only when a decision needs it (the set looks full)
+    # or when it is read whole: taking, renewing and releasing a slot cost O(1), however many
+    # requests (thousands of open streams) hold one.
+
+    def _full(self, key: str, slots: dict[str, float] | None, holder: str, limit: int, now: float) -> bool:
+        """Whether `holder` finds no free slot under `limit` (expired leases do not count)."""
+        if slots is None or holder in slots or not 0 < limit <= len(slots):
+            return False
+        slots = self._prune_slots(key, now)
+        return slots is not None and limit <= len(slots)
+
     async def acquire_slot(self, key: str, holder: str, limit: int, lease: float) -> bool:
         require_positive("lease", lease)
         now = self._clock()
-        slots = self._prune_slots(key, now)
-        if slots is not None and holder not in slots and 0 < limit <= len(slots):
+        if self._full(key, self._typed(key, dict, now), holder, limit, now):
             return False
-        self._lease_slot(key, slots, holder, now + lease)
+        self._lease_slot(key, holder, now + lease, now)
         return True
 
-    def _lease_slot(self, key: str, slots: dict[str, float] | None, holder: str, until: float) -> None:
-        """Give (or renew) the holder a slot in a pruned slot set; the set lives as its last lease."""
-        slots = {} if slots is None else slots
+    def _lease_slot(self, key: str, holder: str, until: float, now: float) -> None:
+        """Give (or renew) the holder a slot; the set lives as long as its latest lease."""
+        slots = self._typed(key, dict, now)
+        if slots is None:
+            slots = {}
+            expires = until
+        else:
+            expires = max(self._expires.get(key, until), until)
         slots[holder] = until
-        self._store(key, slots, max(slots.values()))
+        self._store(key, slots, expires)
 
     async def release_slot(self, key: str, holder: str) -> None:
-        slots = self._prune_slots(key, self._clock())
+        slots = self._typed(key, dict)
         if slots is None or slots.pop(holder, None) is None:
             return
-        if slots:
-            self._expires[key] = max(slots.values())
-        else:
+        if not slots:
             self._drop(key)
+        # Otherwise the set keeps its expiry: a later one than needed only delays a drop that
+        # pruning or the sweep does anyway.
 
     async def renew_slot(self, key: str, holder: str, lease: float) -> bool:
         require_positive("lease", lease)
         now = self._clock()
-        slots = self._prune_slots(key, now)
-        if slots is None or holder not in slots:
+        slots = self._typed(key, dict, now)
+        held = None if slots is None else slots.get(holder)
+        if held is None:
             return False
-        self._lease_slot(key, slots, holder, now + lease)
+        if held <= now:  # its lease ran out: the slot is gone, as if pruned
+            del slots[holder]  # type: ignore[union-attr]
+            if not slots:
+                self._drop(key)
+            return False
+        self._lease_slot(key, holder, now + lease, now)
         return True
 
     async def slot_count(self, key: str) -> int:
@@ -259,10 +280,8 @@ class MemoryState(SharedState):
             budget.prune(now)
             if budget.used + budget.held >= gate.limit:
                 return 0.0, True
-        else:
-            slots = self._prune_slots(gate.key, now)
-            if slots is not None and holder not in slots and len(slots) >= gate.limit:
-                return 0.0, False
+        elif self._full(gate.key, self._typed(gate.key, dict, now), holder, gate.limit, now):
+            return 0.0, False
         return None
 
     def _first_failure(
@@ -288,7 +307,7 @@ class MemoryState(SharedState):
                 budget.holds[holder] = (hold, now + lease)
             self._store(gate.key, budget, now + gate.span)
         else:
-            self._lease_slot(gate.key, self._prune_slots(gate.key, now), holder, now + gate.span)
+            self._lease_slot(gate.key, holder, now + gate.span, now)
 
     async def admit(
         self,
