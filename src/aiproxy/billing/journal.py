@@ -51,8 +51,8 @@ MAX_OPEN_SEGMENTS = 64
 _APPEND = orjson.OPT_APPEND_NEWLINE
 _STALE_NEW_SECONDS = 60.0
 # A segment reserves room for about this much to start with, then twice what the previous one
-# held (a turn's worth of traffic); a segment that fills up doubles, by at most _MAX_GROWTH a step
-# (the new pages are faulted in on the event loop: about 0.4 ms per MiB).
+# held (a turn's worth of traffic), at most _MAX_GROWTH; a segment that fills up doubles, by at
+# most _MAX_GROWTH a step (the new pages are faulted in on the event loop: about 0.4 ms per MiB).
 _FIRST_SIZE = 256 * 1024
 _MAX_GROWTH = 8 * 1024 * 1024
 # madvise(MADV_POPULATE_WRITE), Linux 5.14+: the pages are faulted in writable when a segment is
@@ -166,7 +166,7 @@ class Journal:
         current = self._current
         if current is None or not current.lines or len(self._segments) >= MAX_OPEN_SEGMENTS:
             return
-        if self._open_segment(size=current.used * 2) is not None:
+        if self._open_segment(size=min(current.used * 2, _MAX_GROWTH)) is not None:
             current.seal()
             self.committed(0)  # the old one may already be fully committed
 
