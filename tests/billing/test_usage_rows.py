@@ -23,9 +23,10 @@ from aiproxy.billing.usage_event import LOG_COLUMNS, USAGE_COLUMNS, UsageEvent
 from aiproxy.billing.usage_rows import write_batch
 from aiproxy.store.db import Database
 from aiproxy.store.migrate import upgrade_to_head
-from aiproxy.store.models import Account, ApiKey, DailyUsage, RequestLog, UsageRecord, User
+from aiproxy.store.models import Account, ApiKey, DailyUsage, RequestLog, UsageRecord
 
 from ..support import create_pg_database, drop_pg_database
+from .test_journal import new_key
 
 
 def test_the_tuples_name_every_column_once() -> None:
@@ -183,17 +184,12 @@ async def test_the_daily_roll_up_adds_up_per_day_key_and_model(database: Databas
 async def test_key_and_account_counters_add_up_over_batches(database: Database) -> None:
     """A key counts what it was served, an account every request it was given; both keep the
     newest request's time, read back through the ORM as aware UTC datetimes."""
+    _, key_id = await new_key(database)
     async with database.transaction() as session:
-        user = User(username=f"counters-{uuid.uuid4().hex[:8]}", password_hash="-")
-        session.add(user)
-        await session.flush()
-        key = ApiKey(
-            user_id=user.id, name="k", key_hash=uuid.uuid4().hex, key_encrypted="-", key_prefix="sk-"
-        )
         account = Account(name="a", type="claude-official")
-        session.add_all([key, account])
+        session.add(account)
         await session.flush()
-        key_id, account_id = key.id, account.id
+        account_id = account.id
     tag = uuid.uuid4().hex[:6]
     first = [dataclasses.replace(e, account_id=account_id) for e in _events(f"{tag}a", key_id=key_id)]
     second = [dataclasses.replace(e, account_id=account_id) for e in _events(f"{tag}b", key_id=key_id)]
