@@ -151,6 +151,9 @@ def summarize(pairs: list[dict[str, Any]]) -> dict[str, Any]:
         for side in ("A", "B")
     }
     out["errors"] = sum(p[side]["errors"] for p in pairs for side in ("A", "B"))
+    tails = [p["B"]["p99_ms"] / p["A"]["p99_ms"] for p in pairs if p["A"]["p99_ms"] and p["B"]["p99_ms"]]
+    if tails:  # the tail, paired the same way (it is noisier than the CPU)
+        out["p99_change"] = statistics.median(tails) - 1
     if ratios:
         # The middle half of the rounds: a few rounds hit by the box's own noise do not widen it.
         low, _, high = statistics.quantiles(ratios, n=4) if len(ratios) >= 4 else (ratios[0], 0, ratios[-1])
@@ -167,7 +170,7 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"\n== {mode['mode']}: {MODE_TITLES[mode['mode']]}")
         print(
             f"{'scenario':18} {'µs/req A':>9} {'µs/req B':>9} {'B vs A (middle half)':>22}"
-            f" {'req/s A':>8} {'req/s B':>8} {'p50 A/B ms':>14} {'p99 A/B ms':>15}"
+            f" {'req/s A':>8} {'req/s B':>8} {'p50 A/B ms':>14} {'p99 A/B ms (B vs A)':>24}"
         )
         for name, s in mode["scenarios"].items():
             a, b = s["A"], s["B"]
@@ -181,6 +184,7 @@ def print_report(report: dict[str, Any]) -> None:
                 f"{name:18} {a['us_per_req'] or 0:9.0f} {b['us_per_req'] or 0:9.0f} {span:>22}"
                 f" {a['rps']:8.0f} {b['rps']:8.0f} {a['p50_ms'] or 0:6.3f}/{b['p50_ms'] or 0:<6.3f}"
                 f"  {a['p99_ms'] or 0:6.2f}/{b['p99_ms'] or 0:<6.2f}"
+                + (f" ({s['p99_change'] * 100:+.0f}%)" if "p99_change" in s else "")
                 + (f"  errors {s['errors']}" if s["errors"] else "")
             )
         for side, acc in mode["accounting"].items():

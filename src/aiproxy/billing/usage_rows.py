@@ -15,6 +15,7 @@ rows, with the used-up rule shared with the package store) stay with SQLAlchemy.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ _DAILY_SUMS = (
 )
 _DAILY_COLUMNS = (*_DAILY_KEY, "platform", *_DAILY_SUMS)
 _COUNTERS = ("used_tokens", "used_cost", "request_count")  # added to; then last_used_at, set
+_ROWS_PER_SLICE = 50
 
 
 def _utc(value: datetime) -> datetime:
@@ -114,9 +116,18 @@ async def write_batch(session: AsyncSession, batch: Sequence[UsageEvent]) -> Non
     """Write `batch` in the session's transaction (the caller commits)."""
     connection = await session.connection()
     dialect = _dialect(connection.dialect.name)
-    stamps = [dialect.stamp(event.created_at) for event in batch]
+    stamps: list[Any] = []
+    logs: list[tuple[Any, ...]] = []
+    # Built a slice at a time, letting waiting requests run in between: a whole batch's rows in one
+    # go would hold the event loop for about a millisecond.
+    for start in range(0, len(batch), _ROWS_PER_SLICE):
+        for event in batch[start : start + _ROWS_PER_SLICE]:
+            stamp = dialect.stamp(event.created_at)
+            stamps.append(stamp)
+            logs.append(event.log_values(stamp))
+        if start + _ROWS_PER_SLICE < len(batch):
+            await asyncio.sleep(0)
     # Many parameter sets in one call: the executemany of asyncpg, or of sqlite3 in aiosqlite's thread.
-    logs = [e.log_values(t) for e, t in zip(batch, stamps, strict=True)]
     await connection.exec_driver_sql(dialect.insert_logs, logs)
     billed = [
         (e, t) for e, t in zip(batch, stamps, strict=True) if e.usage is not None and e.cost is not None
