@@ -90,6 +90,47 @@ _PLATFORM_FAMILIES: dict[str | None, tuple[str, ...]] = {
 _ROUTE_FAMILIES = {CLAUDE: (CLAUDE,), GEMINI: (GEMINI,), RESPONSES: (RESPONSES, OPENAI), OPENAI: (OPENAI,)}
 
 
+# Routing depends on a handful of values only: worked out once per combination, not per request.
+
+
+@functools.lru_cache(maxsize=256)
+def _routing(
+    route_family: str, platform: str | None, forced_type: str | None
+) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...], tuple[str, ...]]:
+    """A plan's families, its fallbacks and their last resort (see `Plan`)."""
+    if forced_type:
+        return (ACCOUNT_TYPES[forced_type].family,), (), ()
+    fallbacks: tuple[tuple[str, ...], ...] = ()
+    families = _PLATFORM_FAMILIES.get(platform) or _ROUTE_FAMILIES[route_family]
+    if route_family == OPENAI and OPENAI in families:
+        # Chat stays with chat accounts; a Responses API account serves when none can.
+        families, fallbacks = (OPENAI,), ((RESPONSES,),)
+    # Then the route's own family (an OpenAI-compatible upstream serving Gemini models on the chat
+    # route, say), then any other: an account of the key's group that can serve the model.
+    rest: tuple[str, ...] = ()
+    for wanted in (_ROUTE_FAMILIES[route_family], _ALL_FAMILIES):
+        rest = tuple(f for f in wanted if f not in families and all(f not in fb for fb in fallbacks))
+        if rest:
+            fallbacks += (rest,)
+    return families, fallbacks, rest
+
+
+@functools.lru_cache(maxsize=256)
+def _account_types(
+    forced_type: str | None,
+    families: tuple[str, ...],
+    fallbacks: tuple[tuple[str, ...], ...],
+    last_resort: tuple[str, ...],
+) -> frozenset[str]:
+    """The account types that may serve a plan (what platform permissions are checked on).
+
+    The last resort of an unforced plan (any other family) is left out: it widens no permission."""
+    if forced_type:
+        return frozenset((forced_type,))
+    allowed = families + tuple(f for fb in fallbacks for f in fb if f not in last_resort)
+    return frozenset(t.name for t in ACCOUNT_TYPES.values() if t.family in allowed)
+
+
 @dataclass(slots=True)
 class Plan:
     """Where a request goes: account families, the client's protocol, the model and its price.
@@ -364,22 +405,7 @@ class Gateway:
         forced_type, model = split_forced_type(model.strip())
         platform = platform_of(model, self.prices)
         client = "gemini_chat" if endpoint.kind == "gemini_chat" else endpoint.family
-        fallbacks: tuple[tuple[str, ...], ...] = ()
-        last_resort: tuple[str, ...] = ()
-        if forced_type:
-            families: tuple[str, ...] = (ACCOUNT_TYPES[forced_type].family,)
-        else:
-            families = _PLATFORM_FAMILIES.get(platform) or _ROUTE_FAMILIES[endpoint.family]
-            if endpoint.family == OPENAI and OPENAI in families:
-                # Chat stays with chat accounts; a Responses API account serves when none can.
-                families, fallbacks = (OPENAI,), ((RESPONSES,),)
-            # Then the route's own family (an OpenAI-compatible upstream serving Gemini models on the chat
-            # route, say), then any other: an account of the key's group that can serve the model.
-            for wanted in (_ROUTE_FAMILIES[endpoint.family], _ALL_FAMILIES):
-                rest = tuple(f for f in wanted if f not in families and all(f not in fb for fb in fallbacks))
-                if rest:
-                    fallbacks += (rest,)
-            last_resort = rest
+        families, fallbacks, last_resort = _routing(endpoint.family, platform, forced_type)
         platform = platform or _ROUTE_PLATFORM[endpoint.family]
         plan = Plan(
             families, client, model, forced_type, platform, None, fallbacks=fallbacks, last_resort=last_resort
@@ -395,19 +421,9 @@ class Gateway:
         plan.price = price
         return plan
 
-    @staticmethod
-    def _account_types(plan: Plan) -> frozenset[str]:
-        """The account types that may serve the plan (what platform permissions are checked on).
-
-        The last resort of an unforced plan (any other family) is left out: it widens no permission."""
-        if plan.forced_type:
-            return frozenset((plan.forced_type,))
-        families = plan.families + tuple(f for fb in plan.fallbacks for f in fb if f not in plan.last_resort)
-        return frozenset(t.name for t in ACCOUNT_TYPES.values() if t.family in families)
-
     async def _serve(self, call: Call, caller: Caller) -> None:
         plan = call.plan = self._plan(call)
-        account_types = self._account_types(plan)
+        account_types = _account_types(plan.forced_type, plan.families, plan.fallbacks, plan.last_resort)
         if caller.allowed_platforms is not None and not caller.allowed_platforms & account_types:
             raise GatewayError(403, e.PLATFORM_FORBIDDEN)
         check_model_allowed(caller, plan.model)
