@@ -123,7 +123,7 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks -----------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_list.append((name, value))
+        self.header_list.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -136,9 +136,8 @@ class _Connection(asyncio.Protocol):
         if status not in (204, 304):
             framed = False
             for name, value in self.header_list:
-                lowered = name.lower()
-                if lowered == b"content-length" or (
-                    lowered == b"transfer-encoding" and b"chunked" in value.lower()
+                if name == b"content-length" or (
+                    name == b"transfer-encoding" and b"chunked" in value.lower()
                 ):
                     framed = True
                     break
@@ -253,9 +252,9 @@ class UpstreamResponse:
 
     def __init__(self, conn: _Connection, client: HttpClient, key: tuple, read_timeout: float) -> None:
         self.status = conn.status
-        self.header_list = conn.header_list
-        # Lower-cased names; a repeated header keeps its last value (the relay reads single ones).
-        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in conn.header_list}
+        self.header_list = conn.header_list  # as received, names lower-cased: what a client is given
+        # For reading: a repeated header keeps its last value (the relay reads single ones).
+        self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in conn.header_list}
         self._conn: _Connection | None = conn
         self._client = client
         self._key = key

@@ -375,7 +375,7 @@ class Relay:
             except UpstreamError as exc:
                 return network_failure("upstream answer broke", exc)
             try:
-                answer = prepare_answer(call, plan, provider, request, headers, body, outcome)
+                answer = prepare_answer(call, plan, provider, request, response.header_list, body, outcome)
             except AnswerUnreadable as exc:
                 return network_failure(f"upstream answer unreadable: {exc}")
             call.stop_watching()

@@ -149,9 +149,7 @@ async def serve_stored(gateway: Gateway, call: Call, caller: Caller) -> None:
             if method == "DELETE" and status < 400:
                 await gateway.response_owners.forget(response_id)  # gone before the client hears so
             out_headers = [
-                (name.lower(), value)
-                for name, value in response.header_list
-                if name.lower().decode("latin-1") not in DROP_RESPONSE_HEADERS
+                (name, value) for name, value in response.header_list if name not in DROP_RESPONSE_HEADERS
             ]
             await call.send({"type": "http.response.start", "status": status, "headers": out_headers})
             first_byte = time.perf_counter() - call.started

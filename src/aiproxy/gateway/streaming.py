@@ -42,15 +42,19 @@ class AnswerUnreadable(Exception):
     """A whole upstream answer that cannot be converted for the client."""
 
 
-def client_headers(upstream: dict[str, str], *, content_type: str | None = None) -> list[tuple[bytes, bytes]]:
-    headers = [
-        (name.encode("latin-1"), value.encode("latin-1"))
-        for name, value in upstream.items()
-        if name not in DROP_RESPONSE_HEADERS and name != "content-type"
-    ]
-    headers.append(
-        (b"content-type", (content_type or upstream.get("content-type", "application/json")).encode())
-    )
+def client_headers(
+    upstream: list[tuple[bytes, bytes]], *, content_type: str | None = None
+) -> list[tuple[bytes, bytes]]:
+    """The vendor's answer headers a client gets, passed on as they came (names lower-cased by the
+    HTTP client), and its content type: `content_type` when the relay changed the body's format."""
+    headers = []
+    kept_type = b"application/json"
+    for name, value in upstream:
+        if name == b"content-type":
+            kept_type = value
+        elif name not in DROP_RESPONSE_HEADERS:
+            headers.append((name, value))
+    headers.append((b"content-type", content_type.encode() if content_type else kept_type))
     return headers
 
 
@@ -59,7 +63,7 @@ def prepare_answer(
     plan: Plan,
     provider: Provider,
     request: UpstreamRequest,
-    headers: dict[str, str],
+    header_list: list[tuple[bytes, bytes]],
     body: bytes,
     outcome: Outcome,
 ) -> tuple[list[tuple[bytes, bytes]], bytes]:
@@ -68,8 +72,9 @@ def prepare_answer(
         decoded = provider.decode_answer(request, body)
     except Exception as exc:  # an untrusted body: any shape error means "unreadable"
         raise AnswerUnreadable(f"{type(exc).__name__}") from exc
+    content_type = None  # as the vendor said
     if decoded is not body:  # unwrapped or aggregated into the provider's wire: JSON now
-        body, headers = decoded, {**headers, "content-type": "application/json"}
+        body, content_type = decoded, "application/json"
     outcome.usage = usage_from_body(provider.wire, body)
     if call.endpoint.kind == "responses":
         outcome.response_id = response_id_in(body)
@@ -79,9 +84,8 @@ def prepare_answer(
             body = orjson.dumps(found.answer(orjson.loads(body), model=plan.model))
         except Exception as exc:  # an untrusted body: any shape error means "unreadable"
             raise AnswerUnreadable(f"{type(exc).__name__}") from exc
-        out_headers = client_headers(headers, content_type="application/json")
-    else:
-        out_headers = client_headers(headers)
+        content_type = "application/json"
+    out_headers = client_headers(header_list, content_type=content_type)
     out_headers.append((b"content-length", str(len(body)).encode()))
     return out_headers, body
 
@@ -127,7 +131,7 @@ async def relay_stream(
     converter = to_client if to_client is not None else provider.stream_filter(request) if is_sse else None
     sse_out = to_client is not None or decoder is not None
     content_type = getattr(converter, "content_type", None) or ("text/event-stream" if sse_out else None)
-    out_headers = client_headers(headers, content_type=content_type)
+    out_headers = client_headers(response.header_list, content_type=content_type)
     out_headers.append((b"x-accel-buffering", b"no"))
     if "cache-control" not in headers:
         out_headers.append((b"cache-control", b"no-cache"))

@@ -16,21 +16,22 @@ from aiohttp_socks import ProxyConnector
 
 from .http_client import HttpClient
 
+# Answer headers a client never gets from the vendor (lower-cased names, as the HTTP client keeps them).
 DROP_RESPONSE_HEADERS = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "content-length",
-        "content-encoding",
-        "set-cookie",
-        "proxy-authenticate",
-        "trailer",
-        "upgrade",
-        "server",
-        "date",
-        "alt-svc",
-        "via",
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"content-length",
+        b"content-encoding",
+        b"set-cookie",
+        b"proxy-authenticate",
+        b"trailer",
+        b"upgrade",
+        b"server",
+        b"date",
+        b"alt-svc",
+        b"via",
     }
 )
 
