@@ -3,7 +3,8 @@
 `record()` appends the event to the write-ahead journal (journal.py: one line copied into a mapped file)
 and to an in-memory queue. A background task writes the queue every quarter second by default
 (or sooner when it grows) in one transaction per batch: request logs, usage records, the daily
-roll-up (upserted) and the running counters of keys and accounts. A failed write keeps its batch
+roll-up (upserted) and the running counters of keys and accounts (usage_rows.py; on a SQLite file
+the whole transaction runs in the database's writer thread in one hop). A failed write keeps its batch
 for the next try; `stop()` writes everything left, so a graceful shutdown loses nothing.
 
 A killed process loses nothing either: at the next start `recover()` replays the journal
@@ -20,13 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..store.db import Database
 from ..store.models import RequestLog
 from .journal import Journal, Orphan, orphans
 from .usage_event import UsageEvent, ascii_only, defanged, event_from_journal
-from .usage_rows import write_batch
+from .usage_rows import batch_statements, write_batch
 
 if TYPE_CHECKING:
     from ..observe.metrics import Metrics
@@ -137,8 +137,7 @@ class UsageRecorder:
             if not batch:
                 return True
             try:
-                async with self._db.transaction() as session:
-                    await self._write(session, batch)
+                await self._write(batch)
                 done = len(batch)
             except Exception:
                 self._failures += 1
@@ -183,8 +182,7 @@ class UsageRecorder:
 
     async def _write_alone(self, event: UsageEvent) -> bool:
         try:
-            async with self._db.transaction() as session:
-                await self._write(session, [event])
+            await self._write([event])
         except Exception:
             return False
         return True
@@ -257,8 +255,14 @@ class UsageRecorder:
                     known.add(event.request_id)  # a line journaled twice is still one request
                     fresh.append(event)
             if fresh:
-                await self._write(session, fresh)
+                await write_batch(session, fresh)
         return len(fresh)
 
-    async def _write(self, session: AsyncSession, batch: list[UsageEvent]) -> None:
-        await write_batch(session, batch)
+    async def _write(self, batch: list[UsageEvent]) -> None:
+        """`batch` in one transaction: in the SQLite writer's thread in one hop, else in a session."""
+        writer = self._db.sqlite_writer()
+        if writer is not None:
+            await writer.run(await batch_statements(batch, "sqlite"))
+            return
+        async with self._db.transaction() as session:
+            await write_batch(session, batch)

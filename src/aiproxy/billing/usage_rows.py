@@ -1,16 +1,17 @@
 """One batch of usage events written in one transaction: request logs, usage records, the daily
 roll-up, and the running counters of keys, accounts and user packages.
 
-Every statement goes to the database driver as plain tuples (`exec_driver_sql` with many
-parameter sets: asyncpg's pipelined executemany, sqlite3's executemany in aiosqlite's thread): the
-inserts, the roll-up's upsert and the counters' updates, one call each per batch. SQLAlchemy's
-compiled insert would run its bind processors for every value of every row on the event loop (~30
-µs per request, a pause of several milliseconds per batch), and its multi-row upsert and ORM
-updates cost ~14 µs per request more (a statement built and compiled per batch). Values are
-therefore given in the form each driver stores them, as SQLAlchemy would have: timestamps as UTC
-datetimes for PostgreSQL and as SQLAlchemy's `YYYY-MM-DD HH:MM:SS.ffffff` text for SQLite (so
-range queries compare them as before), days as dates or `YYYY-MM-DD` text. Package quotas (a few
-rows, with the used-up rule shared with the package store) stay with SQLAlchemy.
+`batch_statements` gives the batch as a few statements with plain tuples as their rows, one
+executemany each: the inserts, the roll-up's upsert, the counters' updates. PostgreSQL runs them
+through the session (asyncpg's pipelined executemany, `write_batch`); a SQLite file runs them all
+in its writer's thread in one hop (store/sqlite_writer.py). SQLAlchemy's compiled insert would run
+its bind processors for every value of every row on the event loop (~30 µs per request, a pause of
+several milliseconds per batch), and its multi-row upsert and ORM updates cost ~14 µs per request
+more (a statement built and compiled per batch). Values are therefore given in the form each driver
+stores them, as SQLAlchemy would have: timestamps as UTC datetimes for PostgreSQL and as
+SQLAlchemy's `YYYY-MM-DD HH:MM:SS.ffffff` text for SQLite (so range queries compare them as
+before), days as dates or `YYYY-MM-DD` text. The package update, with the used-up rule shared with
+the package store, is compiled by SQLAlchemy once per database.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Float, Update, and_, bindparam, case, update
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..store.models import Account, ApiKey, DailyUsage, UserPackage
+from ..store.models.base import UTCDateTime
 from ..store.packages import used_up_clause
 from .usage_event import LOG_COLUMNS, USAGE_COLUMNS, UsageEvent, column_text
 
@@ -45,11 +49,36 @@ _ROWS_PER_SLICE = 50
 
 
 def _utc(value: datetime) -> datetime:
+    """Aware and in UTC (a naive time is UTC, as stored): comparable with any other."""
+    if value.tzinfo is UTC:
+        return value
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _sqlite_stamp(value: datetime) -> str:
-    return _utc(value).strftime("%Y-%m-%d %H:%M:%S.%f")
+def _same(value: Any) -> Any:
+    return value
+
+
+def _sqlite_stamp(at: datetime) -> str:
+    """A UTC time as SQLAlchemy's SQLite DateTime stores it (`isoformat`: strftime costs more)."""
+    return at.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A SQLAlchemy statement compiled once for one driver: its text, and its parameters in order."""
+
+    statement: str
+    order: tuple[str, ...]  # parameter names by position (a name may come twice)
+    fixed: dict[str, Any]  # the values SQLAlchemy bound itself: the statement's literals
+
+    @classmethod
+    def of(cls, statement: Update, dialect: Any) -> _Compiled:
+        compiled = statement.compile(dialect=dialect)
+        return cls(str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params))
+
+    def row(self, **values: Any) -> tuple[Any, ...]:
+        return tuple(values[name] if name in values else self.fixed[name] for name in self.order)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +90,8 @@ class _Dialect:
     upsert_daily: str
     bump_keys: str
     bump_accounts: str
-    stamp: Callable[[datetime], Any]
+    bump_packages: _Compiled
+    stamp: Callable[[datetime], Any]  # of a UTC time (`_utc`)
     day: Callable[[date], Any]
 
 
@@ -96,9 +126,9 @@ def _question_mark(_n: int) -> str:
 @functools.cache
 def _dialect(name: str) -> _Dialect:
     if name == "postgresql":  # asyncpg: numbered parameters, native dates and datetimes
-        mark, stamp, day = _numbered, _utc, lambda value: value
+        mark, stamp, day, driver = _numbered, _same, _same, asyncpg.dialect()
     elif name == "sqlite":
-        mark, stamp, day = _question_mark, _sqlite_stamp, date.isoformat
+        mark, stamp, day, driver = _question_mark, _sqlite_stamp, date.isoformat, sqlite.dialect()
     else:
         raise ValueError(f"no bulk insert for the {name} dialect")
     return _Dialect(
@@ -107,50 +137,71 @@ def _dialect(name: str) -> _Dialect:
         upsert_daily=_upsert_daily_sql(mark),
         bump_keys=_bump_sql(ApiKey.__tablename__, mark),
         bump_accounts=_bump_sql(Account.__tablename__, mark),
+        bump_packages=_Compiled.of(_bump_packages_statement(), driver),
         stamp=stamp,
         day=day,
     )
 
 
-async def write_batch(session: AsyncSession, batch: Sequence[UsageEvent]) -> None:
-    """Write `batch` in the session's transaction (the caller commits)."""
-    connection = await session.connection()
-    dialect = _dialect(connection.dialect.name)
-    stamps: list[Any] = []
+Statements = list[tuple[str, list[tuple[Any, ...]]]]  # (statement, parameter sets): one executemany each
+
+
+async def batch_statements(batch: Sequence[UsageEvent], database: str) -> Statements:
+    """The statements that write `batch` in one transaction, with their rows, for the `database`
+    dialect ("sqlite" or "postgresql"); each runs as one executemany."""
+    dialect = _dialect(database)
+    ats: list[datetime] = []  # each event's time, in UTC
+    stamps: list[Any] = []  # and as the driver takes it
     logs: list[tuple[Any, ...]] = []
     # Built a slice at a time, letting waiting requests run in between: a whole batch's rows in one
     # go would hold the event loop for about a millisecond.
     for start in range(0, len(batch), _ROWS_PER_SLICE):
         for event in batch[start : start + _ROWS_PER_SLICE]:
-            stamp = dialect.stamp(event.created_at)
+            at = _utc(event.created_at)
+            stamp = dialect.stamp(at)
+            ats.append(at)
             stamps.append(stamp)
             logs.append(event.log_values(stamp))
         if start + _ROWS_PER_SLICE < len(batch):
             await asyncio.sleep(0)
-    # Many parameter sets in one call: the executemany of asyncpg, or of sqlite3 in aiosqlite's thread.
-    await connection.exec_driver_sql(dialect.insert_logs, logs)
+    statements: Statements = [(dialect.insert_logs, logs)]
     billed = [
-        (e, t) for e, t in zip(batch, stamps, strict=True) if e.usage is not None and e.cost is not None
+        (e, at, stamp)
+        for e, at, stamp in zip(batch, ats, stamps, strict=True)
+        if e.usage is not None and e.cost is not None
     ]
     if billed:
-        await connection.exec_driver_sql(dialect.insert_usage, [e.usage_values(t) for e, t in billed])
-        await connection.exec_driver_sql(dialect.upsert_daily, _daily_rows([e for e, _ in billed], dialect))
-    await _bump_packages(session, batch)
-    keys, accounts = _counters(batch, dialect)
+        usage = [row for e, _, s in billed if (row := e.usage_values(s)) is not None]
+        statements.append((dialect.insert_usage, usage))
+        statements.append((dialect.upsert_daily, _daily_rows(billed, dialect)))
+    packages = _package_rows(batch, dialect)
+    if packages:
+        statements.append((dialect.bump_packages.statement, packages))
+    keys, accounts = _counters(batch, ats, dialect)
     if keys:
-        await connection.exec_driver_sql(dialect.bump_keys, keys)
+        statements.append((dialect.bump_keys, keys))
     if accounts:
-        await connection.exec_driver_sql(dialect.bump_accounts, accounts)
+        statements.append((dialect.bump_accounts, accounts))
+    return statements
 
 
-def _daily_rows(billed: list[UsageEvent], dialect: _Dialect) -> list[tuple[Any, ...]]:
-    """One row per (day, user, key, model) of the batch, in `_DAILY_COLUMNS` order."""
+async def write_batch(session: AsyncSession, batch: Sequence[UsageEvent]) -> None:
+    """Write `batch` in the session's transaction (the caller commits)."""
+    connection = await session.connection()
+    # Many parameter sets in one call: asyncpg's pipelined executemany, or sqlite3's in aiosqlite's thread.
+    for statement, rows in await batch_statements(batch, connection.dialect.name):
+        await connection.exec_driver_sql(statement, rows)
+
+
+def _daily_rows(billed: list[tuple[UsageEvent, datetime, Any]], dialect: _Dialect) -> list[tuple[Any, ...]]:
+    """One row per (day, user, key, model) of the batch's billed events (with their UTC times), in
+    `_DAILY_COLUMNS` order."""
     grouped: dict[tuple[date, int | None, int, str], list[Any]] = {}
-    for event in billed:
+    for event, at, _ in billed:
         usage, cost = event.usage, event.cost
         assert usage is not None and cost is not None
         model = column_text(event.model, 128)  # as stored
-        key = (_utc(event.created_at).date(), event.user_id, event.api_key_id or 0, model)
+        key = (at.date(), event.user_id, event.api_key_id or 0, model)
         sums = grouped.get(key)
         if sums is None:
             sums = grouped[key] = [event.platform, 0, 0, 0, 0, 0, 0, 0.0]
@@ -164,17 +215,18 @@ def _daily_rows(billed: list[UsageEvent], dialect: _Dialect) -> list[tuple[Any, 
     return [(dialect.day(key[0]), *key[1:], *sums) for key, sums in grouped.items()]
 
 
-def _counters(batch: Sequence[UsageEvent], dialect: _Dialect) -> tuple[list[tuple], list[tuple]]:
+def _counters(
+    batch: Sequence[UsageEvent], ats: list[datetime], dialect: _Dialect
+) -> tuple[list[tuple], list[tuple]]:
     """What each key and each account of the batch adds up to: rows for `_bump_sql`, by id."""
     keys: dict[int, list[Any]] = {}
     accounts: dict[int, list[Any]] = {}
-    for e in batch:
+    for e, at in zip(batch, ats, strict=True):
         tokens = e.usage.total if e.usage else 0
         cost = e.cost.total if e.cost else 0.0
         # A key counts what it was served, like the usage views (refusals are only logged);
         # an account counts every request it was given.
         billed = int(e.usage is not None and e.cost is not None)
-        at = _utc(e.created_at)  # a naive time is UTC, as stored: comparable with aware ones
         for bucket, ident, requests in ((keys, e.api_key_id, billed), (accounts, e.account_id, 1)):
             if ident is None:
                 continue
@@ -191,12 +243,9 @@ def _counters(batch: Sequence[UsageEvent], dialect: _Dialect) -> tuple[list[tupl
     return rows(keys), rows(accounts)
 
 
-@functools.cache
 def _bump_packages_statement() -> Update:
-    """What each user package paid for; one whose quota this uses up becomes `exhausted`.
-
-    Built once, so SQLAlchemy compiles it once; run with one parameter set per package.
-    """
+    """What each user package paid for; one whose quota this uses up becomes `exhausted`. Compiled
+    once per database (`_dialect`), with the used-up rule the package store uses."""
     table = UserPackage.__table__
     tokens, cost = bindparam("tokens", type_=BigInteger), bindparam("cost", type_=Float)
     used_up = used_up_clause(tokens=tokens, cost=cost)
@@ -207,20 +256,24 @@ def _bump_packages_statement() -> Update:
             used_tokens=table.c.used_tokens + tokens,
             used_cost=table.c.used_cost + cost,
             status=case((and_(table.c.status == "active", used_up), "exhausted"), else_=table.c.status),
+            updated_at=bindparam("stamp", type_=UTCDateTime()),
         )
     )
 
 
-async def _bump_packages(session: AsyncSession, batch: Sequence[UsageEvent]) -> None:
+def _package_rows(batch: Sequence[UsageEvent], dialect: _Dialect) -> list[tuple[Any, ...]]:
+    """What each user package of the batch paid for: rows for the packages statement, by id."""
     spent: dict[int, list[Any]] = {}
     for e in batch:
         if e.user_package_id is not None and e.usage is not None and e.cost is not None:
             agg = spent.setdefault(e.user_package_id, [0, 0.0])
             agg[0] += e.usage.total
             agg[1] += e.cost.total
-    if spent:
-        rows = [
-            {"ident": ident, "tokens": spent[ident][0], "cost": spent[ident][1]} for ident in sorted(spent)
-        ]
-        connection = await session.connection()
-        await connection.execute(_bump_packages_statement(), rows)
+    if not spent:
+        return []
+    compiled = dialect.bump_packages
+    now = dialect.stamp(datetime.now(UTC))  # its `updated_at`, which SQLAlchemy would have set
+    return [
+        compiled.row(tokens=tokens, cost=cost, ident=ident, stamp=now)
+        for ident, (tokens, cost) in sorted(spent.items())  # sorted: row locks in one order
+    ]
