@@ -3,8 +3,7 @@
 The bulk insert (usage_rows.py) hands plain tuples to the driver, bypassing SQLAlchemy's bind
 processing; these tests write the same events both ways into one database, on SQLite and on
 PostgreSQL, and compare the stored values as the driver reads them back (timestamps as SQLite
-text included: range queries compare that text). On SQLite each test runs twice: through the
-session, and through the SQLite writer's own connection in one hop (as the recorder writes).
+text included: range queries compare that text).
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from sqlalchemy import insert, select
 
 from aiproxy.billing.pricing import Cost, Usage
 from aiproxy.billing.usage_event import LOG_COLUMNS, USAGE_COLUMNS, UsageEvent
-from aiproxy.billing.usage_rows import batch_statements, write_batch
+from aiproxy.billing.usage_rows import write_batch
 from aiproxy.store.db import Database
 from aiproxy.store.migrate import upgrade_to_head
 from aiproxy.store.models import Account, ApiKey, DailyUsage, RequestLog, UsageRecord, UserPackage
@@ -46,15 +45,9 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         drop_pg_database(name)
 
 
-@pytest.fixture(params=["sqlite", "sqlite-writer", "postgres"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """The database, and on SQLite how batches are written: in a session, or by the writer."""
-    return str(request.param)
-
-
-@pytest.fixture
-def database_url(backend: str, request: pytest.FixtureRequest, migrated: Path, tmp_path: Path) -> str:
-    if backend == "postgres":
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, migrated: Path, tmp_path: Path) -> str:
+    if request.param == "postgres":
         return str(request.getfixturevalue("postgres_url"))
     path = tmp_path / "aiproxy.db"
     shutil.copy(migrated, path)
@@ -68,25 +61,6 @@ async def database(database_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
-
-
-@pytest.fixture
-def write(backend: str, database: Database) -> Callable[[list[UsageEvent]], Awaitable[None]]:
-    """How a batch is written: `write_batch` in a session, or by the SQLite writer in one hop."""
-    writer = database.sqlite_writer()
-    if backend == "sqlite-writer":
-        assert writer is not None
-
-        async def one_hop(batch: list[UsageEvent]) -> None:
-            await writer.run(await batch_statements(batch, "sqlite"))
-
-        return one_hop
-
-    async def in_session(batch: list[UsageEvent]) -> None:
-        async with database.transaction() as session:
-            await write_batch(session, batch)
-
-    return in_session
 
 
 def _events(tag: str, key_id: int = 9) -> list[UsageEvent]:
@@ -162,11 +136,9 @@ async def _stored(database: Database, table: str, columns: tuple[str, ...], tag:
     return [(*row[:at], row[at].split("-", 1)[1], *row[at + 1 :]) for row in rows]
 
 
-Write = Callable[[list[UsageEvent]], Awaitable[None]]
-
-
-async def test_bulk_rows_equal_what_sqlalchemy_stores(database: Database, write: Write) -> None:
-    await write(_events("bulk"))
+async def test_bulk_rows_equal_what_sqlalchemy_stores(database: Database) -> None:
+    async with database.transaction() as session:
+        await write_batch(session, _events("bulk"))
     orm = _events("orm")
     async with database.transaction() as session:  # what the recorder did before: Core insert
         await session.execute(
@@ -192,9 +164,11 @@ async def test_bulk_rows_equal_what_sqlalchemy_stores(database: Database, write:
     assert logs["bulk-served"].flags == "truncated,unknown_model" and logs["bulk-served"].stream is True
 
 
-async def test_the_daily_roll_up_adds_up_per_day_key_and_model(database: Database, write: Write) -> None:
-    await write(_events("one", key_id=77))
-    await write(_events("two", key_id=77))
+async def test_the_daily_roll_up_adds_up_per_day_key_and_model(database: Database) -> None:
+    async with database.transaction() as session:
+        await write_batch(session, _events("one", key_id=77))
+    async with database.transaction() as session:
+        await write_batch(session, _events("two", key_id=77))
     async with database.session() as session:  # both billed events of each batch: 30 Nov UTC
         (daily,) = (await session.scalars(select(DailyUsage).where(DailyUsage.api_key_id == 77))).all()
     assert (daily.day.isoformat(), daily.user_id, daily.api_key_id, daily.model) == (
@@ -207,7 +181,7 @@ async def test_the_daily_roll_up_adds_up_per_day_key_and_model(database: Databas
     assert daily.cost == pytest.approx(4 * 0.0133)
 
 
-async def test_key_and_account_counters_add_up_over_batches(database: Database, write: Write) -> None:
+async def test_key_and_account_counters_add_up_over_batches(database: Database) -> None:
     """A key counts what it was served, an account every request it was given; both keep the
     newest request's time, read back through the ORM as aware UTC datetimes."""
     _, key_id = await new_key(database)
@@ -220,7 +194,8 @@ async def test_key_and_account_counters_add_up_over_batches(database: Database, 
     first = [dataclasses.replace(e, account_id=account_id) for e in _events(f"{tag}a", key_id=key_id)]
     second = [dataclasses.replace(e, account_id=account_id) for e in _events(f"{tag}b", key_id=key_id)]
     for batch in (first, second):
-        await write(batch)
+        async with database.transaction() as session:
+            await write_batch(session, batch)
     async with database.session() as session:
         key = await session.get_one(ApiKey, key_id)
         account = await session.get_one(Account, account_id)
@@ -234,7 +209,7 @@ async def test_key_and_account_counters_add_up_over_batches(database: Database, 
     assert key.last_used_at == newest and account.last_used_at == newest
 
 
-async def test_packages_pay_and_a_used_up_one_is_exhausted(database: Database, write: Write) -> None:
+async def test_packages_pay_and_a_used_up_one_is_exhausted(database: Database) -> None:
     """A package gets what its billed requests cost; one whose token quota that reaches becomes
     `exhausted`, one with room left stays active; both are stamped as updated."""
     user_id, key_id = await new_key(database)
@@ -258,7 +233,8 @@ async def test_packages_pay_and_a_used_up_one_is_exhausted(database: Database, w
         dataclasses.replace(elsewhere, user_package_id=tight_id),  # 1572 more: 3144 >= 3000
         dataclasses.replace(served, request_id=f"{tag}-roomy", user_package_id=roomy_id),
     ]
-    await write(batch)
+    async with database.transaction() as session:
+        await write_batch(session, batch)
     async with database.session() as session:
         tight = await session.get_one(UserPackage, tight_id)
         roomy = await session.get_one(UserPackage, roomy_id)

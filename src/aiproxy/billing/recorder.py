@@ -3,9 +3,9 @@
 `record()` appends the event to the write-ahead journal (journal.py: one line copied into a mapped file)
 and to an in-memory queue. A background task writes the queue every quarter second by default
 (or sooner when it grows) in one transaction per batch: request logs, usage records, the daily
-roll-up (upserted) and the running counters of keys and accounts (usage_rows.py; on a SQLite file
-the whole transaction runs in the database's writer thread in one hop). A failed write keeps its batch
-for the next try; `stop()` writes everything left, so a graceful shutdown loses nothing.
+roll-up (upserted) and the running counters of keys, accounts and packages (usage_rows.py). A
+failed write keeps its batch for the next try; `stop()` writes everything left, so a graceful
+shutdown loses nothing.
 
 A killed process loses nothing either: at the next start `recover()` replays the journal
 segments of processes that are gone, skipping events whose request log is already written.
@@ -26,7 +26,7 @@ from ..store.db import Database
 from ..store.models import RequestLog
 from .journal import Journal, Orphan, orphans
 from .usage_event import UsageEvent, ascii_only, defanged, event_from_journal
-from .usage_rows import batch_statements, write_batch
+from .usage_rows import write_batch
 
 if TYPE_CHECKING:
     from ..observe.metrics import Metrics
@@ -259,10 +259,5 @@ class UsageRecorder:
         return len(fresh)
 
     async def _write(self, batch: list[UsageEvent]) -> None:
-        """`batch` in one transaction: in the SQLite writer's thread in one hop, else in a session."""
-        writer = self._db.sqlite_writer()
-        if writer is not None:
-            await writer.run(await batch_statements(batch, "sqlite"))
-            return
         async with self._db.transaction() as session:
             await write_batch(session, batch)

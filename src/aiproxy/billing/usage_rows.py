@@ -2,9 +2,8 @@
 roll-up, and the running counters of keys, accounts and user packages.
 
 `batch_statements` gives the batch as a few statements with plain tuples as their rows, one
-executemany each: the inserts, the roll-up's upsert, the counters' updates. PostgreSQL runs them
-through the session (asyncpg's pipelined executemany, `write_batch`); a SQLite file runs them all
-in its writer's thread in one hop (store/sqlite_writer.py). SQLAlchemy's compiled insert would run
+executemany each (asyncpg's pipelined executemany, or sqlite3's in aiosqlite's thread): the
+inserts, the roll-up's upsert, the counters' updates. SQLAlchemy's compiled insert would run
 its bind processors for every value of every row on the event loop (~30 µs per request, a pause of
 several milliseconds per batch), and its multi-row upsert and ORM updates cost ~14 µs per request
 more (a statement built and compiled per batch). Values are therefore given in the form each driver

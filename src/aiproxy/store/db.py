@@ -6,10 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, make_url
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-
-from .sqlite_writer import SqliteWriter
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -34,15 +32,6 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     return engine
 
 
-def sqlite_file(url: str) -> str | None:
-    """The file of a SQLite database URL; None for an in-memory one or a URL with options."""
-    parsed = make_url(url)
-    name = parsed.database
-    if not name or name == ":memory:" or parsed.query:
-        return None
-    return name
-
-
 class Database:
     """Owns the engine; hands out sessions. Lives on `app.state.db`."""
 
@@ -50,15 +39,6 @@ class Database:
         self.url = url
         self.engine = create_engine(url, echo=echo)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
-        self._writer: SqliteWriter | None = None
-
-    def sqlite_writer(self) -> SqliteWriter | None:
-        """The one-hop bulk writer of a SQLite file (`sqlite_writer.py`); None on PostgreSQL."""
-        if self._writer is None and self.is_sqlite:
-            path = sqlite_file(self.url)
-            if path is not None:
-                self._writer = SqliteWriter(path, _tune_sqlite)
-        return self._writer
 
     @property
     def is_sqlite(self) -> bool:
@@ -75,7 +55,4 @@ class Database:
             yield session
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await self._writer.close()
-            self._writer = None
         await self.engine.dispose()
