@@ -17,7 +17,8 @@ Idle keep-alive connections are closed by uvicorn after `AIPROXY_KEEPALIVE_TIMEO
 
 A whole answer (one whose length is known: every answer the relay does not stream) leaves in one
 write, its head and body together; uvicorn writes them apart, which costs a second system call and,
-with Nagle off, a second TCP segment per request.
+with Nagle off, a second TCP segment per request. A stream's head leaves with its first event when
+that is sent in the same turn of the event loop, else at the end of that turn.
 
 It also tells a request when its client goes away, without the task per request that watching
 ASGI `receive()` for `http.disconnect` would cost: each request's scope carries a
@@ -151,7 +152,8 @@ class _AnswerTransport:
 
     def flush(self) -> None:
         if self.held:
-            self.transport.write(self.held)
+            if not self.transport.is_closing():
+                self.transport.write(self.held)
             self.held = b""
 
     def close(self) -> None:
@@ -177,10 +179,14 @@ class _OneWriteCycle(RequestResponseCycle):
             await super().send(message)  # uvicorn checks and writes the head: it is held
         finally:
             answer.holding = False
-        # A stream (chunked) shows its head at once, so its client sees the status before the first
-        # event; so does an answer to HEAD, whose body uvicorn never writes.
-        if self.chunked_encoding is not False or self.scope["method"] == "HEAD":
+        if self.scope["method"] == "HEAD":  # uvicorn never writes its body
             answer.flush()
+        elif self.chunked_encoding is not False:
+            # A stream: its head leaves with its first event when that follows at once (the relay
+            # sends a stream's head once the vendor's first event is in hand), and otherwise at the
+            # end of this turn of the event loop, so a client never waits for the status of a stream
+            # whose first event is slow.
+            asyncio.get_running_loop().call_soon(answer.flush)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):

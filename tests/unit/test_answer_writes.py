@@ -1,4 +1,5 @@
-"""How an answer reaches the connection: a whole answer in one write, a stream's head at once.
+"""How an answer reaches the connection: a whole answer in one write, a stream's head with its first
+event or at the end of the turn.
 
 The server protocol is driven in process with a transport that records each write, since over a real
 socket two writes in quick succession may arrive in one read and the difference would not show.
@@ -43,12 +44,17 @@ class RecordingTransport(asyncio.Transport):
         pass
 
 
-async def _serve(app: Any, request: bytes) -> RecordingTransport:
+def _connected(app: Any) -> tuple[GuardedHttpToolsProtocol, RecordingTransport]:
     config = Config(app=app, lifespan="off", access_log=False)
     config.load()
     protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
     transport = RecordingTransport()
     protocol.connection_made(transport)
+    return protocol, transport
+
+
+async def _serve(app: Any, request: bytes) -> RecordingTransport:
+    protocol, transport = _connected(app)
     protocol.data_received(request)
     for _ in range(20):  # let the request task run to its end
         await asyncio.sleep(0)
@@ -84,31 +90,44 @@ async def test_two_answers_on_one_connection_each_leave_in_one_write() -> None:
     assert all(write.endswith(b"\r\n\r\n{}") for write in transport.writes)
 
 
-async def test_a_stream_shows_its_head_before_its_first_event() -> None:
+async def test_a_stream_shows_its_head_while_its_first_event_is_slow() -> None:
     gate = asyncio.Event()
-    seen: list[int] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         headers = [(b"content-type", b"text/event-stream")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        seen.append(len(transport.writes))  # what had left when the head was sent
         await gate.wait()
         await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
-    config = Config(app=app, lifespan="off", access_log=False)
-    config.load()
-    protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
-    transport = RecordingTransport()
-    protocol.connection_made(transport)
+    protocol, transport = _connected(app)
     protocol.data_received(b"POST /v1/messages HTTP/1.1\r\nhost: relay\r\ncontent-length: 2\r\n\r\n{}")
     for _ in range(5):
         await asyncio.sleep(0)
-    assert seen == [1] and transport.writes[0].endswith(b"transfer-encoding: chunked\r\n\r\n")
+    # The first event has not come: the head has left on its own, within a turn of the event loop.
+    assert len(transport.writes) == 1 and transport.writes[0].endswith(b"transfer-encoding: chunked\r\n\r\n")
     gate.set()
     for _ in range(5):
         await asyncio.sleep(0)
     assert transport.writes[1:] == [b"9\r\ndata: 1\n\n\r\n", b"0\r\n\r\n"]
+    protocol.connection_lost(None)
+
+
+async def test_a_stream_whose_first_event_is_ready_sends_them_in_one_write() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # as the relay streams: event in hand
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b""})
+
+    protocol, transport = _connected(app)
+    protocol.data_received(b"POST /v1/messages HTTP/1.1\r\nhost: relay\r\ncontent-length: 2\r\n\r\n{}")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    head, end = transport.writes
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert head.endswith(b"transfer-encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n") and end == b"0\r\n\r\n"
     protocol.connection_lost(None)
 
 
