@@ -198,8 +198,9 @@ class MemoryState(SharedState):
     # or when it is read whole: taking, renewing and releasing a slot cost O(1), however many
     # requests (thousands of open streams) hold one.
 
-    def _full(self, key: str, slots: dict[str, float] | None, holder: str, limit: int, now: float) -> bool:
+    def _full(self, key: str, holder: str, limit: int, now: float) -> bool:
         """Whether `holder` finds no free slot under `limit` (expired leases do not count)."""
+        slots = self._typed(key, dict, now)
         if slots is None or holder in slots or not 0 < limit <= len(slots):
             return False
         slots = self._prune_slots(key, now)
@@ -208,7 +209,7 @@ class MemoryState(SharedState):
     async def acquire_slot(self, key: str, holder: str, limit: int, lease: float) -> bool:
         require_positive("lease", lease)
         now = self._clock()
-        if self._full(key, self._typed(key, dict, now), holder, limit, now):
+        if self._full(key, holder, limit, now):
             return False
         self._lease_slot(key, holder, now + lease, now)
         return True
@@ -280,7 +281,7 @@ class MemoryState(SharedState):
             budget.prune(now)
             if budget.used + budget.held >= gate.limit:
                 return 0.0, True
-        elif self._full(gate.key, self._typed(gate.key, dict, now), holder, gate.limit, now):
+        elif self._full(gate.key, holder, gate.limit, now):
             return 0.0, False
         return None
 
