@@ -429,7 +429,11 @@ async def test_redis_instances_agree(
     assert not await second.acquire_slot("s", "d", 3, 5.0)
     assert not await first.acquire_slot("s", "d", 3, 5.0)
     assert await first.slot_count("s") == 3
-    await second.release_slot("s", "a")  # a release from any instance frees it for all
+    # A release from any instance frees the slot for all. It is sent without waiting for an answer, so
+    # another instance sees it once it has landed: a round trip on the releasing instance's own
+    # connection is ordered after it.
+    await second.release_slot("s", "a")
+    assert await second.slot_count("s") == 2
     assert await first.acquire_slot("s", "d", 3, 5.0)
     results = await asyncio.gather(
         *(
