@@ -18,6 +18,8 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from aiproxy.observe.metrics import FOLD_INTERVAL
+
 from .conftest import Pool, Upstream
 from .restarts import Backend, admin_with_account, started_relay
 
@@ -141,6 +143,7 @@ def test_several_workers_report_their_sum_whichever_answers(
                 reply = http.post("/claude/v1/messages", json=body, headers={"x-api-key": key})
             served += reply.status_code == 200
         assert served == 40
+        time.sleep(FOLD_INTERVAL + 0.5)  # each worker folds its tallies into the shared files this often
         seen = set()
         for _ in range(10):
             with httpx.Client(base_url=relay.base_url) as http:

@@ -243,6 +243,7 @@ class Gateway:
         await self.pool.reload()
         await self._refresh_snapshots()
         self.recorder.start()
+        self.metrics.start()
         self.tokens.start()
         self.health.start()
 
@@ -251,6 +252,7 @@ class Gateway:
         await self.tokens.close()
         await self.quotas.drain()
         await self.recorder.stop()
+        self.metrics.stop()
         await self.relay.clients.close()
 
     async def _refresh_snapshots(self) -> None:
@@ -287,8 +289,8 @@ class Gateway:
         WebSocket handshake or turn, `websocket.py`), with the same one-row guarantee."""
         call = Call(scope, receive, send, self._request_id(), time.perf_counter())
         log_context.request_id.set(call.request_id)  # on every log line of this request (observe/)
-        in_flight = self.metrics.in_flight
-        in_flight.inc()
+        metrics = self.metrics
+        metrics.in_flight += 1
         try:
             await (serve or self._handle)(call)
         except GatewayError as exc:
@@ -310,7 +312,7 @@ class Gateway:
                     send, 500, list(JSON_HEADERS), error_body(self._family(call), 500, "internal error")
                 )
         finally:
-            in_flight.dec()
+            metrics.in_flight -= 1
 
     @staticmethod
     def _family(call: Call) -> str:

@@ -16,12 +16,21 @@ by Prometheus' own `instance` label.
 
 Model names are client input: a model the price table does not know is counted as `other`, so a
 client cannot create series at will.
+
+A finished request adds to plain tallies (integers, floats, a bucket count found by bisection);
+they are folded into prometheus-client's values when a scrape is answered and every
+`FOLD_INTERVAL` seconds (and when the process stops). prometheus-client takes a lock and goes
+through several method calls for every increment, about ten per request, which cost more than
+everything else the metrics do on the request path. The price: with several workers, the worker
+answering a scrape sees the others' figures as they were at most `FOLD_INTERVAL` ago.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +48,7 @@ LiveFigures = Callable[[], Awaitable[list["Metric"]]]
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OTHER_MODEL = "other"
+FOLD_INTERVAL = 1.0  # seconds between folds of the tallies into prometheus-client's values
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _TOKEN_KINDS = ("input", "output", "cache_creation", "cache_read")
 
@@ -91,7 +101,7 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
-        self.in_flight = Gauge(
+        self._in_flight_gauge = Gauge(
             "aiproxy_requests_in_flight",
             "Proxy requests being handled now",
             registry=registry,
@@ -135,7 +145,10 @@ class Metrics:
         # finished request finds all of its own with one lookup.
         self._children: dict[tuple[Any, ...], Any] = {}
         self._series: dict[tuple[str, str, str, str, int], _Series] = {}
+        self._upstream_tallies: dict[tuple[str, str], _Tally] = {}
         self._live: LiveFigures | None = None
+        self._fold_timer: asyncio.TimerHandle | None = None
+        self.in_flight = 0  # proxy requests being handled now (the gateway counts them)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -156,26 +169,51 @@ class Metrics:
             series = self._series[key] = _Series(
                 self, route, platform, model, event.status, event.status_code
             )
-        series.requests.inc()
+        series.requests += 1
         series.duration.observe(event.duration_ms / 1000)
         if event.first_byte_ms and event.stream:
             series.first_byte.observe(event.first_byte_ms / 1000)
         usage = event.usage
         if usage is not None:
-            counts = (
-                usage.input_tokens,
-                usage.output_tokens,
-                usage.cache_creation_tokens,
-                usage.cache_read_tokens,
-            )
-            for kind, count in enumerate(counts):
-                if count:
-                    series.tokens(kind).inc(count)
-        if event.cost is not None and event.cost.total:
-            series.cost().inc(event.cost.total)
+            tokens = series.tokens
+            tokens[0] += usage.input_tokens
+            tokens[1] += usage.output_tokens
+            tokens[2] += usage.cache_creation_tokens
+            tokens[3] += usage.cache_read_tokens
+        if event.cost is not None:
+            series.cost += event.cost.total
 
     def upstream_answered(self, account_type: str, outcome: str, seconds: float) -> None:
-        self._child(self.upstream, account_type, outcome).observe(seconds)
+        key = (account_type, outcome)
+        tally = self._upstream_tallies.get(key)
+        if tally is None:
+            tally = self._upstream_tallies[key] = _Tally(self.upstream.labels(account_type, outcome))
+        tally.observe(seconds)
+
+    # -- folding the tallies -------------------------------------------------------------------
+
+    def fold(self) -> None:
+        """Move what the tallies hold into prometheus-client's values (see the module doc)."""
+        for series in self._series.values():
+            series.fold()
+        for tally in self._upstream_tallies.values():
+            tally.fold()
+        self._in_flight_gauge.set(self.in_flight)
+
+    def start(self) -> None:
+        """Fold every `FOLD_INTERVAL` seconds from now on (other workers read the folded figures)."""
+        if self._fold_timer is None:
+            self._fold_timer = asyncio.get_running_loop().call_later(FOLD_INTERVAL, self._fold_again)
+
+    def stop(self) -> None:
+        if self._fold_timer is not None:
+            self._fold_timer.cancel()
+            self._fold_timer = None
+        self.fold()
+
+    def _fold_again(self) -> None:
+        self.fold()
+        self._fold_timer = asyncio.get_running_loop().call_later(FOLD_INTERVAL, self._fold_again)
 
     def refreshed(self, account_type: str, outcome: str) -> None:
         self._child(self.refreshes, account_type, outcome).inc()
@@ -188,6 +226,7 @@ class Metrics:
 
     async def exposition(self) -> bytes:
         """The text format, with the live figures read now."""
+        self.fold()
         live = self._live
         scraped = CollectorRegistry(auto_describe=True)
         if _multiprocess():
@@ -205,32 +244,89 @@ class Metrics:
             scraped.unregister(snapshot)
 
 
-class _Series:
-    """The metric children one kind of finished request updates (route, platform, model, outcome)."""
+class _Tally:
+    """Observations of one histogram child not yet folded into it: a count per bucket and the sum."""
 
-    __slots__ = ("_cost", "_labels", "_metrics", "_tokens", "duration", "first_byte", "requests")
+    __slots__ = ("_child", "_counts", "_total")
+
+    def __init__(self, child: Any) -> None:
+        self._child = child
+        self._counts = [0] * (len(_LATENCY_BUCKETS) + 1)  # the last one: above every bound (+Inf)
+        self._total = 0.0
+
+    def observe(self, value: float) -> None:
+        # prometheus-client's bucket for a value is the first whose bound is >= the value.
+        self._counts[bisect_left(_LATENCY_BUCKETS, value)] += 1
+        self._total += value
+
+    def fold(self) -> None:
+        counts = self._counts
+        if not any(counts):
+            return
+        # Histogram children keep a value per bucket (not cumulative) and one for the sum: added to
+        # here as `observe` would have, in one step per bucket (prometheus-client's pinned version).
+        buckets = self._child._buckets
+        for index, count in enumerate(counts):
+            if count:
+                buckets[index].inc(count)
+                counts[index] = 0
+        self._child._sum.inc(self._total)
+        self._total = 0.0
+
+
+class _Series:
+    """The tallies one kind of finished request adds to (route, platform, model, outcome), and the
+    metric children they are folded into."""
+
+    __slots__ = (
+        "_cost",
+        "_labels",
+        "_metrics",
+        "_requests",
+        "_tokens",
+        "cost",
+        "duration",
+        "first_byte",
+        "requests",
+        "tokens",
+    )
 
     def __init__(
         self, metrics: Metrics, route: str, platform: str, model: str, status: str, code: int
     ) -> None:
         self._metrics = metrics
         self._labels = (platform, model)
-        self.requests = metrics.requests.labels(route, platform, model, status, str(code))
-        self.duration = metrics.duration.labels(route, platform)
-        self.first_byte = metrics.first_byte.labels(route, platform)
-        self._tokens: list[Any] = [None] * len(_TOKEN_KINDS)
+        self._requests = metrics.requests.labels(route, platform, model, status, str(code))
+        # Children of one histogram are shared by every series of its route and platform.
+        self.duration = _Tally(metrics._child(metrics.duration, route, platform))
+        self.first_byte = _Tally(metrics._child(metrics.first_byte, route, platform))
+        self._tokens: list[Any] = [None] * len(_TOKEN_KINDS)  # made on first use: no empty series
         self._cost: Any = None
+        self.requests = 0
+        self.tokens = [0] * len(_TOKEN_KINDS)
+        self.cost = 0.0
 
-    def tokens(self, kind: int) -> Any:
-        child = self._tokens[kind]
-        if child is None:  # made on first use: no empty series for kinds a platform never reports
-            child = self._tokens[kind] = self._metrics.tokens.labels(*self._labels, _TOKEN_KINDS[kind])
-        return child
-
-    def cost(self) -> Any:
-        if self._cost is None:
-            self._cost = self._metrics.cost.labels(*self._labels)
-        return self._cost
+    def fold(self) -> None:
+        if self.requests:
+            self._requests.inc(self.requests)
+            self.requests = 0
+        self.duration.fold()
+        self.first_byte.fold()
+        tokens = self.tokens
+        for kind, count in enumerate(tokens):
+            if count:
+                child = self._tokens[kind]
+                if child is None:
+                    child = self._tokens[kind] = self._metrics.tokens.labels(
+                        *self._labels, _TOKEN_KINDS[kind]
+                    )
+                child.inc(count)
+                tokens[kind] = 0
+        if self.cost:
+            if self._cost is None:
+                self._cost = self._metrics.cost.labels(*self._labels)
+            self._cost.inc(self.cost)
+            self.cost = 0.0
 
 
 class _Snapshot(Collector):
