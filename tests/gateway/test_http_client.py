@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import pytest_asyncio
+from yarl import URL
 
 from aiproxy.gateway import http_client
 from aiproxy.gateway.http_client import (
@@ -22,6 +23,8 @@ from aiproxy.gateway.http_client import (
     HttpClient,
     ReadTimedOut,
     UpstreamError,
+    _parsed,
+    _target_of,
 )
 
 from .fake_proxies import TunnelProxy
@@ -361,3 +364,25 @@ async def test_requests_go_through_an_outbound_proxy(client: HttpClient, kind: s
             assert server.requests[0].startswith(f"POST {server.url} HTTP/1.1\r\n".encode())
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize(
+    ("url", "host_header", "origin_form"),
+    [
+        ("https://api.example.com/v1/messages?beta=true", "api.example.com", "/v1/messages?beta=true"),
+        ("http://api.example.com:80/v1", "api.example.com", "/v1"),
+        ("https://api.example.com:8443", "api.example.com:8443", "/"),
+        ("http://[::1]:8080/v1/chat", "[::1]:8080", "/v1/chat"),
+    ],
+)
+def test_a_url_gives_its_request_line_and_host_once_parsed(
+    url: str, host_header: str, origin_form: str
+) -> None:
+    target = _parsed(url)
+    assert (target.host_header, target.origin_form, target.absolute_form) == (
+        host_header,
+        origin_form,
+        str(URL(url)),
+    )
+    assert _parsed(url) is target  # parsed once: vendor URLs repeat
+    assert _target_of(URL(url)) == target  # a URL object (a signed path) gives the same, uncached

@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import functools
 import socket
 import ssl
 import time
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import unquote
 
@@ -309,8 +311,8 @@ class HttpClient:
         connect_timeout: float = 10.0,
     ) -> UpstreamResponse:
         """Send the request; the answer once its status line and headers have arrived."""
-        target = url if isinstance(url, URL) else URL(url)
-        scheme, host, port = target.scheme, target.raw_host, target.port
+        target = _target_of(url) if isinstance(url, URL) else _parsed(url)
+        scheme, host, port = target.scheme, target.host, target.port
         if scheme not in ("http", "https") or not host or port is None:
             raise ConnectFailed(f"cannot call {scheme or 'a URL without a scheme'}://{host or ''}")
         route = self._route(proxy_url) if proxy_url else None
@@ -442,15 +444,47 @@ class _ProxyRoute:
         return await self._proxy.connect(dest_host=host, dest_port=port)
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What a request needs of its URL."""
+
+    scheme: str
+    host: str
+    port: int | None
+    origin_form: str  # path and query, on a connection to the vendor
+    absolute_form: str  # the whole URL, on a connection to a forwarding proxy
+    host_header: str
+
+
+def _target_of(url: URL) -> _Target:
+    host = url.raw_host or ""
+    shown = url.host_subcomponent or ""
+    return _Target(
+        scheme=url.scheme,
+        host=host,
+        port=url.port,
+        origin_form=url.raw_path_qs or "/",
+        absolute_form=str(url),
+        host_header=shown if not host or url.is_default_port() else f"{shown}:{url.port}",
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(url: str) -> _Target:
+    """A URL given as text, parsed once: vendor URLs repeat (a base per account, a few paths each),
+    and parsing one costs more than the rest of the request's head."""
+    return _target_of(URL(url))
+
+
 def _request_bytes(
     method: str,
-    url: URL,
+    url: _Target,
     headers: dict[str, str],
     body: bytes,
     absolute: bool,
     route: _ProxyRoute | None,
 ) -> bytes | list[bytes]:
-    target = str(url) if absolute else url.raw_path_qs or "/"
+    target = url.absolute_form if absolute else url.origin_form
     lines = [f"{method} {target} HTTP/1.1"]
     has_host = False
     for name, value in headers.items():
@@ -460,8 +494,7 @@ def _request_bytes(
             has_host = True
         lines.append(f"{name}: {value}")
     if not has_host:
-        host = url.host_subcomponent
-        lines.append(f"Host: {host}" if url.is_default_port() else f"Host: {host}:{url.port}")
+        lines.append(f"Host: {url.host_header}")
     if body or method in _BODY_METHODS:
         lines.append(f"Content-Length: {len(body)}")
     if absolute and route is not None and route.authorization:
