@@ -178,7 +178,7 @@ class Window:
             self.open = False
 
 
-DISABLE_CHOICES = ("recorder", "sticky")
+DISABLE_CHOICES = ("recorder", "database", "sticky")
 
 
 def disable(parts: list[str]) -> None:
@@ -192,6 +192,13 @@ def disable(parts: list[str]) -> None:
             return None
 
         UsageRecorder.record = record  # type: ignore[method-assign]
+    if "database" in parts:  # journaled as always, never written to the database
+
+        def journal_only(self: UsageRecorder, event: Any) -> None:
+            if self._journal is not None:
+                self._journal.append(event)
+
+        UsageRecorder.record = journal_only  # type: ignore[method-assign]
     if "sticky" in parts:
 
         async def remember(self: Relay, call: Any, account_id: int) -> None:

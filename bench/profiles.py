@@ -187,7 +187,11 @@ def what_if(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     key cache picks the change up within 5 s); the others by ``profile_serve.py --disable``.
     """
     # (title, parts switched off, user slot off, gc.freeze()); the first keeps full accounting.
-    variants = [("full accounting + gc.freeze() after start-up", "", False, True)]
+    variants = [
+        ("full accounting + gc.freeze() after start-up", "", False, True),
+        # What a request's database writes cost the relay's process: a writer elsewhere would save it.
+        ("journal only (no database writes)", "database", False, False),
+    ]
     if stack.accounts_per_family > 1:
         variants += [
             ("no recorder", "recorder", False, False),
