@@ -19,8 +19,9 @@ import pytest
 from sqlalchemy import insert, select
 
 from aiproxy.billing.pricing import Cost, Usage
+from aiproxy.billing.recorder import FLUSH_SIZE, FLUSH_SIZE_SERVER, UsageRecorder
 from aiproxy.billing.usage_event import LOG_COLUMNS, USAGE_COLUMNS, UsageEvent
-from aiproxy.billing.usage_rows import write_batch
+from aiproxy.billing.usage_rows import _ROWS_PER_CALL, write_batch
 from aiproxy.store.db import Database
 from aiproxy.store.migrate import upgrade_to_head
 from aiproxy.store.models import Account, ApiKey, DailyUsage, RequestLog, UsageRecord, UserPackage
@@ -245,3 +246,33 @@ async def test_packages_pay_and_a_used_up_one_is_exhausted(database: Database) -
     assert tight.updated_at >= before - timedelta(seconds=1) and roomy.updated_at >= before - timedelta(
         seconds=1
     )
+
+
+async def test_a_batch_larger_than_one_driver_call_is_written_whole(database: Database) -> None:
+    """Rows go to the driver a few hundred at a time; every one of them arrives, the roll-up and
+    the counters add up over all of them, and the recorder takes a server's batches larger."""
+    _, key_id = await new_key(database)
+    tag = uuid.uuid4().hex[:6]
+    served = _events(tag, key_id=key_id)[0]
+    total = 2 * _ROWS_PER_CALL + 57
+    batch = [
+        dataclasses.replace(served, request_id=f"{tag}-{n}", user_package_id=None, account_id=None)
+        for n in range(total)
+    ]
+    async with database.transaction() as session:
+        await write_batch(session, batch)
+    assert len(await _stored(database, "request_logs", ("request_id",), tag)) == total
+    assert len(await _stored(database, "usage_records", ("request_id",), tag)) == total
+    async with database.session() as session:
+        key = await session.get_one(ApiKey, key_id)
+        daily = (
+            await session.execute(select(DailyUsage.request_count).where(DailyUsage.api_key_id == key_id))
+        ).scalar_one()
+    assert (key.request_count, key.used_tokens, daily) == (total, total * 1572, total)
+
+    recorder = UsageRecorder(database)
+    for n in range(FLUSH_SIZE_SERVER + 10):
+        recorder.record(dataclasses.replace(batch[0], request_id=f"{tag}-r{n}"))
+    assert await recorder.flush()
+    # SQLite commits in the relay's own process: small transactions; a server takes larger ones.
+    assert recorder.written == (FLUSH_SIZE if database.is_sqlite else FLUSH_SIZE_SERVER)

@@ -1,8 +1,9 @@
 """One batch of usage events written in one transaction: request logs, usage records, the daily
 roll-up, and the running counters of keys, accounts and user packages.
 
-`batch_statements` gives the batch as a few statements with plain tuples as their rows, one
-executemany each (asyncpg's pipelined executemany, or sqlite3's in aiosqlite's thread): the
+`batch_statements` gives the batch as a few statements with plain tuples as their rows, run as
+executemany calls of a few hundred rows (asyncpg's pipelined executemany, or sqlite3's in aiosqlite's
+thread): the
 inserts, the roll-up's upsert, the counters' updates. SQLAlchemy's compiled insert would run
 its bind processors for every value of every row on the event loop (~30 µs per request, a pause of
 several milliseconds per batch), and its multi-row upsert and ORM updates cost ~14 µs per request
@@ -45,6 +46,7 @@ _DAILY_SUMS = (
 _DAILY_COLUMNS = (*_DAILY_KEY, "platform", *_DAILY_SUMS)
 _COUNTERS = ("used_tokens", "used_cost", "request_count")  # added to; then last_used_at, set
 _ROWS_PER_SLICE = 50
+_ROWS_PER_CALL = 200
 
 
 def _utc(value: datetime) -> datetime:
@@ -147,36 +149,32 @@ Statements = list[tuple[str, list[tuple[Any, ...]]]]  # (statement, parameter se
 
 async def batch_statements(batch: Sequence[UsageEvent], database: str) -> Statements:
     """The statements that write `batch` in one transaction, with their rows, for the `database`
-    dialect ("sqlite" or "postgresql"); each runs as one executemany."""
+    dialect ("sqlite" or "postgresql"); each runs as executemany calls (`write_batch`)."""
     dialect = _dialect(database)
-    ats: list[datetime] = []  # each event's time, in UTC
-    stamps: list[Any] = []  # and as the driver takes it
     logs: list[tuple[Any, ...]] = []
-    # Built a slice at a time, letting waiting requests run in between: a whole batch's rows in one
-    # go would hold the event loop for about a millisecond.
+    usage: list[tuple[Any, ...]] = []
+    totals = _Totals()
+    # One pass, a slice at a time, letting waiting requests run in between: a batch of a quarter
+    # second's events built in one go would hold the event loop for milliseconds.
     for start in range(0, len(batch), _ROWS_PER_SLICE):
         for event in batch[start : start + _ROWS_PER_SLICE]:
             at = _utc(event.created_at)
             stamp = dialect.stamp(at)
-            ats.append(at)
-            stamps.append(stamp)
             logs.append(event.log_values(stamp))
+            row = event.usage_values(stamp)  # None when nothing was billed
+            if row is not None:
+                usage.append(row)
+            totals.add(event, at, billed=row is not None)
         if start + _ROWS_PER_SLICE < len(batch):
             await asyncio.sleep(0)
     statements: Statements = [(dialect.insert_logs, logs)]
-    billed = [
-        (e, at, stamp)
-        for e, at, stamp in zip(batch, ats, stamps, strict=True)
-        if e.usage is not None and e.cost is not None
-    ]
-    if billed:
-        usage = [row for e, _, s in billed if (row := e.usage_values(s)) is not None]
+    if usage:
         statements.append((dialect.insert_usage, usage))
-        statements.append((dialect.upsert_daily, _daily_rows(billed, dialect)))
-    packages = _package_rows(batch, dialect)
+        statements.append((dialect.upsert_daily, totals.daily_rows(dialect)))
+    packages = totals.package_rows(dialect)
     if packages:
         statements.append((dialect.bump_packages.statement, packages))
-    keys, accounts = _counters(batch, ats, dialect)
+    keys, accounts = totals.counter_rows(dialect)
     if keys:
         statements.append((dialect.bump_keys, keys))
     if accounts:
@@ -187,59 +185,86 @@ async def batch_statements(batch: Sequence[UsageEvent], database: str) -> Statem
 async def write_batch(session: AsyncSession, batch: Sequence[UsageEvent]) -> None:
     """Write `batch` in the session's transaction (the caller commits)."""
     connection = await session.connection()
-    # Many parameter sets in one call: asyncpg's pipelined executemany, or sqlite3's in aiosqlite's thread.
+    # Many parameter sets in one call: asyncpg's pipelined executemany (which encodes them on the
+    # event loop), or sqlite3's in aiosqlite's thread; at most `_ROWS_PER_CALL` at a time, so a large
+    # batch never holds the event loop for long in one piece.
     for statement, rows in await batch_statements(batch, connection.dialect.name):
-        await connection.exec_driver_sql(statement, rows)
+        for start in range(0, len(rows), _ROWS_PER_CALL):
+            await connection.exec_driver_sql(statement, rows[start : start + _ROWS_PER_CALL])
 
 
-def _daily_rows(billed: list[tuple[UsageEvent, datetime, Any]], dialect: _Dialect) -> list[tuple[Any, ...]]:
-    """One row per (day, user, key, model) of the batch's billed events (with their UTC times), in
-    `_DAILY_COLUMNS` order."""
-    grouped: dict[tuple[date, int | None, int, str], list[Any]] = {}
-    for event, at, _ in billed:
+class _Totals:
+    """What a batch adds up to, gathered event by event: the daily roll-up's sums per (day, user,
+    key, model), and what each key, account and user package used."""
+
+    __slots__ = ("_accounts", "_daily", "_keys", "_spent")
+
+    def __init__(self) -> None:
+        self._daily: dict[tuple[date, int | None, int, str], list[Any]] = {}
+        self._keys: dict[int, list[Any]] = {}
+        self._accounts: dict[int, list[Any]] = {}
+        self._spent: dict[int, list[Any]] = {}
+
+    def add(self, event: UsageEvent, at: datetime, *, billed: bool) -> None:
+        """One event, `at` its time in UTC; `billed`: it has usage and a cost."""
         usage, cost = event.usage, event.cost
-        assert usage is not None and cost is not None
-        model = column_text(event.model, 128)  # as stored
-        key = (at.date(), event.user_id, event.api_key_id or 0, model)
-        sums = grouped.get(key)
-        if sums is None:
-            sums = grouped[key] = [event.platform, 0, 0, 0, 0, 0, 0, 0.0]
-        sums[1] += 1
-        sums[2] += usage.input_tokens
-        sums[3] += usage.output_tokens
-        sums[4] += usage.cache_creation_tokens
-        sums[5] += usage.cache_read_tokens
-        sums[6] += usage.total
-        sums[7] += cost.total
-    return [(dialect.day(key[0]), *key[1:], *sums) for key, sums in grouped.items()]
-
-
-def _counters(
-    batch: Sequence[UsageEvent], ats: list[datetime], dialect: _Dialect
-) -> tuple[list[tuple], list[tuple]]:
-    """What each key and each account of the batch adds up to: rows for `_bump_sql`, by id."""
-    keys: dict[int, list[Any]] = {}
-    accounts: dict[int, list[Any]] = {}
-    for e, at in zip(batch, ats, strict=True):
-        tokens = e.usage.total if e.usage else 0
-        cost = e.cost.total if e.cost else 0.0
+        tokens = usage.total if usage else 0
+        dollars = cost.total if cost else 0.0
+        if billed:
+            assert usage is not None
+            model = column_text(event.model, 128)  # as stored
+            key = (at.date(), event.user_id, event.api_key_id or 0, model)
+            sums = self._daily.get(key)
+            if sums is None:
+                sums = self._daily[key] = [event.platform, 0, 0, 0, 0, 0, 0, 0.0]
+            sums[1] += 1
+            sums[2] += usage.input_tokens
+            sums[3] += usage.output_tokens
+            sums[4] += usage.cache_creation_tokens
+            sums[5] += usage.cache_read_tokens
+            sums[6] += tokens
+            sums[7] += dollars
+            if event.user_package_id is not None:
+                spent = self._spent.setdefault(event.user_package_id, [0, 0.0])
+                spent[0] += tokens
+                spent[1] += dollars
         # A key counts what it was served, like the usage views (refusals are only logged);
         # an account counts every request it was given.
-        billed = int(e.usage is not None and e.cost is not None)
-        for bucket, ident, requests in ((keys, e.api_key_id, billed), (accounts, e.account_id, 1)):
+        for bucket, ident, requests in (
+            (self._keys, event.api_key_id, int(billed)),
+            (self._accounts, event.account_id, 1),
+        ):
             if ident is None:
                 continue
             agg = bucket.setdefault(ident, [0, 0.0, 0, at])
             agg[0] += tokens
-            agg[1] += cost
+            agg[1] += dollars
             agg[2] += requests
             agg[3] = max(agg[3], at)
 
-    def rows(bucket: dict[int, list[Any]]) -> list[tuple]:
-        # Sorted ids: concurrent instances take row locks in the same order (no deadlocks).
-        return [(*bucket[ident][:3], dialect.stamp(bucket[ident][3]), ident) for ident in sorted(bucket)]
+    def daily_rows(self, dialect: _Dialect) -> list[tuple[Any, ...]]:
+        """One row per (day, user, key, model), in `_DAILY_COLUMNS` order."""
+        return [(dialect.day(key[0]), *key[1:], *sums) for key, sums in self._daily.items()]
 
-    return rows(keys), rows(accounts)
+    def counter_rows(self, dialect: _Dialect) -> tuple[list[tuple], list[tuple]]:
+        """Rows for `_bump_sql`: the keys', then the accounts'."""
+
+        def rows(bucket: dict[int, list[Any]]) -> list[tuple]:
+            # Sorted ids: concurrent instances take row locks in the same order (no deadlocks).
+            return [(*bucket[ident][:3], dialect.stamp(bucket[ident][3]), ident) for ident in sorted(bucket)]
+
+        return rows(self._keys), rows(self._accounts)
+
+    def package_rows(self, dialect: _Dialect) -> list[tuple[Any, ...]]:
+        """What each user package paid for: rows for the packages statement, by id."""
+        if not self._spent:
+            return []
+        compiled = dialect.bump_packages
+        now = dialect.stamp(datetime.now(UTC))  # its `updated_at`, which SQLAlchemy would have set
+        return [
+            compiled.row(tokens=tokens, cost=cost, ident=ident, stamp=now)
+            for ident, (tokens, cost) in sorted(self._spent.items())  # sorted: row locks in one order
+        ]
 
 
 def _bump_packages_statement() -> Update:
@@ -258,21 +283,3 @@ def _bump_packages_statement() -> Update:
             updated_at=bindparam("stamp", type_=UTCDateTime()),
         )
     )
-
-
-def _package_rows(batch: Sequence[UsageEvent], dialect: _Dialect) -> list[tuple[Any, ...]]:
-    """What each user package of the batch paid for: rows for the packages statement, by id."""
-    spent: dict[int, list[Any]] = {}
-    for e in batch:
-        if e.user_package_id is not None and e.usage is not None and e.cost is not None:
-            agg = spent.setdefault(e.user_package_id, [0, 0.0])
-            agg[0] += e.usage.total
-            agg[1] += e.cost.total
-    if not spent:
-        return []
-    compiled = dialect.bump_packages
-    now = dialect.stamp(datetime.now(UTC))  # its `updated_at`, which SQLAlchemy would have set
-    return [
-        compiled.row(tokens=tokens, cost=cost, ident=ident, stamp=now)
-        for ident, (tokens, cost) in sorted(spent.items())  # sorted: row locks in one order
-    ]
