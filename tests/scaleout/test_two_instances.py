@@ -242,7 +242,7 @@ def test_a_cooldown_taken_on_one_instance_holds_on_the_other(cluster: Cluster) -
         )
         served = _served_by(cluster, tenant)
         # What the client got and what the favourite was last asked, should it not fail over.
-        seen = (replies[-1].status, replies[-1].data, cluster.upstream_calls(favourite)[-2:])
+        seen = (replies[-1].status, replies[-1].json, cluster.upstream_calls(favourite)[-2:])
         assert served == {favourite: before[favourite] + 1, spare: before[spare] + 1}, seen
         time.sleep(POOL_POLL)
         # ...and no worker of either instance sends it anything while it cools down.
