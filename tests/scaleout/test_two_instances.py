@@ -227,9 +227,11 @@ def _fresh_sessions(n: int) -> list[dict[str, str]]:
 def test_a_cooldown_taken_on_one_instance_holds_on_the_other(cluster: Cluster) -> None:
     tenant = cluster.tenant(accounts=2)
     favourite, spare = tenant.credentials
-    cluster.admin.ok(
-        "PUT", f"/api/admin/accounts/{tenant.accounts[favourite]}", json={"priority": 1000, "weight": 1000}
-    )
+    # The draw is weighted, not strict: at 1000 × 1000 against 1 × 1 the spare comes first once in a
+    # million draws (against the defaults' 50 × 100 it would be once in 200, enough to fail this test).
+    for credential, weighed in ((favourite, 1000), (spare, 1)):
+        path = f"/api/admin/accounts/{tenant.accounts[credential]}"
+        cluster.admin.ok("PUT", path, json={"priority": weighed, "weight": weighed})
     time.sleep(POOL_POLL)
     replies: list[Reply] = []
 
