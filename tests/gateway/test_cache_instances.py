@@ -145,14 +145,15 @@ def test_an_account_marked_unavailable_on_one_instance_gets_no_traffic_from_the_
             setup.send(second)
             assert setup.served() == {marked: 1, spare: 0}
 
+            admin_b = _admin_on(second)  # logged in first: the mark below must still hold when B is asked
             path = f"/api/admin/accounts/{setup.accounts[marked]}/cache/unavailable"
-            answer = setup.admin.ok("POST", path, json={"duration": 3, "reason": "on A"})
+            # Long enough for the five requests and B's list on a loaded machine, short enough to wait out.
+            answer = setup.admin.ok("POST", path, json={"duration": 5, "reason": "on A"})
             until = datetime.fromisoformat(answer["until"].replace("Z", "+00:00")).timestamp()
             time.sleep(POOL_POLL)
             for _ in range(5):
                 setup.send(second)
             assert setup.served() == {marked: 1, spare: 5}
-            admin_b = _admin_on(second)
             (held,) = [a for a in admin_b.ok("GET", f"{CACHE}/unavailable") if a["reason"] == "on A"]
             admin_b.close()
             assert held["id"] == setup.accounts[marked]

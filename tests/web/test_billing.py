@@ -155,6 +155,7 @@ def test_a_package_is_created_and_assigned_to_a_user(console: ConsolePage, admin
     page.get_by_test_id("assign-user").click()
     page.keyboard.type(username)
     pick_option(page, f"{username} (#{user['id']})")
+    expect(page.get_by_test_id("assign-user")).to_contain_text(username)  # chosen, before saving
     page.get_by_test_id("assign-valid-days").fill("7")
     page.get_by_test_id("assign-save").click()
     holdings = page.get_by_test_id("user-packages-table")
