@@ -140,7 +140,8 @@ def test_bindings_are_dropped_per_key_per_user_and_per_account(pool: Pool) -> No
 def test_an_unavailable_account_gets_no_traffic_until_its_mark_ends_or_is_lifted(pool: Pool) -> None:
     marked, spare = pool.add_account(**FAVOURITE), pool.add_account(**SPARE)
     path = f"/api/admin/accounts/{pool.accounts[marked]}/cache/unavailable"
-    answer = pool.admin.ok("POST", path, json={"duration": 2, "reason": "maintenance window"})
+    # Long enough for the five requests and the list below on a loaded machine, short enough to wait out.
+    answer = pool.admin.ok("POST", path, json={"duration": 4, "reason": "maintenance window"})
     until = datetime.fromisoformat(answer["until"].replace("Z", "+00:00")).timestamp()
     pool.settle()
     for _ in range(5):
