@@ -3,8 +3,7 @@ roll-up, and the running counters of keys, accounts and user packages.
 
 `batch_statements` gives the batch as a few statements with plain tuples as their rows, run as
 executemany calls of a few hundred rows (asyncpg's pipelined executemany, or sqlite3's in aiosqlite's
-thread): the
-inserts, the roll-up's upsert, the counters' updates. SQLAlchemy's compiled insert would run
+thread): the inserts, the roll-up's upsert, the counters' updates. SQLAlchemy's compiled insert would run
 its bind processors for every value of every row on the event loop (~30 µs per request, a pause of
 several milliseconds per batch), and its multi-row upsert and ORM updates cost ~14 µs per request
 more (a statement built and compiled per batch). Values are therefore given in the form each driver
