@@ -216,6 +216,9 @@ def _scripted_logins(database_url: str, relays: tuple[RelayServer, ...]) -> None
             await db.close()
 
     asyncio.run(change())
+    # Each relay has two workers, and a login answered by one says nothing of the other: give every
+    # worker its reload (each polls every 2 s) before checking each relay.
+    time.sleep(2.5)
     for relay in relays:
         deadline = time.monotonic() + 15
         while True:
